@@ -1,0 +1,89 @@
+"""The ports the application needs from the outside world; adapters live in `infrastructure`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from src.domain.addresses import NormalizedAddress
+from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
+from src.domain.jobs import JobClaim, JobOutcome, JobProgress, JobRecord, JobStatus
+
+
+class Repository(Protocol):
+    """The store: appointments, import batches and the job ledger.
+
+    Every write made by a job run is conditioned on that run's `attempt` (the fencing token):
+    a write from an attempt that is no longer current returns False / 0 and changes nothing.
+    All inserts are idempotent (keyed by id).
+    """
+
+    async def init(self) -> None:
+        """Create tables/indexes and the init marker; safe to call on every start."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` when the store cannot be reached."""
+
+    def identity(self) -> str:
+        """A secret-free description of which store this is (e.g. `sqlite:/var/app.db`)."""
+
+    # appointments and batches
+    async def insert_appointments(self, appointments: Sequence[Appointment]) -> int:
+        """Insert the appointments whose id is new; return how many were inserted."""
+
+    async def get_appointment(self, appointment_id: str) -> Appointment | None: ...
+
+    async def list_batch_appointments(
+        self, batch_id: str, *, seq_from: int, seq_to: int, limit: int
+    ) -> list[Appointment]:
+        """Appointments of a batch with seq_from <= seq < seq_to, in seq order, at most `limit`."""
+
+    async def save_normalizations(
+        self, results: Sequence[NormalizationResult], *, job_id: str, attempt: int
+    ) -> int:
+        """Write results of one run of `job_id`; skip appointments a newer attempt of the same job
+        already wrote. Return how many were written."""
+
+    async def insert_batch(self, batch: Batch) -> bool:
+        """Insert the batch if its id is new; True when inserted."""
+
+    async def get_batch(self, batch_id: str) -> Batch | None: ...
+
+    async def count_batch(self, batch_id: str) -> BatchCounts: ...
+
+    # job ledger
+    async def create_jobs(self, records: Sequence[JobRecord]) -> int:
+        """Insert the ledger records whose job id is new; return how many were inserted."""
+
+    async def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    async def latest_job(self, logical_key: str) -> JobRecord | None:
+        """The record of the highest generation of a logical key."""
+
+    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
+        """Most recently enqueued first."""
+
+    async def claim_job(self, job_id: str, claim: JobClaim) -> int | None:
+        """Start a run: if the job is not terminal, increment its attempt, set it running and return
+        the new attempt (the fencing token); None when the job is unknown or already terminal."""
+
+    async def heartbeat_job(
+        self, job_id: str, attempt: int, *, at: datetime, progress: JobProgress | None = None
+    ) -> bool:
+        """Refresh a running job's heartbeat (and progress); False when `attempt` is not current."""
+
+    async def finish_job(self, job_id: str, attempt: int, outcome: JobOutcome) -> bool:
+        """Record how a run ended; False (nothing written) when `attempt` is not current or the job
+        is not running."""
+
+    async def cancel_job(self, job_id: str, *, at: datetime) -> bool:
+        """Mark a non-terminal job cancelled; False when it is unknown or already terminal."""
+
+
+class AddressNormalizer(Protocol):
+    """Turns a raw address into a structured one (rules, or an LLM with the rules as fallback)."""
+
+    async def normalize(self, raw: str) -> NormalizedAddress: ...

@@ -1,0 +1,79 @@
+"""Brazilian addresses: the structured model and the checks every source must pass (pure, no I/O).
+
+Both the rules normalizer (`address_rules.py`) and the LLM adapter produce a `NormalizedAddress`;
+an LLM answer is only used when `validation_problems()` finds nothing wrong with it.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+UF_BY_NAME: dict[str, str] = {
+    "acre": "AC", "alagoas": "AL", "amapa": "AP", "amazonas": "AM", "bahia": "BA", "ceara": "CE",
+    "distrito federal": "DF", "espirito santo": "ES", "goias": "GO", "maranhao": "MA",
+    "mato grosso": "MT", "mato grosso do sul": "MS", "minas gerais": "MG", "para": "PA",
+    "paraiba": "PB", "parana": "PR", "pernambuco": "PE", "piaui": "PI", "rio de janeiro": "RJ",
+    "rio grande do norte": "RN", "rio grande do sul": "RS", "rondonia": "RO", "roraima": "RR",
+    "santa catarina": "SC", "sao paulo": "SP", "sergipe": "SE", "tocantins": "TO",
+}  # fmt: skip
+UF_CODES: frozenset[str] = frozenset(UF_BY_NAME.values())
+
+CEP_PATTERN = re.compile(r"^\d{5}-\d{3}$")
+
+
+class AddressSource(StrEnum):
+    RULES = "rules"
+    LLM = "llm"
+
+
+class NormalizedAddress(BaseModel):
+    """Structured address. `cep` is `00000-000`, `uf` a two-letter code; absent parts are None."""
+
+    model_config = ConfigDict(frozen=True)
+
+    logradouro: str | None = None
+    numero: str | None = None
+    complemento: str | None = None
+    bairro: str | None = None
+    cidade: str | None = None
+    uf: str | None = None
+    cep: str | None = None
+    formatted: str = ""
+    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    source: AddressSource = AddressSource.RULES
+
+
+def format_cep(raw: str | None) -> str | None:
+    """`01310100`, `01310-100` or `01.310-100` → `01310-100`; anything else → None."""
+    if raw is None:
+        return None
+    digits = re.sub(r"\D", "", raw)
+    if len(digits) != 8:
+        return None
+    return f"{digits[:5]}-{digits[5:]}"
+
+
+def format_address_line(address: NormalizedAddress) -> str:
+    """One line in the Correios order: `Rua X, 123, Apto 4 - Bairro, Cidade - UF, 00000-000`."""
+    street = ", ".join(p for p in (address.logradouro, address.numero, address.complemento) if p)
+    place = " - ".join(p for p in (address.bairro,) if p)
+    city = " - ".join(p for p in (address.cidade, address.uf) if p)
+    head = " - ".join(p for p in (street, place) if p)
+    return ", ".join(p for p in (head, city, address.cep) if p)
+
+
+def validation_problems(address: NormalizedAddress) -> list[str]:
+    """Why an address must not be trusted (empty list when it is acceptable)."""
+    problems: list[str] = []
+    if address.cep is not None and not CEP_PATTERN.match(address.cep):
+        problems.append("cep is not in the 00000-000 format")
+    if address.uf is not None and address.uf not in UF_CODES:
+        problems.append("uf is not a Brazilian state code")
+    if not address.logradouro:
+        problems.append("logradouro is missing")
+    if not address.cidade:
+        problems.append("cidade is missing")
+    return problems

@@ -1,0 +1,139 @@
+"""The job protocol shared by the API and the worker (pure, no I/O).
+
+Queue names carry a protocol version, so a worker of another protocol, or a plain arq worker on
+the default `arq:queue`, never sees our jobs. Job ids are a logical key plus a generation, so a
+retry or a re-enqueue is never refused by a result arq still caches under the previous id.
+The envelope carries ids only: patient data stays in the store.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = "v1"
+
+
+class JobName(StrEnum):
+    NORMALIZE_APPOINTMENT = "normalize_appointment"
+    NORMALIZE_BATCH_CHUNK = "normalize_batch_chunk"
+
+
+class QueueName(StrEnum):
+    NORMALIZATION = "normalization"
+    MAINTENANCE = "maintenance"
+
+
+def queue_key(queue: QueueName) -> str:
+    """The Redis key of a queue, e.g. `jobs:v1:normalization`."""
+    return f"jobs:{PROTOCOL_VERSION}:{queue.value}"
+
+
+def job_id_for(logical_key: str, generation: int) -> str:
+    """`normalize:{appointment_id}` + generation 2 → `normalize:{appointment_id}:2`."""
+    return f"{logical_key}:{generation}"
+
+
+def split_job_id(job_id: str) -> tuple[str, int]:
+    """Inverse of `job_id_for`; raises ValueError for ids that are not ours."""
+    logical_key, _, generation = job_id.rpartition(":")
+    if not logical_key or not generation.isdigit():
+        raise ValueError(f"not a job id of this protocol: {job_id!r}")
+    return logical_key, int(generation)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class ErrorCategory(StrEnum):
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+    POLICY = "policy"
+
+
+class JobEnvelope(BaseModel):
+    """The only argument of every task: ids and tracing, never personal data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: JobName
+    logical_key: str
+    generation: int = 1
+    ids: dict[str, str | int] = Field(default_factory=dict)
+    request_id: str | None = None
+    batch_id: str | None = None
+    producer_version: str = "unknown"
+
+    @property
+    def job_id(self) -> str:
+        return job_id_for(self.logical_key, self.generation)
+
+
+class JobProgress(BaseModel):
+    done: int = 0
+    total: int = 0
+    cursor: int | None = None
+
+
+class JobRecord(BaseModel):
+    """One ledger record per job id: the source of truth for a job's status.
+
+    `attempt` is the fencing token: every claim increments it, and every later write of that run
+    is conditioned on it, so a paused-then-resumed zombie cannot overwrite newer results.
+    """
+
+    job_id: str
+    logical_key: str
+    generation: int
+    task: JobName
+    queue: QueueName
+    status: JobStatus = JobStatus.QUEUED
+    attempt: int = 0
+    app_failures: int = 0
+    interruptions: int = 0
+    envelope: JobEnvelope
+    worker_id: str | None = None
+    version: str | None = None
+    enqueued_at: datetime
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+    progress: JobProgress = Field(default_factory=JobProgress)
+    error_category: ErrorCategory | None = None
+    error_message: str | None = None
+    result: dict[str, Any] | None = None
+
+
+class JobClaim(BaseModel):
+    """What a worker records when it starts a run of a job."""
+
+    worker_id: str
+    version: str
+    started_at: datetime
+
+
+class JobOutcome(BaseModel):
+    """How a run ended. `status` QUEUED means "will be retried" (a transient failure)."""
+
+    status: JobStatus
+    finished_at: datetime
+    duration_ms: int
+    error_category: ErrorCategory | None = None
+    error_message: str | None = None
+    result: dict[str, Any] | None = None
+    app_failure: bool = False
+    interruption: bool = False
