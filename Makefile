@@ -1,0 +1,56 @@
+# Two commands matter: `make demo` and `make test`. Both set up what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install install-redis demo test lint typecheck format worker worker-verbose api sample clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	touch $(STAMP)
+
+install: $(STAMP) install-redis
+
+# redis-server runs the tests and the demo on a free loopback port; install it when missing.
+install-redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "redis-server is missing: run 'sudo apt-get install redis-server' (Debian/Ubuntu) or 'brew install redis' (macOS), then retry." >&2; exit 1; fi; }
+
+demo: install
+	$(PY) scripts/demo.py
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format:
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+typecheck:
+	$(PY) -m mypy
+
+worker: install
+	$(PY) workers.py --queue normalization
+
+worker-verbose: install
+	$(PY) workers.py --queue normalization --verbose
+
+api: install
+	$(PY) -m uvicorn --factory src.api.main:app_from_env --host 0.0.0.0 --port 8000
+
+sample: install
+	$(PY) scripts/generate_sample.py --rows 1000 --out data/sample_appointments.xlsx
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

@@ -1,0 +1,48 @@
+"""One place that maps the exception tree to HTTP responses, without echoing request input."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from src.errors import AppError
+
+log = structlog.get_logger(__name__)
+
+
+async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    if exc.status_code >= 500:
+        log.warning("request failed", error=exc.message, category=exc.category.value)
+    return JSONResponse(
+        {"detail": exc.message, "category": exc.category.value, **_safe_details(exc)},
+        status_code=exc.status_code,
+    )
+
+
+def _safe_details(exc: AppError) -> dict[str, object]:
+    return {k: v for k, v in exc.details.items() if isinstance(v, int | float | bool | str | list | dict)}
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """422 listing where and what is wrong; pydantic's `input`/`ctx` (personal data) are dropped."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", "invalid"), "type": err.get("type", "value_error")}
+        for err in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def redis_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("queue unavailable", error=type(exc).__name__)
+    return JSONResponse({"detail": "queue unavailable, try again shortly", "category": "transient"}, status_code=503)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(RedisError, redis_error_handler)

@@ -1,0 +1,66 @@
+"""The FastAPI app factory; pools open in the lifespan, never at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from src.api.errors import install_error_handlers
+from src.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from src.api.routes import appointments, batches, health, queue
+from src.application.services.appointment_service import AppointmentService
+from src.application.services.task_service import TaskService
+from src.config import Settings, get_settings
+from src.infrastructure.redis_pool import create_redis_pool
+from src.infrastructure.repository_factory import build_repository
+from src.logging import configure_logging
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = create_redis_pool(settings)
+        repository = build_repository(settings)
+        await repository.init()
+        tasks = TaskService(pool=pool, repository=repository, producer_version=settings.app_version)
+        app.state.settings = settings
+        app.state.repository = repository
+        app.state.tasks = tasks
+        app.state.appointments = AppointmentService(
+            repository,
+            tasks,
+            producer_version=settings.app_version,
+            chunk_size=settings.batch_chunk_size,
+            max_import_rows=settings.max_import_rows,
+        )
+        if settings.api_access_token is None:
+            log.warning("API_ACCESS_TOKEN is not set: the API is open (development only)")
+        log.info("api ready", version=settings.app_version, store=repository.identity(), redis=settings.redis_display)
+        try:
+            yield
+        finally:
+            await pool.aclose(close_connection_pool=True)
+            await repository.close()
+
+    app = FastAPI(title="Clinic normalization API", version=settings.app_version, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (health.router, appointments.router, batches.router, queue.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """`uvicorn --factory src.api.main:app_from_env`: settings and logging from the environment."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

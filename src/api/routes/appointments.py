@@ -1,0 +1,39 @@
+"""Appointments: create one, import a spreadsheet, read one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, File, UploadFile, status
+
+from src.api.deps import AppointmentServiceDep, CallerDep, RequestIdDep
+from src.application.services.appointment_service import CreatedAppointment, ImportReport, NewAppointment
+from src.domain.appointments import Appointment
+from src.errors import InvalidInput
+
+router = APIRouter(prefix="/api/v1/appointments", tags=["appointments"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CreatedAppointment)
+async def create_appointment(
+    body: NewAppointment, service: AppointmentServiceDep, request_id: RequestIdDep, _: CallerDep
+) -> CreatedAppointment:
+    """Store the appointment and enqueue its normalization."""
+    return await service.create(body, request_id=request_id)
+
+
+@router.post("/import", status_code=status.HTTP_202_ACCEPTED, response_model=ImportReport)
+async def import_appointments(
+    service: AppointmentServiceDep,
+    request_id: RequestIdDep,
+    _: CallerDep,
+    file: UploadFile = File(description="a .xlsx or .csv file with paciente, documento, endereco, data_hora"),
+) -> ImportReport:
+    """Store every valid row at once under a new batch; normalization follows in the worker."""
+    content = await file.read()
+    if not content:
+        raise InvalidInput("the uploaded file is empty")
+    return await service.import_spreadsheet(content, file.filename or "upload", request_id=request_id)
+
+
+@router.get("/{appointment_id}", response_model=Appointment)
+async def get_appointment(appointment_id: str, service: AppointmentServiceDep, _: CallerDep) -> Appointment:
+    return await service.get(appointment_id)

@@ -1,0 +1,135 @@
+"""Normalization of appointments: documents (rules) and addresses (rules or LLM), written back with
+the provenance of the run that produced them.
+
+Batch chunks run in pages: each page is normalized concurrently, written in one batched call, and
+then the cursor is checkpointed, so a killed run resumes re-processing at most one page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from src.application.ports import AddressNormalizer, Repository
+from src.domain.appointments import Appointment, NormalizationResult, NormalizationStatus, Provenance
+from src.domain.documents import normalize_document
+from src.domain.jobs import JobProgress
+from src.errors import NotFound, PolicyError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The job run doing the work: its id, fencing attempt, worker and code version."""
+
+    job_id: str
+    attempt: int
+    worker_id: str
+    version: str
+
+
+class StaleAttempt(PolicyError):
+    """This run's attempt is no longer current (another worker took the job over)."""
+
+
+Checkpoint = Callable[[JobProgress], Awaitable[bool]]
+
+
+class NormalizationService:
+    def __init__(
+        self,
+        repository: Repository,
+        address_normalizer: AddressNormalizer,
+        *,
+        documents_enabled: bool,
+        addresses_enabled: bool,
+        concurrency: int,
+        page_size: int = 100,
+    ) -> None:
+        self._repository = repository
+        self._addresses = address_normalizer
+        self._documents_enabled = documents_enabled
+        self._addresses_enabled = addresses_enabled
+        self._limit = asyncio.Semaphore(concurrency)
+        self._page_size = page_size
+
+    async def normalize_appointment(self, appointment_id: str, run: RunInfo) -> dict[str, object]:
+        """Normalize one appointment; NotFound (permanent) when it no longer exists."""
+        appointment = await self._repository.get_appointment(appointment_id)
+        if appointment is None:
+            raise NotFound(f"appointment {appointment_id} no longer exists")
+        result = await self._normalize(appointment, run)
+        written = await self._repository.save_normalizations([result], job_id=run.job_id, attempt=run.attempt)
+        if written == 0:
+            raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded; result discarded")
+        return _summary([result])
+
+    async def normalize_batch_range(
+        self,
+        batch_id: str,
+        seq_from: int,
+        seq_to: int,
+        run: RunInfo,
+        *,
+        resume_from: int | None,
+        checkpoint: Checkpoint,
+    ) -> dict[str, object]:
+        """Normalize appointments with seq in [seq_from, seq_to), page by page, checkpointing the cursor."""
+        cursor = max(seq_from, resume_from or seq_from)
+        total = seq_to - seq_from
+        processed: list[NormalizationResult] = []
+        while cursor < seq_to:
+            page = await self._repository.list_batch_appointments(
+                batch_id, seq_from=cursor, seq_to=seq_to, limit=self._page_size
+            )
+            if not page:
+                break
+            results = await asyncio.gather(*(self._normalize(a, run) for a in page))
+            await self._repository.save_normalizations(results, job_id=run.job_id, attempt=run.attempt)
+            processed.extend(results)
+            cursor = page[-1].seq + 1
+            if not await checkpoint(JobProgress(done=cursor - seq_from, total=total, cursor=cursor)):
+                raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded at cursor {cursor}")
+        summary = _summary(processed)
+        summary["resumed_from"] = resume_from
+        return summary
+
+    async def _normalize(self, appointment: Appointment, run: RunInfo) -> NormalizationResult:
+        started = datetime.now(UTC)
+        async with self._limit:
+            document = normalize_document(appointment.documento) if self._documents_enabled else None
+            address = await self._addresses.normalize(appointment.endereco) if self._addresses_enabled else None
+        finished = datetime.now(UTC)
+        return NormalizationResult(
+            appointment_id=appointment.id,
+            status=NormalizationStatus.NORMALIZED,
+            documento_normalizado=document,
+            endereco_normalizado=address,
+            provenance=Provenance(
+                job_id=run.job_id,
+                attempt=run.attempt,
+                worker_id=run.worker_id,
+                version=run.version,
+                started_at=started,
+                finished_at=finished,
+                duration_ms=int((finished - started).total_seconds() * 1000),
+            ),
+        )
+
+
+def _summary(results: Sequence[NormalizationResult]) -> dict[str, object]:
+    """A small JSON-able summary without personal data."""
+    sources: dict[str, int] = {}
+    invalid_documents = 0
+    for r in results:
+        if r.endereco_normalizado is not None:
+            key = r.endereco_normalizado.source.value
+            sources[key] = sources.get(key, 0) + 1
+        if r.documento_normalizado is not None and not r.documento_normalizado.valid:
+            invalid_documents += 1
+    return {"normalized": len(results), "address_sources": sources, "invalid_documents": invalid_documents}

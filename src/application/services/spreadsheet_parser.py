@@ -1,0 +1,535 @@
+"""Parse an uploaded appointments spreadsheet (`.xlsx` or `.csv`) into clean rows and row errors.
+
+The header row (the first non-empty row) names the columns, matched case-, accent- and
+punctuation-insensitively: `paciente`, `documento`, `endereco`, `data_hora` (required) and
+`telefone`, `email` (optional); other columns are ignored. A bad row becomes `RowError`s and is
+skipped; a bad file raises `InvalidInput`, too many rows `PayloadTooLarge`.
+
+Messages never contain a cell value (LGPD): only the row, the column and what is wrong.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import posixpath
+import re
+import unicodedata
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import PurePath
+from typing import Any
+from xml.etree import ElementTree
+from xml.parsers import expat
+from xml.parsers.expat import XMLParserType
+from zoneinfo import ZoneInfo
+
+from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
+from openpyxl.utils.datetime import CALENDAR_MAC_1904, CALENDAR_WINDOWS_1900, from_excel
+
+from src.errors import InvalidInput, PayloadTooLarge
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+REQUIRED_COLUMNS: tuple[str, ...] = ("paciente", "documento", "endereco", "data_hora")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("telefone", "email")
+COLUMN_ALIASES: dict[str, str] = {"e_mail": "email"}
+# zipfile never inflates past an entry's declared size, so checking the declared sizes stops
+# decompression bombs (the shared-strings table and the small parts are read whole).
+MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024
+
+_MAX_COLUMNS = 1024  # cells further right are ignored: a stray cell in XFD must not widen every row
+_CHUNK_BYTES = 64 * 1024
+_XLSX_SUFFIXES = frozenset({".xlsx", ".xlsm"})
+_TEXT_SUFFIXES = frozenset({".csv", ".txt", ""})
+_ZIP_MAGIC = b"PK\x03\x04"
+_OTHER_MAGIC: dict[bytes, str] = {
+    b"%PDF": "a PDF document",
+    b"\xd0\xcf\x11\xe0": "a legacy .xls or password-protected workbook (save it as .xlsx or .csv)",
+    b"\x89PNG": "an image",
+    b"\xff\xd8\xff": "an image",
+    b"\x1f\x8b": "a gzip archive",
+}
+_DMY = re.compile(
+    r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]+(?:(?:às|as) +)?(\d{1,2})[:h](\d{2})(?::(\d{2}))?)?",
+    re.IGNORECASE,
+)
+_NOT_A_DATE = "not a date (expected dd/mm/yyyy hh:mm or ISO 8601)"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRow:
+    """One valid appointment row; `row` is its number in the file (2 = first data row)."""
+
+    row: int
+    paciente: str
+    documento: str
+    endereco: str
+    data_hora: datetime
+    telefone: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """Why a row was skipped. `message` names the column and the problem, never the value."""
+
+    row: int
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.message}"
+
+
+@dataclass(slots=True)
+class ParsedSheet:
+    rows: list[ParsedRow] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        """How many rows were skipped because of errors (a row may have several)."""
+        return len({error.row for error in self.errors})
+
+
+def parse_spreadsheet(content: bytes, filename: str, *, max_rows: int) -> ParsedSheet:
+    """Parse an `.xlsx` or `.csv` upload; raise `InvalidInput` or `PayloadTooLarge` for the file."""
+    if not content:
+        raise InvalidInput("the file is empty")
+    suffix = PurePath(filename).suffix.lower()
+    if suffix not in _XLSX_SUFFIXES | _TEXT_SUFFIXES:
+        raise InvalidInput("unsupported file type: upload an .xlsx or .csv spreadsheet")
+    for magic, what in _OTHER_MAGIC.items():
+        if content.startswith(magic):
+            raise InvalidInput(f"the file is {what}, not an .xlsx or .csv spreadsheet")
+    if content.startswith(_ZIP_MAGIC):
+        return _collect(_xlsx_records(content), max_rows=max_rows)
+    if suffix in _XLSX_SUFFIXES:
+        raise InvalidInput("the file is named .xlsx but is not an xlsx workbook")
+    return _collect(_csv_records(content), max_rows=max_rows)
+
+
+def _collect(records: Iterator[tuple[int, Sequence[Any]]], *, max_rows: int) -> ParsedSheet:
+    columns = _read_header(records)
+    paciente, documento, endereco, data_hora = (columns[name] for name in REQUIRED_COLUMNS)
+    telefone, email = columns.get("telefone"), columns.get("email")
+    sheet = ParsedSheet()
+    seen = 0
+    for number, record in records:
+        if all(value is None or (isinstance(value, str) and not value.strip()) for value in record):
+            continue
+        seen += 1
+        if seen > max_rows:  # stop at once: the rest of the file is never read
+            raise PayloadTooLarge(f"the spreadsheet has more than {max_rows} data rows", max_rows=max_rows)
+        width = len(record)
+        texts = [_text(record[i]) if i < width else "" for i in (paciente, documento, endereco)]
+        moment = _parse_datetime(record[data_hora]) if data_hora < width else None
+        problems = [
+            RowError(number, name, f"{name}: required value is empty")
+            for name, text in zip(REQUIRED_COLUMNS[:3], texts, strict=True)
+            if not text
+        ]
+        if moment is None:
+            empty = data_hora >= width or not _text(record[data_hora])
+            reason = "required value is empty" if empty else _NOT_A_DATE
+            problems.append(RowError(number, "data_hora", f"data_hora: {reason}"))
+        if problems:
+            sheet.errors.extend(problems)
+            continue
+        assert moment is not None  # for mypy: problems is non-empty otherwise
+        sheet.rows.append(
+            ParsedRow(
+                row=number,
+                paciente=texts[0],
+                documento=texts[1],
+                endereco=texts[2],
+                data_hora=moment,
+                telefone=_optional(record, telefone),
+                email=_optional(record, email),
+            )
+        )
+    return sheet
+
+
+def _read_header(records: Iterator[tuple[int, Sequence[Any]]]) -> dict[str, int]:
+    for _number, header in records:
+        if any(_text(value) for value in header):
+            break
+    else:
+        raise InvalidInput("the spreadsheet has no header row")
+    columns: dict[str, int] = {}
+    for index, value in enumerate(header):
+        key = _column_key(value)
+        if key not in REQUIRED_COLUMNS and key not in OPTIONAL_COLUMNS:
+            continue
+        if key in columns:
+            raise InvalidInput(f"column {key} appears more than once in the header")
+        columns[key] = index
+    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    if missing:
+        # Never echo the header cells: in a file without a header they are a patient's data.
+        raise InvalidInput(
+            f"missing required column(s): {', '.join(missing)} "
+            f"(the first row must name the columns {', '.join(REQUIRED_COLUMNS)})",
+            missing=missing,
+        )
+    return columns
+
+
+def _column_key(value: object) -> str:
+    ascii_text = unicodedata.normalize("NFKD", _text(value)).encode("ascii", "ignore").decode()
+    key = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")
+    return COLUMN_ALIASES.get(key, key)
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, float) and value.is_integer():
+        # A CPF typed as a number comes back as 1234567890.0 (leading zeros already lost).
+        return str(int(value))
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _optional(record: Sequence[Any], index: int | None) -> str | None:
+    if index is None or index >= len(record):
+        return None
+    return _text(record[index]) or None
+
+
+def _parse_datetime(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        match = _DMY.fullmatch(text)
+        try:
+            if match:
+                day, month, year, hour, minute, second = match.groups()
+                moment = datetime(
+                    int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
+                )
+            else:
+                moment = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=SAO_PAULO)
+
+
+def _xlsx_records(content: bytes) -> Iterator[tuple[int, Sequence[Any]]]:
+    """Stream the rows of the active worksheet as (row number, values).
+
+    openpyxl's read-only mode needs about 10 µs per cell here (6 s for 50,000 rows of a file it wrote
+    itself, which has no <dimension> and so is read twice), so the sheet is streamed with expat and
+    openpyxl only supplies the number-format and Excel-date rules.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+        inflated = sum(info.file_size for info in archive.infolist())
+    except Exception:  # zipfile raises an open set of errors on corrupt archives
+        raise InvalidInput("the file is not a valid xlsx workbook (corrupt zip archive)") from None
+    with archive:
+        if inflated > MAX_UNCOMPRESSED_BYTES:
+            raise PayloadTooLarge("the workbook is too large once uncompressed")
+        try:
+            book = _WorkbookParts.read(archive)
+        except Exception:  # missing parts, broken XML, bad relationships: not an xlsx we can read
+            raise InvalidInput("the file is a zip archive but not a valid xlsx workbook") from None
+        rows = _sheet_rows(archive, book)
+        number = 0
+        while True:
+            try:
+                number, values = next(rows)
+            except StopIteration:
+                return
+            except Exception:  # `from None`: a parser error may quote cell text
+                raise InvalidInput(f"the worksheet could not be read after row {number}") from None
+            yield number, values
+
+
+@dataclass(slots=True)
+class _WorkbookParts:
+    sheet_path: str
+    strings: list[str]
+    date_styles: frozenset[int]
+    epoch: datetime
+
+    @classmethod
+    def read(cls, archive: zipfile.ZipFile) -> _WorkbookParts:
+        root_rels = _relationships(archive, "")
+        book_path = next(path for kind, path in root_rels.values() if kind == "officeDocument")
+        book = _small_xml(archive, book_path)
+        rels = _relationships(archive, book_path)
+        sheet_ids = [_attribute(el, "id") for el in book.iter() if _local(el.tag) == "sheet"]
+        active = next((el for el in book.iter() if _local(el.tag) == "workbookView"), None)
+        first = int(active.get("activeTab", "0")) if active is not None else 0
+        # The active tab may be a chartsheet: fall back to the first worksheet.
+        worksheets = [rels[rid][1] for rid in sheet_ids if rels[rid][0] == "worksheet"]
+        active_path = rels[sheet_ids[first]] if first < len(sheet_ids) else None
+        sheet_path = active_path[1] if active_path and active_path[0] == "worksheet" else worksheets[0]
+        properties = next((el for el in book.iter() if _local(el.tag) == "workbookPr"), None)
+        date1904 = properties is not None and properties.get("date1904", "0") in ("1", "true")
+        paths = {kind: path for kind, path in rels.values()}
+        strings = _shared_strings(archive, paths["sharedStrings"]) if "sharedStrings" in paths else []
+        date_styles = _date_styles(archive, paths["styles"]) if "styles" in paths else frozenset()
+        epoch = CALENDAR_MAC_1904 if date1904 else CALENDAR_WINDOWS_1900
+        return cls(sheet_path, strings, date_styles, epoch)
+
+
+def _local(name: str) -> str:
+    """`{namespace}row`, `x:row` or `row` -> `row` (transitional and strict OOXML alike)."""
+    return name.rpartition("}")[2].rpartition(":")[2]
+
+
+def _attribute(element: ElementTree.Element, name: str) -> str:
+    return next(value for key, value in element.attrib.items() if _local(key) == name)
+
+
+def _small_xml(archive: zipfile.ZipFile, path: str) -> ElementTree.Element:
+    data = archive.read(path)
+    if b"<!DOCTYPE" in data:  # OOXML never has one; refuse entity tricks outright
+        raise ValueError("DTD in workbook part")
+    return ElementTree.fromstring(data)
+
+
+def _relationships(archive: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
+    """Relationship id -> (type suffix such as `worksheet`, part path inside the archive)."""
+    folder, _, name = part.rpartition("/")
+    rels_path = f"{folder}/_rels/{name}.rels" if folder else f"_rels/{name}.rels"
+    if rels_path not in archive.NameToInfo:
+        return {}
+    result: dict[str, tuple[str, str]] = {}
+    for rel in _small_xml(archive, rels_path):
+        target = rel.get("Target", "")
+        path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(f"{folder}/{target}")
+        result[rel.get("Id", "")] = (rel.get("Type", "").rpartition("/")[2], path.lstrip("/"))
+    return result
+
+
+def _date_styles(archive: zipfile.ZipFile, path: str) -> frozenset[int]:
+    """Indexes of the cell styles whose number format shows a date."""
+    styles = _small_xml(archive, path)
+    formats: dict[int, str] = dict(BUILTIN_FORMATS)
+    for element in styles.iter():
+        if _local(element.tag) == "numFmt":
+            formats[int(element.get("numFmtId", "0"))] = element.get("formatCode", "")
+    cell_xfs = next((el for el in styles if _local(el.tag) == "cellXfs"), None)
+    dates: set[int] = set()
+    for index, xf in enumerate(cell_xfs if cell_xfs is not None else ()):
+        code = formats.get(int(xf.get("numFmtId", "0")))
+        if is_date_format(code) and not is_timedelta_format(code):
+            dates.add(index)
+    return frozenset(dates)
+
+
+def _shared_strings(archive: zipfile.ZipFile, path: str) -> list[str]:
+    strings: list[str] = []
+    parts: list[str] = []
+    capture = phonetic = False
+
+    def start(name: str, _attrs: dict[str, str]) -> None:
+        nonlocal capture, phonetic
+        tag = _local(name)
+        if tag == "si":
+            parts.clear()
+        elif tag == "t":
+            capture = not phonetic
+        elif tag == "rPh":  # a phonetic guide (Japanese), not part of the value
+            phonetic = True
+
+    def end(name: str) -> None:
+        nonlocal capture, phonetic
+        tag = _local(name)
+        if tag == "si":
+            strings.append("".join(parts))
+        elif tag == "t":
+            capture = False
+        elif tag == "rPh":
+            phonetic = False
+
+    def text(data: str) -> None:
+        if capture:
+            parts.append(data)
+
+    parser = _expat_parser(start, end, text)
+    with archive.open(path) as source:
+        parser.ParseFile(source)
+    return strings
+
+
+def _expat_parser(
+    start: Callable[[str, dict[str, str]], None], end: Callable[[str], None], text: Callable[[str], None]
+) -> XMLParserType:
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    parser.StartDoctypeDeclHandler = _refuse_doctype
+    return parser
+
+
+def _refuse_doctype(*_args: object) -> None:
+    raise ValueError("DTD in workbook part")
+
+
+class _SheetHandler:
+    """expat callbacks that turn `<row><c r= t= s=><v>` into (row number, values) tuples."""
+
+    def __init__(self, book: _WorkbookParts) -> None:
+        self.book = book
+        self.done: list[tuple[int, list[Any]]] = []
+        self.in_data = False
+        self.row_number = 0
+        self.values: list[Any] = []
+        self.column = 0
+        self.kind = "n"
+        self.style = 0
+        self.text: list[str] = []
+        self.capture = False
+        self.phonetic = False
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        tag = name.rpartition(":")[2]
+        if not self.in_data:
+            self.in_data = tag == "sheetData"
+        elif tag == "c":
+            ref = attrs.get("r")
+            self.column = _column_number(ref) if ref else self.column + 1
+            self.kind = attrs.get("t", "n")
+            self.style = int(attrs.get("s", "0"))
+            self.text = []
+        elif tag == "v" or tag == "t":
+            self.capture = not self.phonetic
+        elif tag == "row":
+            ref = attrs.get("r")
+            self.row_number = int(ref) if ref else self.row_number + 1
+            self.values = []
+            self.column = 0
+        elif tag == "rPh":  # a phonetic guide inside an inline string, not part of the value
+            self.phonetic = True
+
+    def end(self, name: str) -> None:
+        tag = name.rpartition(":")[2]
+        if not self.in_data:
+            return
+        if tag == "v" or tag == "t":
+            self.capture = False
+        elif tag == "c":
+            if self.text and self.column <= _MAX_COLUMNS:
+                values = self.values
+                if self.column > len(values):
+                    values.extend([None] * (self.column - len(values)))
+                values[self.column - 1] = self._value("".join(self.text))
+        elif tag == "row":
+            self.done.append((self.row_number, self.values))
+        elif tag == "rPh":
+            self.phonetic = False
+        elif tag == "sheetData":
+            self.in_data = False
+
+    def characters(self, data: str) -> None:
+        if self.capture:
+            self.text.append(data)
+
+    def _value(self, text: str) -> object:
+        kind = self.kind
+        if kind == "s":
+            return self.book.strings[int(text)]
+        if kind == "b":
+            return text.strip() == "1"
+        if kind != "n":  # "inlineStr", "str" (formula result), "e" (#N/A), "d" (ISO 8601 text)
+            return text
+        number: float = float(text) if ("." in text or "E" in text or "e" in text) else int(text)
+        if self.style in self.book.date_styles:
+            try:
+                return from_excel(number, self.book.epoch)
+            except (OverflowError, ValueError):
+                return number  # outside Excel's calendar: reported as "not a date"
+        return number
+
+
+def _column_number(ref: str) -> int:
+    """`B12` -> 2."""
+    number = 0
+    for char in ref:
+        if not "A" <= char <= "Z":
+            break
+        number = number * 26 + ord(char) - 64
+    return number
+
+
+def _sheet_rows(archive: zipfile.ZipFile, book: _WorkbookParts) -> Iterator[tuple[int, list[Any]]]:
+    handler = _SheetHandler(book)
+    parser = _expat_parser(handler.start, handler.end, handler.characters)
+    with archive.open(book.sheet_path) as source:
+        while chunk := source.read(_CHUNK_BYTES):
+            parser.Parse(chunk, False)
+            if handler.done:
+                done, handler.done = handler.done, []
+                yield from done
+        parser.Parse(b"", True)
+    yield from handler.done
+
+
+def _csv_records(content: bytes) -> Iterator[tuple[int, Sequence[Any]]]:
+    text = _decode(content)
+    sample = text[:65536]
+    controls = sum(1 for char in sample if char < " " and char not in "\t\r\n")
+    if "\x00" in sample or controls > len(sample) // 100:
+        raise InvalidInput("the file is not a spreadsheet (binary content)")
+    first_line = re.split(r"[\r\n]", text, maxsplit=1)[0]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(first_line))
+    number = 0
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            raise InvalidInput(f"malformed CSV after row {number}") from None
+        number += 1
+        yield number, record
+
+
+def _decode(content: bytes) -> str:
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):  # fmt: skip
+        if content.startswith(bom):
+            try:
+                return content.decode(encoding)
+            except UnicodeDecodeError:
+                raise InvalidInput(
+                    f"the file starts with a {encoding} mark but is not valid {encoding}"
+                ) from None
+    for encoding in ("utf-8", "cp1252"):  # Excel on Windows saves "CSV" as cp1252, a Latin-1 superset
+        try:
+            return content.decode(encoding)
+        except UnicodeDecodeError:
+            pass
+    return content.decode("latin-1")
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    """The delimiter under which the header names the most known columns (then: most fields)."""
+    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+
+    def score(delimiter: str) -> tuple[int, int]:
+        try:
+            fields = next(csv.reader([header_line], delimiter=delimiter), [])
+        except csv.Error:
+            return 0, 0
+        return sum(_column_key(name) in known for name in fields), len(fields)
+
+    return max((",", ";", "\t"), key=score)

@@ -1,0 +1,180 @@
+"""TaskService: the one way jobs are put on the queue and looked up.
+
+The ledger record is written before the enqueue (in bulk for imports), then the arq job is added by
+a small Lua script that refuses an id that is already queued or still has a cached result, so
+enqueueing is idempotent and a duplicate is reported as "already queued", not as an error. Many jobs
+go out in one pipelined round trip.
+
+`TaskService(pool=..., repository=...)` is how the API and the worker use it. `TaskService()` with
+no arguments builds its pool from settings on first use, so the deployment check
+`asyncio.run(TaskService().get_pool())` works as written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from pydantic import BaseModel
+
+from src.application.ports import Repository
+from src.domain.jobs import JobEnvelope, JobRecord, JobStatus, QueueName, queue_key
+from src.errors import NotFound
+
+ENQUEUE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+JOB_EXPIRY_MS = 24 * 3600 * 1000  # arq's default: a job not started within a day expires
+PIPELINE_CHUNK = 1000
+
+
+class EnqueueResult(BaseModel):
+    job_id: str
+    status: Literal["queued", "already_queued"]
+
+
+class QueueState(BaseModel):
+    """What Redis knows about a job, next to the ledger's record."""
+
+    queued: bool
+    in_progress: bool
+    has_result: bool
+
+
+class JobView(BaseModel):
+    record: JobRecord
+    queue_state: QueueState
+
+
+class TaskService:
+    def __init__(
+        self,
+        pool: ArqRedis | None = None,
+        repository: Repository | None = None,
+        *,
+        producer_version: str | None = None,
+    ) -> None:
+        self._pool = pool
+        self._owns_pool = False
+        self._repository = repository
+        self._producer_version = producer_version
+
+    async def get_pool(self) -> ArqRedis:
+        """The shared pool; built from settings (and pinged) when none was injected."""
+        if self._pool is None:
+            # Composition fallback for scripts and the deployment check; the API and the worker inject.
+            from src.config import get_settings
+            from src.infrastructure.redis_pool import create_redis_pool
+
+            self._pool = create_redis_pool(get_settings())
+            self._owns_pool = True
+            await self._pool.ping()
+        return self._pool
+
+    async def close(self) -> None:
+        if self._owns_pool and self._pool is not None:
+            await self._pool.aclose(close_connection_pool=True)
+            self._pool = None
+
+    @property
+    def repository(self) -> Repository:
+        if self._repository is None:
+            raise RuntimeError("TaskService needs a repository for the job ledger")
+        return self._repository
+
+    def envelope(
+        self,
+        task: JobEnvelope | Any,
+        **kwargs: Any,
+    ) -> JobEnvelope:
+        """Build an envelope stamped with this producer's version."""
+        if isinstance(task, JobEnvelope):
+            return task
+        version = self._producer_version or "unknown"
+        return JobEnvelope(task=task, producer_version=version, **kwargs)
+
+    async def enqueue(self, envelope: JobEnvelope, queue: QueueName = QueueName.NORMALIZATION) -> EnqueueResult:
+        """Record and enqueue one job; a job id already queued is reported as `already_queued`."""
+        return (await self.enqueue_many([envelope], queue))[0]
+
+    async def enqueue_many(
+        self, envelopes: Sequence[JobEnvelope], queue: QueueName = QueueName.NORMALIZATION
+    ) -> list[EnqueueResult]:
+        """Write the ledger records in bulk, then enqueue every job in pipelined round trips."""
+        if not envelopes:
+            return []
+        now = datetime.now(UTC)
+        await self.repository.create_jobs(
+            [
+                JobRecord(
+                    job_id=e.job_id,
+                    logical_key=e.logical_key,
+                    generation=e.generation,
+                    task=e.task,
+                    queue=queue,
+                    envelope=e,
+                    enqueued_at=now,
+                )
+                for e in envelopes
+            ]
+        )
+        pool = await self.get_pool()
+        script = pool.register_script(ENQUEUE_SCRIPT)
+        enqueue_ms = int(time.time() * 1000)
+        queue_name = queue_key(queue)
+        results: list[EnqueueResult] = []
+        for start in range(0, len(envelopes), PIPELINE_CHUNK):
+            chunk = envelopes[start : start + PIPELINE_CHUNK]
+            async with pool.pipeline(transaction=False) as pipe:
+                for e in chunk:
+                    payload = serialize_job(
+                        e.task.value,
+                        (),
+                        {"envelope": e.model_dump(mode="json")},
+                        None,
+                        enqueue_ms,
+                        serializer=pool.job_serializer,
+                    )
+                    await script(
+                        keys=[job_key_prefix + e.job_id, result_key_prefix + e.job_id, queue_name],
+                        args=[payload, JOB_EXPIRY_MS, enqueue_ms, e.job_id],
+                        client=pipe,
+                    )
+                replies = await pipe.execute()
+            results.extend(
+                EnqueueResult(job_id=e.job_id, status="queued" if added else "already_queued")
+                for e, added in zip(chunk, replies, strict=True)
+            )
+        return results
+
+    async def queue_state(self, job_id: str, queue: QueueName) -> QueueState:
+        pool = await self.get_pool()
+        async with pool.pipeline(transaction=False) as pipe:
+            pipe.zscore(queue_key(queue), job_id)
+            pipe.exists(in_progress_key_prefix + job_id)
+            pipe.exists(result_key_prefix + job_id)
+            score, in_progress, has_result = await pipe.execute()
+        return QueueState(queued=score is not None, in_progress=bool(in_progress), has_result=bool(has_result))
+
+    async def get_job(self, job_id: str) -> JobView:
+        """The ledger record (source of truth) plus what the queue currently holds; NotFound if unknown."""
+        record = await self.repository.get_job(job_id)
+        if record is None:
+            raise NotFound(f"job {job_id} not found")
+        return JobView(record=record, queue_state=await self.queue_state(job_id, record.queue))
+
+    async def queue_length(self, queue: QueueName = QueueName.NORMALIZATION) -> int:
+        pool = await self.get_pool()
+        return int(await pool.zcard(queue_key(queue)))
+
+
+def is_finished(status: JobStatus) -> bool:
+    return status.terminal

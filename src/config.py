@@ -1,0 +1,136 @@
+"""The one Settings class: every variable the API and the workers read, from the environment or `.env`.
+
+One rule per service:
+- Redis: `REDIS_URL` is the connection. `REDIS_PASSWORD` fills in only when the URL carries none.
+- MongoDB: `MONGODB_URL` selects MongoDB; `DATABASE_NAME` names the database whatever the URL's path
+  says. Without `MONGODB_URL` the embedded SQLite store at `SQLITE_PATH` is used (single host).
+- OpenAI: LLM address normalization runs only with an `OPENAI_API_KEY` or an `OPENAI_BASE_URL`;
+  otherwise the rules normalizer is used (said once in the log).
+
+Only the composition roots (API lifespan, worker startup, `workers.py`, the CLI) call `get_settings()`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "<sua_chave_api>"})
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # environment
+    environment: Environment = Environment.DEVELOPMENT
+    debug: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    app_version: str = "dev"
+
+    # redis / queue
+    redis_url: str = "redis://localhost:6379/0"
+    redis_password: SecretStr | None = None
+    redis_max_connections: int = Field(default=50, ge=2)
+    redis_pool_timeout: float = Field(default=10.0, gt=0)
+
+    # store
+    mongodb_url: SecretStr | None = None
+    database_name: str = "clinic_db"
+    mongodb_max_pool_size: int = Field(default=20, ge=1)
+    sqlite_path: str = "var/clinic.sqlite3"
+
+    # normalization
+    address_normalization_enabled: bool = True
+    document_normalization_enabled: bool = True
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout: float = Field(default=30.0, gt=0)
+    openai_max_retries: int = Field(default=2, ge=0)
+    llm_concurrency_hard_cap: int = Field(default=32, ge=1)
+
+    # worker
+    arq_max_jobs: int = Field(default=10, ge=1)
+    arq_job_timeout: int = Field(default=300, ge=1)
+    arq_keep_result: int = Field(default=3600, ge=0)
+    arq_max_tries: int = Field(default=5, ge=1)
+    arq_poll_delay: float = Field(default=0.5, gt=0)
+    arq_job_completion_wait: int = Field(default=25, ge=0)
+    max_job_payload_bytes: int = Field(default=65536, ge=1024)
+    batch_chunk_size: int = Field(default=500, ge=1)
+
+    # api
+    api_access_token: SecretStr | None = None
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_import_rows: int = Field(default=100_000, ge=1)
+
+    @field_validator("openai_base_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_password", "mongodb_url", "openai_api_key", "api_access_token", mode="before")
+    @classmethod
+    def _blank_secret_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> Settings:
+        if self.environment in (Environment.DEVELOPMENT, Environment.TEST):
+            return self
+        for name in ("redis_password", "openai_api_key", "api_access_token"):
+            secret: SecretStr | None = getattr(self, name)
+            if secret is not None and secret.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"{name.upper()} holds a placeholder value; set a real secret")
+        if self.api_access_token is None:
+            raise ValueError("API_ACCESS_TOKEN must be set outside development")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == Environment.PRODUCTION
+
+    @property
+    def effective_redis_url(self) -> str:
+        """`REDIS_URL` with `REDIS_PASSWORD` filled in only when the URL carries no password."""
+        parts = urlsplit(self.redis_url)
+        if parts.password or self.redis_password is None:
+            return self.redis_url
+        user = quote(parts.username or "", safe="")
+        password = quote(self.redis_password.get_secret_value(), safe="")
+        host = parts.hostname or "localhost"
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{user}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    @property
+    def redis_display(self) -> str:
+        """Host, port and db of Redis with any password masked: safe for banners and logs."""
+        parts = urlsplit(self.effective_redis_url)
+        auth = "***@" if parts.password else ""
+        db = parts.path.lstrip("/") or "0"
+        return f"{auth}{parts.hostname or 'localhost'}:{parts.port or 6379}/{db}"
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once; tests set the environment first and call `cache_clear()`."""
+    return Settings()

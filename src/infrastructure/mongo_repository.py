@@ -1,0 +1,317 @@
+"""`Repository` on MongoDB with PyMongo's native asyncio client (`AsyncMongoClient`).
+
+Inserts are upserts keyed by `_id` with `$setOnInsert`, so replaying them changes nothing; every
+write of a job run is a single-document update whose filter carries the run's `attempt` (the
+fencing token), so a stale run matches nothing. Connection-level failures become `StoreUnavailable`
+(a transient error the worker retries); any other `PyMongoError` is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from bson.codec_options import CodecOptions
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+
+from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
+from src.domain.jobs import JobClaim, JobOutcome, JobProgress, JobRecord, JobStatus
+from src.errors import StoreUnavailable
+from src.infrastructure import store_codec as codec
+
+Document = dict[str, Any]
+
+DUPLICATE_KEY = 11000
+# Datetimes come back aware, in UTC (BSON dates are UTC milliseconds).
+CODEC_OPTIONS: CodecOptions[Document] = CodecOptions(document_class=dict, tz_aware=True, tzinfo=UTC)
+_NOT_TERMINAL = {"$nin": list(codec.TERMINAL_STATUSES)}
+_RUNNING = JobStatus.RUNNING.value
+
+APPOINTMENT_INDEXES = [
+    # unique among batched rows only: single appointments have no batch and all share seq 0
+    IndexModel(
+        [("batch_id", ASCENDING), ("seq", ASCENDING)],
+        name="batch_seq",
+        unique=True,
+        partialFilterExpression={"batch_id": {"$type": "string"}},
+    ),
+    IndexModel([("batch_id", ASCENDING), ("normalization_status", ASCENDING)], name="batch_status"),
+]
+JOB_INDEXES = [
+    IndexModel([("logical_key", ASCENDING), ("generation", DESCENDING)], name="key_generation", unique=True),
+    IndexModel([("status", ASCENDING), ("enqueued_at", DESCENDING)], name="status_enqueued"),
+    IndexModel([("enqueued_at", DESCENDING)], name="enqueued"),
+]
+
+
+class MongoRepository:
+    """`Repository` on `database`; `hosts` (e.g. `db1:27017,db2:27017`) only feeds `identity()`."""
+
+    def __init__(self, database: AsyncDatabase[Document], *, hosts: str | None = None) -> None:
+        self._database = database
+        self._hosts = hosts if hosts is not None else _seed_hosts(database)
+        self._appointments = database.get_collection("appointments", codec_options=CODEC_OPTIONS)
+        self._batches = database.get_collection("batches", codec_options=CODEC_OPTIONS)
+        self._jobs = database.get_collection("jobs", codec_options=CODEC_OPTIONS)
+        self._meta = database.get_collection("meta", codec_options=CODEC_OPTIONS)
+        self._store_id: str | None = None
+
+    # lifecycle
+
+    async def init(self) -> None:
+        """Create indexes and the init marker; safe to call on every start."""
+        with _unavailable_on_connection_errors():
+            await self._appointments.create_indexes(APPOINTMENT_INDEXES)
+            await self._jobs.create_indexes(JOB_INDEXES)
+            marker = {"store_id": uuid.uuid4().hex, "initialized_at": datetime.now(UTC)}
+            marker["schema_version"] = codec.SCHEMA_VERSION
+            try:
+                await self._meta.update_one({"_id": "store"}, {"$setOnInsert": marker}, upsert=True)
+            except DuplicateKeyError:
+                pass  # another process created the marker at the same moment
+            found = await self._meta.find_one({"_id": "store"})
+        if found is None:
+            raise StoreUnavailable("MongoDB store lost its init marker", store=self.identity())
+        self._store_id = str(found["store_id"])
+
+    async def close(self) -> None:
+        """Close the client the database belongs to."""
+        await self._database.client.close()
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` when no server can be reached."""
+        with _unavailable_on_connection_errors():
+            await self._database.command("ping")
+
+    def identity(self) -> str:
+        suffix = f"#{self._store_id}" if self._store_id else ""
+        return f"mongodb:{self._hosts}/{self._database.name}{suffix}"
+
+    # appointments and batches
+
+    async def insert_appointments(self, appointments: Sequence[Appointment]) -> int:
+        """Insert the appointments whose id (and batch_id + seq) is new; return how many."""
+        ops = [_insert_op(a.id, codec.appointment_doc(a)) for a in appointments]
+        return await _insert_many(self._appointments, ops)
+
+    async def get_appointment(self, appointment_id: str) -> Appointment | None:
+        with _unavailable_on_connection_errors():
+            doc = await self._appointments.find_one({"_id": appointment_id})
+        return None if doc is None else codec.appointment_from_doc(doc)
+
+    async def list_batch_appointments(
+        self, batch_id: str, *, seq_from: int, seq_to: int, limit: int
+    ) -> list[Appointment]:
+        """Appointments of a batch with seq_from <= seq < seq_to, in seq order, at most `limit`."""
+        query = {"batch_id": batch_id, "seq": {"$gte": seq_from, "$lt": seq_to}}
+        with _unavailable_on_connection_errors():
+            docs = await self._appointments.find(query).sort([("seq", ASCENDING)]).limit(limit).to_list()
+        return [codec.appointment_from_doc(doc) for doc in docs]
+
+    async def save_normalizations(
+        self, results: Sequence[NormalizationResult], *, job_id: str, attempt: int
+    ) -> int:
+        """Write results of one run of `job_id`; skip appointments a newer attempt already wrote."""
+        codec.check_provenance(results, job_id, attempt)
+        if not results:
+            return 0
+        ops = [
+            UpdateOne(
+                {
+                    "_id": result.appointment_id,
+                    # a newer attempt of the same job wins; a run of another job may always overwrite
+                    "$or": [
+                        {"provenance.job_id": {"$ne": job_id}},
+                        {"provenance.attempt": {"$lte": attempt}},
+                    ],
+                },
+                {"$set": codec.normalization_set(result)},
+            )
+            for result in results
+        ]
+        with _unavailable_on_connection_errors():
+            written = await self._appointments.bulk_write(ops, ordered=False)
+        return written.matched_count
+
+    async def insert_batch(self, batch: Batch) -> bool:
+        """Insert the batch if its id is new; True when inserted."""
+        doc = batch.model_dump(exclude={"id"})
+        with _unavailable_on_connection_errors():
+            try:
+                written = await self._batches.update_one(
+                    {"_id": batch.id}, {"$setOnInsert": doc}, upsert=True
+                )
+            except DuplicateKeyError:
+                return False  # a concurrent insert of the same id won
+        return written.upserted_id is not None
+
+    async def get_batch(self, batch_id: str) -> Batch | None:
+        with _unavailable_on_connection_errors():
+            doc = await self._batches.find_one({"_id": batch_id})
+        return None if doc is None else Batch.model_validate({**doc, "id": doc["_id"]})
+
+    async def count_batch(self, batch_id: str) -> BatchCounts:
+        pipeline: list[Document] = [
+            {"$match": {"batch_id": batch_id}},
+            {"$group": {"_id": "$normalization_status", "count": {"$sum": 1}}},
+        ]
+        with _unavailable_on_connection_errors():
+            cursor = await self._appointments.aggregate(pipeline)
+            groups = await cursor.to_list()
+        return codec.batch_counts((group["_id"], group["count"]) for group in groups)
+
+    # job ledger
+
+    async def create_jobs(self, records: Sequence[JobRecord]) -> int:
+        """Insert the ledger records whose job id is new; return how many were inserted."""
+        ops = [_insert_op(record.job_id, codec.job_doc(record)) for record in records]
+        return await _insert_many(self._jobs, ops)
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        with _unavailable_on_connection_errors():
+            doc = await self._jobs.find_one({"_id": job_id})
+        return None if doc is None else codec.job_from_doc(doc)
+
+    async def latest_job(self, logical_key: str) -> JobRecord | None:
+        """The record of the highest generation of a logical key."""
+        with _unavailable_on_connection_errors():
+            doc = await self._jobs.find_one({"logical_key": logical_key}, sort=[("generation", DESCENDING)])
+        return None if doc is None else codec.job_from_doc(doc)
+
+    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
+        """Most recently enqueued first."""
+        query = {} if status is None else {"status": status.value}
+        with _unavailable_on_connection_errors():
+            docs = await self._jobs.find(query).sort([("enqueued_at", DESCENDING)]).limit(limit).to_list()
+        return [codec.job_from_doc(doc) for doc in docs]
+
+    async def claim_job(self, job_id: str, claim: JobClaim) -> int | None:
+        """Start a run of a non-terminal job: increment and return its attempt; None otherwise."""
+        update = {
+            "$inc": {"attempt": 1},
+            "$set": {
+                "status": _RUNNING,
+                "worker_id": claim.worker_id,
+                "version": claim.version,
+                "started_at": claim.started_at,
+                "heartbeat_at": claim.started_at,
+                "finished_at": None,
+                "duration_ms": None,
+                "error_category": None,
+                "error_message": None,
+                "result": None,
+            },
+        }
+        with _unavailable_on_connection_errors():
+            doc = await self._jobs.find_one_and_update(
+                {"_id": job_id, "status": _NOT_TERMINAL},
+                update,
+                projection={"attempt": True},
+                return_document=ReturnDocument.AFTER,
+            )
+        return None if doc is None else int(doc["attempt"])
+
+    async def heartbeat_job(
+        self, job_id: str, attempt: int, *, at: datetime, progress: JobProgress | None = None
+    ) -> bool:
+        """Refresh a running job's heartbeat (and progress); False when `attempt` is not current."""
+        fields: Document = {"heartbeat_at": at}
+        if progress is not None:
+            fields["progress"] = progress.model_dump()
+        return await self._update_run(job_id, attempt, {"$set": fields})
+
+    async def finish_job(self, job_id: str, attempt: int, outcome: JobOutcome) -> bool:
+        """Record how a run ended; False when `attempt` is not current or the job is not running."""
+        update = {
+            "$set": {
+                "status": outcome.status.value,
+                "finished_at": outcome.finished_at,
+                "duration_ms": outcome.duration_ms,
+                "error_category": outcome.error_category.value if outcome.error_category else None,
+                "error_message": outcome.error_message,
+                "result": outcome.result,
+            },
+            "$inc": {"app_failures": int(outcome.app_failure), "interruptions": int(outcome.interruption)},
+        }
+        return await self._update_run(job_id, attempt, update)
+
+    async def cancel_job(self, job_id: str, *, at: datetime) -> bool:
+        """Mark a non-terminal job cancelled; False when it is unknown or already terminal."""
+        update = {"$set": {"status": JobStatus.CANCELLED.value, "finished_at": at}}
+        with _unavailable_on_connection_errors():
+            written = await self._jobs.update_one({"_id": job_id, "status": _NOT_TERMINAL}, update)
+        return written.matched_count == 1
+
+    async def _update_run(self, job_id: str, attempt: int, update: Document) -> bool:
+        """Apply `update` only while run `attempt` is the current, running one."""
+        with _unavailable_on_connection_errors():
+            written = await self._jobs.update_one(
+                {"_id": job_id, "attempt": attempt, "status": _RUNNING}, update
+            )
+        return written.matched_count == 1
+
+
+def build_mongo_repository(
+    url: str, database_name: str, max_pool_size: int, *, server_selection_timeout_ms: int = 5000
+) -> MongoRepository:
+    """Build the client (it connects lazily) and the repository on `database_name`, whatever
+    database the URL's path names."""
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        url,
+        maxPoolSize=max_pool_size,
+        serverSelectionTimeoutMS=server_selection_timeout_ms,
+        tz_aware=True,
+        tzinfo=UTC,
+    )
+    return MongoRepository(client.get_database(database_name), hosts=hosts_of(url))
+
+
+def hosts_of(url: str) -> str:
+    """The host list of a MongoDB URL, without scheme, credentials, path or options."""
+    rest = url.split("://", 1)[-1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    return authority.rpartition("@")[2]
+
+
+def _seed_hosts(database: AsyncDatabase[Document]) -> str:
+    servers = database.client.topology_description.server_descriptions()
+    return ",".join(f"{host}:{port}" for host, port in servers)
+
+
+def _insert_op(key: str, doc: Document) -> UpdateOne:
+    return UpdateOne({"_id": key}, {"$setOnInsert": doc}, upsert=True)
+
+
+async def _insert_many(collection: AsyncCollection[Document], ops: list[UpdateOne]) -> int:
+    """Run idempotent upserts; return how many documents they created."""
+    if not ops:
+        return 0
+    with _unavailable_on_connection_errors():
+        try:
+            written = await collection.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            # Losing a race to a concurrent insert of the same key means "already there".
+            if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
+            if exc.details.get("writeConcernErrors"):
+                raise
+            return int(exc.details.get("nUpserted", 0))
+    return written.upserted_count
+
+
+@contextmanager
+def _unavailable_on_connection_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConnectionFailure as exc:  # AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError, ...
+        raise StoreUnavailable(f"MongoDB store unavailable: {type(exc).__name__}") from exc
+    except PyMongoError as exc:
+        if exc.timeout:  # an operation that ran out of its time budget (CSOT / maxTimeMS)
+            raise StoreUnavailable(f"MongoDB store timed out: {type(exc).__name__}") from exc
+        raise

@@ -1,0 +1,327 @@
+"""The embedded store: `Repository` on one SQLite file, shared by the API and the workers of a host.
+
+Each repository owns one connection and one thread that runs every statement on it (a tiny
+dedicated executor): the event loop never blocks on SQLite, calls from one process are serialized
+without an asyncio lock bound to a loop, and the default thread pool is never starved. Across
+processes, WAL lets readers run beside the single writer, writes are short `BEGIN IMMEDIATE`
+transactions (models are encoded before the lock is taken), and `busy_timeout` makes a writer wait
+for the lock instead of failing with `database is locked`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
+from src.domain.jobs import JobClaim, JobOutcome, JobProgress, JobRecord, JobStatus
+from src.errors import StoreUnavailable
+from src.infrastructure import store_codec as codec
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+_TERMINAL = ", ".join(f"'{status}'" for status in codec.TERMINAL_STATUSES)
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        id INTEGER PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL,
+        initialized_at TEXT NOT NULL, schema_version INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS appointments (
+        id TEXT PRIMARY KEY, batch_id TEXT, seq INTEGER NOT NULL, normalization_status TEXT NOT NULL,
+        prov_job_id TEXT, prov_attempt INTEGER, body TEXT NOT NULL, normalization TEXT)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS appointments_batch_seq
+        ON appointments (batch_id, seq) WHERE batch_id IS NOT NULL""",
+    """CREATE INDEX IF NOT EXISTS appointments_batch_status
+        ON appointments (batch_id, normalization_status) WHERE batch_id IS NOT NULL""",
+    "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS jobs (
+        job_id TEXT PRIMARY KEY, logical_key TEXT NOT NULL, generation INTEGER NOT NULL,
+        task TEXT NOT NULL, queue TEXT NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL,
+        app_failures INTEGER NOT NULL, interruptions INTEGER NOT NULL, worker_id TEXT, version TEXT,
+        enqueued_at TEXT NOT NULL, started_at TEXT, heartbeat_at TEXT, finished_at TEXT,
+        duration_ms INTEGER, progress TEXT NOT NULL, error_category TEXT, error_message TEXT,
+        result TEXT, envelope TEXT NOT NULL)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key_generation ON jobs (logical_key, generation)",
+    "CREATE INDEX IF NOT EXISTS jobs_status_enqueued ON jobs (status, enqueued_at)",
+    "CREATE INDEX IF NOT EXISTS jobs_enqueued ON jobs (enqueued_at)",
+)
+
+_INSERT_APPOINTMENT = (
+    f"INSERT OR IGNORE INTO appointments ({codec.APPOINTMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+)
+_JOB_PLACEHOLDERS = ", ".join("?" * (codec.JOB_COLUMNS.count(",") + 1))
+_INSERT_JOB = f"INSERT OR IGNORE INTO jobs ({codec.JOB_COLUMNS}) VALUES ({_JOB_PLACEHOLDERS})"
+# A newer attempt of the same job wins; a run of another job may always overwrite.
+_SAVE_NORMALIZATION = """UPDATE appointments
+    SET normalization_status = ?, normalization = ?, prov_job_id = ?, prov_attempt = ?
+    WHERE id = ? AND NOT (prov_job_id IS ? AND prov_attempt > ?)"""
+_CLAIM = f"""UPDATE jobs SET attempt = attempt + 1, status = 'running', worker_id = ?, version = ?,
+    started_at = ?, heartbeat_at = ?, finished_at = NULL, duration_ms = NULL, error_category = NULL,
+    error_message = NULL, result = NULL
+    WHERE job_id = ? AND status NOT IN ({_TERMINAL}) RETURNING attempt"""
+_FINISH = """UPDATE jobs SET status = ?, finished_at = ?, duration_ms = ?, error_category = ?,
+    error_message = ?, result = ?, app_failures = app_failures + ?, interruptions = interruptions + ?
+    WHERE job_id = ? AND attempt = ? AND status = 'running'"""
+
+
+class SQLiteRepository:
+    """`Repository` on the SQLite file at `path` (created by `init()` when missing)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = os.path.abspath(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
+        self._store_id: str | None = None
+        self._closed = False
+
+    # lifecycle
+
+    async def init(self) -> None:
+        """Create tables/indexes and the init marker; safe to call on every start."""
+        self._store_id = await self._run(self._init)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_connection)
+        await asyncio.to_thread(self._executor.shutdown)
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` when the file cannot be opened or queried."""
+        await self._run(lambda conn: conn.execute("SELECT count(*) FROM sqlite_master").fetchone())
+
+    def identity(self) -> str:
+        suffix = f"#{self._store_id}" if self._store_id else ""
+        return f"sqlite:{self._path}{suffix}"
+
+    # appointments and batches
+
+    async def insert_appointments(self, appointments: Sequence[Appointment]) -> int:
+        """Insert the appointments whose id (and batch_id + seq) is new; return how many."""
+        return await self._run(
+            lambda conn: _write_many(
+                conn, _INSERT_APPOINTMENT, [codec.appointment_row(a) for a in appointments]
+            )
+        )
+
+    async def get_appointment(self, appointment_id: str) -> Appointment | None:
+        sql = f"SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments WHERE id = ?"
+        row = await self._run(lambda conn: conn.execute(sql, (appointment_id,)).fetchone())
+        return None if row is None else codec.appointment_from_row(row)
+
+    async def list_batch_appointments(
+        self, batch_id: str, *, seq_from: int, seq_to: int, limit: int
+    ) -> list[Appointment]:
+        """Appointments of a batch with seq_from <= seq < seq_to, in seq order, at most `limit`."""
+        sql = f"""SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments
+            WHERE batch_id = ? AND seq >= ? AND seq < ? ORDER BY seq LIMIT ?"""
+        args = (batch_id, seq_from, seq_to, limit)
+        rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
+        return [codec.appointment_from_row(row) for row in rows]
+
+    async def save_normalizations(
+        self, results: Sequence[NormalizationResult], *, job_id: str, attempt: int
+    ) -> int:
+        """Write results of one run of `job_id`; skip appointments a newer attempt already wrote."""
+        codec.check_provenance(results, job_id, attempt)
+
+        def save(conn: sqlite3.Connection) -> int:
+            rows = [(*codec.normalization_row(result), job_id, attempt) for result in results]
+            return _write_many(conn, _SAVE_NORMALIZATION, rows)
+
+        return await self._run(save)
+
+    async def insert_batch(self, batch: Batch) -> bool:
+        """Insert the batch if its id is new; True when inserted."""
+        args = (batch.id, batch.model_dump_json())
+
+        def insert(conn: sqlite3.Connection) -> bool:
+            with _write(conn):
+                return conn.execute("INSERT OR IGNORE INTO batches VALUES (?, ?)", args).rowcount == 1
+
+        return await self._run(insert)
+
+    async def get_batch(self, batch_id: str) -> Batch | None:
+        sql = "SELECT body FROM batches WHERE id = ?"
+        row = await self._run(lambda conn: conn.execute(sql, (batch_id,)).fetchone())
+        return None if row is None else Batch.model_validate_json(row[0])
+
+    async def count_batch(self, batch_id: str) -> BatchCounts:
+        sql = """SELECT normalization_status, count(*) FROM appointments
+            WHERE batch_id = ? GROUP BY normalization_status"""
+        rows = await self._run(lambda conn: conn.execute(sql, (batch_id,)).fetchall())
+        return codec.batch_counts(rows)
+
+    # job ledger
+
+    async def create_jobs(self, records: Sequence[JobRecord]) -> int:
+        """Insert the ledger records whose job id is new; return how many were inserted."""
+        return await self._run(
+            lambda conn: _write_many(conn, _INSERT_JOB, [codec.job_row(record) for record in records])
+        )
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        return await self._one_job("WHERE job_id = ?", (job_id,))
+
+    async def latest_job(self, logical_key: str) -> JobRecord | None:
+        """The record of the highest generation of a logical key."""
+        return await self._one_job("WHERE logical_key = ? ORDER BY generation DESC LIMIT 1", (logical_key,))
+
+    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
+        """Most recently enqueued first."""
+        where, args = ("WHERE status = ?", (status.value, limit)) if status else ("", (limit,))
+        sql = f"SELECT {codec.JOB_COLUMNS} FROM jobs {where} ORDER BY enqueued_at DESC LIMIT ?"
+        rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
+        return [codec.job_from_row(row) for row in rows]
+
+    async def claim_job(self, job_id: str, claim: JobClaim) -> int | None:
+        """Start a run of a non-terminal job: increment and return its attempt; None otherwise."""
+        started = codec.iso_utc(claim.started_at)
+        args = (claim.worker_id, claim.version, started, started, job_id)
+
+        def claim_(conn: sqlite3.Connection) -> int | None:
+            with _write(conn):
+                rows = conn.execute(_CLAIM, args).fetchall()
+            return int(rows[0][0]) if rows else None
+
+        return await self._run(claim_)
+
+    async def heartbeat_job(
+        self, job_id: str, attempt: int, *, at: datetime, progress: JobProgress | None = None
+    ) -> bool:
+        """Refresh a running job's heartbeat (and progress); False when `attempt` is not current."""
+        sql = """UPDATE jobs SET heartbeat_at = ?, progress = coalesce(?, progress)
+            WHERE job_id = ? AND attempt = ? AND status = 'running'"""
+        args = (codec.iso_utc(at), progress.model_dump_json() if progress else None, job_id, attempt)
+        return await self._update_one(sql, args)
+
+    async def finish_job(self, job_id: str, attempt: int, outcome: JobOutcome) -> bool:
+        """Record how a run ended; False when `attempt` is not current or the job is not running."""
+        args = (
+            outcome.status.value,
+            codec.iso_utc(outcome.finished_at),
+            outcome.duration_ms,
+            outcome.error_category.value if outcome.error_category else None,
+            outcome.error_message,
+            codec.result_json(outcome.result),
+            int(outcome.app_failure),
+            int(outcome.interruption),
+            job_id,
+            attempt,
+        )
+        return await self._update_one(_FINISH, args)
+
+    async def cancel_job(self, job_id: str, *, at: datetime) -> bool:
+        """Mark a non-terminal job cancelled; False when it is unknown or already terminal."""
+        sql = f"""UPDATE jobs SET status = 'cancelled', finished_at = ?
+            WHERE job_id = ? AND status NOT IN ({_TERMINAL})"""
+        return await self._update_one(sql, (codec.iso_utc(at), job_id))
+
+    # plumbing (the functions passed to `_run` execute on the store's thread)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._conn or self._connect())
+        except sqlite3.Error as exc:
+            if not _is_unavailable(exc):
+                raise
+            self._close_connection()  # reopen on the next call: the file may be back by then
+            raise StoreUnavailable(f"SQLite store unavailable: {exc}", store=self.identity()) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _init(self, conn: sqlite3.Connection) -> str:
+        with _write(conn):
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES (1, ?, ?, ?)",
+                (uuid.uuid4().hex, codec.iso_utc(datetime.now(UTC)), codec.SCHEMA_VERSION),
+            )
+            row = conn.execute("SELECT store_id FROM meta WHERE id = 1").fetchone()
+        return str(row[0])
+
+    async def _one_job(self, clause: str, args: tuple[object, ...]) -> JobRecord | None:
+        sql = f"SELECT {codec.JOB_COLUMNS} FROM jobs {clause}"
+        row = await self._run(lambda conn: conn.execute(sql, args).fetchone())
+        return None if row is None else codec.job_from_row(row)
+
+    async def _update_one(self, sql: str, args: tuple[object, ...]) -> bool:
+        def update(conn: sqlite3.Connection) -> bool:
+            with _write(conn):
+                return conn.execute(sql, args).rowcount == 1
+
+        return await self._run(update)
+
+
+@contextmanager
+def _write(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the write lock up front, so the busy timeout applies to it
+    (a deferred transaction that upgrades from read to write can fail at once with SQLITE_BUSY)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _write_many(conn: sqlite3.Connection, sql: str, rows: list[tuple[object, ...]]) -> int:
+    """Run `sql` for every row in one transaction; return how many rows it changed."""
+    if not rows:
+        return 0
+    with _write(conn):
+        return conn.executemany(sql, rows).rowcount
+
+
+# Primary result codes that mean "the file or its locks", not "our SQL or data" (bugs).
+_UNAVAILABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOMEM,
+    }
+)
+
+
+def _is_unavailable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _UNAVAILABLE_CODES

@@ -1,0 +1,208 @@
+"""How domain models are laid out in the stores; shared by the SQLite and MongoDB adapters.
+
+SQLite rows keep the columns that are queried or changed in place (ids, batch_id + seq, statuses,
+the fencing fields, the job ledger's mutable fields) and the rest of the model as a JSON column.
+MongoDB documents are the model itself (`id` / `job_id` stored as `_id`), datetimes as BSON dates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from src.domain.addresses import NormalizedAddress
+from src.domain.appointments import (
+    Appointment,
+    BatchCounts,
+    NormalizationResult,
+    NormalizationStatus,
+    Provenance,
+)
+from src.domain.documents import NormalizedDocument
+from src.domain.jobs import JobRecord, JobStatus
+
+SCHEMA_VERSION = 1
+TERMINAL_STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus if s.terminal)
+
+_RESULT_JSON = TypeAdapter(dict[str, Any] | None)
+
+
+def to_utc(value: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """Fixed-width ISO text in UTC, so that text order is time order (SQLite columns)."""
+    return None if value is None else to_utc(value).isoformat(timespec="microseconds")
+
+
+def check_provenance(results: Sequence[NormalizationResult], job_id: str, attempt: int) -> None:
+    """Refuse results whose provenance names another run than the one writing them."""
+    for result in results:
+        if result.provenance.job_id != job_id or result.provenance.attempt != attempt:
+            raise ValueError(f"provenance of {result.appointment_id!r} is not run {job_id!r}#{attempt}")
+
+
+def batch_counts(by_status: Iterable[tuple[str, int]]) -> BatchCounts:
+    """Fold (normalization_status, count) pairs into `BatchCounts`."""
+    counts = dict.fromkeys(NormalizationStatus, 0)
+    for status, count in by_status:
+        counts[NormalizationStatus(status)] += count
+    return BatchCounts(
+        total=sum(counts.values()),
+        normalized=counts[NormalizationStatus.NORMALIZED],
+        failed=counts[NormalizationStatus.FAILED],
+        pending=counts[NormalizationStatus.PENDING],
+    )
+
+
+# --- SQLite rows -------------------------------------------------------------------------------
+
+
+class _StoredNormalization(BaseModel):
+    """The normalization part of an appointment row, rewritten as a whole by each job run."""
+
+    documento_normalizado: NormalizedDocument | None = None
+    endereco_normalizado: NormalizedAddress | None = None
+    normalization_error: str | None = None
+    provenance: Provenance | None = None
+
+
+_NORMALIZATION_FIELDS = set(_StoredNormalization.model_fields)
+_APPOINTMENT_COLUMNS = {"id", "batch_id", "seq", "normalization_status"}
+
+APPOINTMENT_COLUMNS = (
+    "id, batch_id, seq, normalization_status, prov_job_id, prov_attempt, body, normalization"
+)
+JOB_COLUMNS = (
+    "job_id, logical_key, generation, task, queue, status, attempt, app_failures, interruptions,"
+    " worker_id, version, enqueued_at, started_at, heartbeat_at, finished_at, duration_ms, progress,"
+    " error_category, error_message, result, envelope"
+)
+_JOB_COLUMN_NAMES = [name.strip() for name in JOB_COLUMNS.split(",")]
+
+
+def appointment_row(appointment: Appointment) -> tuple[Any, ...]:
+    """The values of `APPOINTMENT_COLUMNS` for an appointment."""
+    provenance = appointment.provenance
+    has_normalization = any(getattr(appointment, name) is not None for name in _NORMALIZATION_FIELDS)
+    return (
+        appointment.id,
+        appointment.batch_id,
+        appointment.seq,
+        appointment.normalization_status.value,
+        provenance.job_id if provenance else None,
+        provenance.attempt if provenance else None,
+        appointment.model_dump_json(exclude=_APPOINTMENT_COLUMNS | _NORMALIZATION_FIELDS),
+        appointment.model_dump_json(include=_NORMALIZATION_FIELDS) if has_normalization else None,
+    )
+
+
+def appointment_from_row(row: Sequence[Any]) -> Appointment:
+    """Inverse of `appointment_row`."""
+    data: dict[str, Any] = json.loads(row[6])
+    if row[7] is not None:
+        data.update(json.loads(row[7]))
+    data.update(id=row[0], batch_id=row[1], seq=row[2], normalization_status=row[3])
+    return Appointment.model_validate(data)
+
+
+def normalization_row(result: NormalizationResult) -> tuple[Any, ...]:
+    """(status, normalization JSON, prov_job_id, prov_attempt, id) for the normalization UPDATE."""
+    stored = _StoredNormalization.model_construct(
+        documento_normalizado=result.documento_normalizado,
+        endereco_normalizado=result.endereco_normalizado,
+        normalization_error=result.error,
+        provenance=result.provenance,
+    )
+    return (
+        result.status.value,
+        stored.model_dump_json(),
+        result.provenance.job_id,
+        result.provenance.attempt,
+        result.appointment_id,
+    )
+
+
+def job_row(record: JobRecord) -> tuple[Any, ...]:
+    """The values of `JOB_COLUMNS` for a ledger record."""
+    return (
+        record.job_id,
+        record.logical_key,
+        record.generation,
+        record.task.value,
+        record.queue.value,
+        record.status.value,
+        record.attempt,
+        record.app_failures,
+        record.interruptions,
+        record.worker_id,
+        record.version,
+        iso_utc(record.enqueued_at),
+        iso_utc(record.started_at),
+        iso_utc(record.heartbeat_at),
+        iso_utc(record.finished_at),
+        record.duration_ms,
+        record.progress.model_dump_json(),
+        record.error_category.value if record.error_category else None,
+        record.error_message,
+        result_json(record.result),
+        record.envelope.model_dump_json(),
+    )
+
+
+def job_from_row(row: Sequence[Any]) -> JobRecord:
+    """Inverse of `job_row`."""
+    data = dict(zip(_JOB_COLUMN_NAMES, row, strict=True))
+    data["envelope"] = json.loads(data["envelope"])
+    data["progress"] = json.loads(data["progress"])
+    data["result"] = None if data["result"] is None else json.loads(data["result"])
+    return JobRecord.model_validate(data)
+
+
+def result_json(result: dict[str, Any] | None) -> str | None:
+    """A job result as JSON text (datetimes and other pydantic-known types allowed)."""
+    return None if result is None else _RESULT_JSON.dump_json(result).decode()
+
+
+# --- MongoDB documents -------------------------------------------------------------------------
+
+
+def appointment_doc(appointment: Appointment) -> dict[str, Any]:
+    """The document of an appointment, without `_id` (the caller keys it)."""
+    return appointment.model_dump(exclude={"id"})
+
+
+def appointment_from_doc(doc: Mapping[str, Any]) -> Appointment:
+    return Appointment.model_validate({**doc, "id": doc["_id"]})
+
+
+def normalization_set(result: NormalizationResult) -> dict[str, Any]:
+    """The `$set` of one normalization result."""
+    return {
+        "normalization_status": result.status.value,
+        "documento_normalizado": _dump(result.documento_normalizado),
+        "endereco_normalizado": _dump(result.endereco_normalizado),
+        "normalization_error": result.error,
+        "provenance": result.provenance.model_dump(),
+    }
+
+
+def job_doc(record: JobRecord) -> dict[str, Any]:
+    """The document of a ledger record, without `_id` (the caller keys it)."""
+    return record.model_dump(exclude={"job_id"})
+
+
+def job_from_doc(doc: Mapping[str, Any]) -> JobRecord:
+    return JobRecord.model_validate({**doc, "job_id": doc["_id"]})
+
+
+def _dump(model: BaseModel | None) -> dict[str, Any] | None:
+    return None if model is None else model.model_dump()

@@ -1,0 +1,65 @@
+"""Structured logging: one set-up for the API, the worker and the CLI.
+
+Every line is a structlog event; `job_id`, `request_id` and `worker_id` are bound in contextvars per
+job or request, so one id can be traced across API, queue and worker. Standard-library loggers (arq,
+uvicorn) go through the same processors, so their lines carry the same context.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_SHARED_PROCESSORS: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.StackInfoRenderer(),
+]
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
+    """Configure structlog and the stdlib root logger once per process (idempotent)."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*_SHARED_PROCESSORS, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED_PROCESSORS,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # arq logs one line per job at INFO; keep them but let LOG_LEVEL decide.
+    for noisy in ("httpx", "httpcore", "openai._base_client"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def bind_context(**values: str | int | None) -> None:
+    """Bind ids (job_id, request_id, worker_id, ...) for every later line of this task/request."""
+    structlog.contextvars.bind_contextvars(**{k: v for k, v in values.items() if v is not None})
+
+
+def clear_context(*keys: str) -> None:
+    """Unbind the given keys (all keys when none are given)."""
+    if keys:
+        structlog.contextvars.unbind_contextvars(*keys)
+    else:
+        structlog.contextvars.clear_contextvars()

@@ -1,0 +1,28 @@
+"""The typed job context: clients built once in the startup hook, read by every task."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from arq.connections import ArqRedis
+from openai import AsyncOpenAI
+
+from src.application.ports import Repository
+from src.application.services.normalization_service import NormalizationService
+from src.config import Settings
+from src.worker.job_runner import JobRunner
+
+
+class WorkerContext(TypedDict, total=False):
+    # set by arq
+    redis: ArqRedis
+    job_id: str
+    job_try: int
+    # set by our startup hook
+    settings: Settings
+    worker_id: str
+    version: str
+    repository: Repository
+    normalization: NormalizationService
+    runner: JobRunner
+    openai_client: AsyncOpenAI | None

@@ -1,0 +1,74 @@
+"""Worker start-up and shut-down: build every client once, close them at the end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from src.application.ports import AddressNormalizer
+from src.application.services.normalization_service import NormalizationService
+from src.application.services.rules_address_normalizer import RulesAddressNormalizer
+from src.config import Settings
+from src.errors import StoreUnavailable
+from src.infrastructure.repository_factory import build_repository
+from src.logging import bind_context
+from src.worker.context import WorkerContext
+from src.worker.job_runner import JobRunner
+
+log = structlog.get_logger(__name__)
+
+STARTUP_TIMEOUT_S = 10.0
+
+
+def build_address_normalizer(settings: Settings, ctx: WorkerContext) -> AddressNormalizer:
+    rules = RulesAddressNormalizer()
+    if not settings.llm_enabled:
+        ctx["openai_client"] = None
+        log.info("address normalization in rules mode: no OPENAI_API_KEY and no OPENAI_BASE_URL")
+        return rules
+    from src.infrastructure.llm_address_normalizer import LLMAddressNormalizer, build_openai_client
+
+    client = build_openai_client(
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        base_url=settings.openai_base_url,
+        timeout_s=settings.openai_timeout,
+        max_retries=settings.openai_max_retries,
+    )
+    ctx["openai_client"] = client
+    log.info("address normalization in llm mode", model=settings.openai_model, cap=settings.llm_concurrency_hard_cap)
+    return LLMAddressNormalizer(
+        client, settings.openai_model, fallback=rules, concurrency=settings.llm_concurrency_hard_cap
+    )
+
+
+async def startup(ctx: WorkerContext) -> None:
+    settings = ctx["settings"]
+    bind_context(worker_id=ctx["worker_id"])
+    repository = build_repository(settings)
+    try:
+        await asyncio.wait_for(repository.init(), STARTUP_TIMEOUT_S)
+    except (TimeoutError, StoreUnavailable) as exc:
+        raise StoreUnavailable(f"store {repository.identity()} unreachable at start-up: {exc}") from exc
+    ctx["repository"] = repository
+    normalizer = build_address_normalizer(settings, ctx)
+    ctx["normalization"] = NormalizationService(
+        repository,
+        normalizer,
+        documents_enabled=settings.document_normalization_enabled,
+        addresses_enabled=settings.address_normalization_enabled,
+        concurrency=settings.llm_concurrency_hard_cap,
+    )
+    ctx["runner"] = JobRunner(
+        repository, worker_id=ctx["worker_id"], version=ctx["version"], max_tries=settings.arq_max_tries
+    )
+    log.info("worker ready", store=repository.identity())
+
+
+async def shutdown(ctx: WorkerContext) -> None:
+    client = ctx.get("openai_client")
+    if client is not None:
+        await client.close()
+    repository = ctx.get("repository")
+    if repository is not None:
+        await repository.close()

@@ -1,0 +1,113 @@
+"""Runs one job with ledger bookkeeping: claim (fencing attempt), outcome, and the retry policy.
+
+Transient errors become arq `Retry` with exponential backoff until `max_tries`; permanent and policy
+errors fail fast with their category and message; a cancellation (shutdown) is recorded as an
+interruption, not as an application failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from arq import Retry
+
+from src.application.ports import Repository
+from src.application.services.normalization_service import RunInfo, StaleAttempt
+from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobRecord, JobStatus
+from src.errors import AppError, TransientError
+
+log = structlog.get_logger(__name__)
+
+Body = Callable[[RunInfo, JobRecord], Awaitable[dict[str, Any]]]
+
+
+class JobSkipped(Exception):
+    """The ledger says this job must not run (unknown, cancelled or already finished)."""
+
+
+class JobFailed(Exception):
+    """Raised to arq so its result says failed; carries the category for the stored result."""
+
+    def __init__(self, message: str, category: ErrorCategory) -> None:
+        super().__init__(message)
+        self.category = category
+
+
+def retry_delay_s(job_try: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff: 1 s, 2 s, 4 s, ... capped."""
+    return float(min(cap, base * 2 ** max(0, job_try - 1)))
+
+
+class JobRunner:
+    def __init__(self, repository: Repository, *, worker_id: str, version: str, max_tries: int) -> None:
+        self._repository = repository
+        self.worker_id = worker_id
+        self.version = version
+        self._max_tries = max_tries
+
+    async def run(self, envelope: JobEnvelope, job_try: int, body: Body) -> dict[str, Any]:
+        job_id = envelope.job_id
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        attempt = await self._repository.claim_job(
+            job_id, JobClaim(worker_id=self.worker_id, version=self.version, started_at=started)
+        )
+        if attempt is None:
+            log.warning("job skipped: unknown, cancelled or already finished in the ledger")
+            return {"skipped": True}
+        record = await self._repository.get_job(job_id)
+        assert record is not None  # claimed just above
+        run = RunInfo(job_id=job_id, attempt=attempt, worker_id=self.worker_id, version=self.version)
+
+        def outcome(status: JobStatus, **fields: Any) -> JobOutcome:
+            return JobOutcome(
+                status=status,
+                finished_at=datetime.now(UTC),
+                duration_ms=int((time.perf_counter() - t0) * 1000),
+                **fields,
+            )
+
+        try:
+            result = await body(run, record)
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                self._finish(job_id, attempt, outcome(JobStatus.INTERRUPTED, interruption=True,
+                                                      error_message="interrupted (worker stopping or job aborted)"))
+            )
+            raise
+        except StaleAttempt as exc:
+            log.warning("run superseded by a newer attempt; stopping", reason=exc.message)
+            raise JobFailed(exc.message, ErrorCategory.POLICY) from None
+        except TransientError as exc:
+            if job_try < self._max_tries:
+                delay = retry_delay_s(job_try)
+                await self._finish(job_id, attempt, outcome(
+                    JobStatus.QUEUED, app_failure=True, error_category=exc.category, error_message=exc.message))
+                log.warning("transient failure, will retry", error=exc.message, retry_in_s=delay, job_try=job_try)
+                raise Retry(defer=delay) from exc
+            await self._finish(job_id, attempt, outcome(
+                JobStatus.FAILED, app_failure=True, error_category=exc.category,
+                error_message=f"{exc.message} (gave up after {job_try} tries)"))
+            raise JobFailed(exc.message, exc.category) from None
+        except AppError as exc:
+            await self._finish(job_id, attempt, outcome(
+                JobStatus.FAILED, app_failure=True, error_category=exc.category, error_message=exc.message))
+            log.warning("job failed", error=exc.message, category=exc.category.value)
+            raise JobFailed(exc.message, exc.category) from None
+        except Exception as exc:
+            message = f"unexpected {type(exc).__name__}"
+            await self._finish(job_id, attempt, outcome(
+                JobStatus.FAILED, app_failure=True, error_category=ErrorCategory.PERMANENT, error_message=message))
+            log.exception("job crashed")
+            raise JobFailed(message, ErrorCategory.PERMANENT) from None
+        await self._finish(job_id, attempt, outcome(JobStatus.SUCCEEDED, result=result))
+        return result
+
+    async def _finish(self, job_id: str, attempt: int, outcome: JobOutcome) -> None:
+        if not await self._repository.finish_job(job_id, attempt, outcome):
+            log.warning("ledger refused the outcome: attempt superseded", attempt=attempt, status=outcome.status)

@@ -1,0 +1,77 @@
+"""arq WorkerSettings, built from our Settings for one queue, and the worker factory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Any
+
+from arq.worker import Function, func
+
+from src.config import Settings
+from src.domain.jobs import JobName, QueueName, queue_key
+from src.infrastructure.job_serializer import make_serializers
+from src.infrastructure.redis_pool import create_redis_pool
+from src.worker.arq_worker import AppWorker
+from src.worker.hooks import shutdown, startup
+from src.worker.tasks import TASKS
+
+TASKS_BY_QUEUE: dict[QueueName, tuple[JobName, ...]] = {
+    QueueName.NORMALIZATION: (JobName.NORMALIZE_APPOINTMENT, JobName.NORMALIZE_BATCH_CHUNK),
+    QueueName.MAINTENANCE: (),
+}
+
+
+def new_worker_id() -> str:
+    """`host:pid:random`: unique per process, readable in logs and in the registry."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def task_functions(settings: Settings, queue: QueueName) -> list[Function]:
+    return [
+        func(TASKS[name], name=name.value, timeout=settings.arq_job_timeout, max_tries=settings.arq_max_tries)
+        for name in TASKS_BY_QUEUE[queue]
+    ]
+
+
+def worker_settings(settings: Settings, queue: QueueName, *, worker_id: str, burst: bool = False) -> dict[str, Any]:
+    """The keyword arguments of arq's `Worker` (arq's WorkerSettings, as a dict)."""
+    functions = task_functions(settings, queue)
+    if not functions:
+        raise ValueError(f"no tasks are registered on the {queue.value} queue yet")
+    serialize, deserialize = make_serializers(settings.max_job_payload_bytes)
+    return {
+        "functions": functions,
+        "queue_name": queue_key(queue),
+        "burst": burst,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "max_jobs": settings.arq_max_jobs,
+        "job_timeout": settings.arq_job_timeout,
+        "keep_result": settings.arq_keep_result,
+        "max_tries": settings.arq_max_tries,
+        "poll_delay": settings.arq_poll_delay,
+        "job_completion_wait": settings.arq_job_completion_wait,
+        "health_check_interval": 10,
+        "job_serializer": serialize,
+        "job_deserializer": deserialize,
+        "ctx": {"settings": settings, "worker_id": worker_id, "version": settings.app_version},
+    }
+
+
+def build_worker(
+    settings: Settings,
+    queue: QueueName = QueueName.NORMALIZATION,
+    *,
+    burst: bool = False,
+    handle_signals: bool = True,
+    worker_id: str | None = None,
+) -> AppWorker:
+    """Our worker on `queue`, with its own bounded blocking Redis pool."""
+    worker_id = worker_id or new_worker_id()
+    kwargs = worker_settings(settings, queue, worker_id=worker_id, burst=burst)
+    # arq's main loop + one connection per running job, bounded (never "Too many connections").
+    pool = create_redis_pool(settings)
+    pool.default_queue_name = kwargs["queue_name"]
+    return AppWorker(redis_pool=pool, handle_signals=handle_signals, worker_id=worker_id, **kwargs)

@@ -1,0 +1,65 @@
+"""Thin task functions: unpack the context, call one service method, log one summary line.
+
+Each task takes one argument, the JSON envelope of ids (never personal data).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from src.application.services.normalization_service import RunInfo
+from src.domain.jobs import JobEnvelope, JobName, JobProgress, JobRecord
+from src.logging import bind_context, clear_context
+from src.worker.context import WorkerContext
+
+log = structlog.get_logger(__name__)
+
+
+async def normalize_appointment(ctx: WorkerContext, envelope: dict[str, Any]) -> dict[str, Any]:
+    """Fill `documento_normalizado` and `endereco_normalizado` of one appointment."""
+    env = JobEnvelope.model_validate(envelope)
+    appointment_id = str(env.ids["appointment_id"])
+
+    async def body(run: RunInfo, record: JobRecord) -> dict[str, Any]:
+        return await ctx["normalization"].normalize_appointment(appointment_id, run)
+
+    return await _run(ctx, env, body)
+
+
+async def normalize_batch_chunk(ctx: WorkerContext, envelope: dict[str, Any]) -> dict[str, Any]:
+    """Normalize one chunk of an imported batch, resuming from the ledger's checkpoint."""
+    env = JobEnvelope.model_validate(envelope)
+    batch_id = str(env.ids["batch_id"])
+    seq_from, seq_to = int(env.ids["seq_from"]), int(env.ids["seq_to"])
+    repository = ctx["repository"]
+
+    async def body(run: RunInfo, record: JobRecord) -> dict[str, Any]:
+        async def checkpoint(progress: JobProgress) -> bool:
+            return await repository.heartbeat_job(
+                run.job_id, run.attempt, at=datetime.now(UTC), progress=progress
+            )
+
+        return await ctx["normalization"].normalize_batch_range(
+            batch_id, seq_from, seq_to, run, resume_from=record.progress.cursor, checkpoint=checkpoint
+        )
+
+    return await _run(ctx, env, body)
+
+
+async def _run(ctx: WorkerContext, env: JobEnvelope, body: Any) -> dict[str, Any]:
+    bind_context(job_id=env.job_id, request_id=env.request_id, batch_id=env.batch_id, task=env.task.value)
+    try:
+        result = await ctx["runner"].run(env, ctx.get("job_try", 1), body)
+        log.info("job done", **{k: v for k, v in result.items() if isinstance(v, int | str | bool)})
+        return result
+    finally:
+        clear_context("job_id", "request_id", "batch_id", "task")
+
+
+TASKS = {
+    JobName.NORMALIZE_APPOINTMENT: normalize_appointment,
+    JobName.NORMALIZE_BATCH_CHUNK: normalize_batch_chunk,
+}

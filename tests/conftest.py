@@ -1,0 +1,91 @@
+"""Session fixtures: a real redis-server on a free port, per-test settings and stores, burst workers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from arq.connections import ArqRedis
+
+from src.config import Environment, Settings
+from src.domain.jobs import QueueName
+from src.infrastructure.redis_pool import create_redis_pool
+from src.worker.arq_worker import AppWorker
+from src.worker.settings import build_worker
+from scripts.local_redis import RedisServer, start_redis_server
+
+# Tests never read a developer's .env or the shared Redis on 6379.
+os.environ.setdefault("ENVIRONMENT", "test")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+def make_settings(redis_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "environment": Environment.TEST,
+        "redis_url": redis_url,
+        "sqlite_path": str(tmp_path / "store.sqlite3"),
+        "app_version": "test-1",
+        "arq_poll_delay": 0.05,
+        "arq_job_completion_wait": 2,
+        "openai_api_key": None,
+        "openai_base_url": None,
+        "api_access_token": "test-token",
+        "log_format": "json",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
+    return make_settings(redis_server.url, tmp_path)
+
+
+@pytest.fixture
+async def arq_pool(settings: Settings) -> AsyncIterator[ArqRedis]:
+    pool = create_redis_pool(settings)
+    await pool.flushdb()
+    yield pool
+    await pool.aclose(close_connection_pool=True)
+
+
+RunBurstWorker = Callable[..., Awaitable[AppWorker]]
+
+
+@pytest.fixture
+def run_burst_worker(settings: Settings, arq_pool: ArqRedis) -> RunBurstWorker:
+    """Run a burst worker (drains the queue, then stops) with the test's settings."""
+
+    async def run(queue: QueueName = QueueName.NORMALIZATION, settings_: Settings | None = None) -> AppWorker:
+        worker = build_worker(settings_ or settings, queue, burst=True, handle_signals=False)
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
+        return worker
+
+    return run
+
+
+@pytest.fixture
+async def api(settings: Settings, arq_pool: ArqRedis) -> AsyncIterator[object]:
+    """An httpx client bound to the app (lifespan run), authenticated with the test token."""
+    import httpx
+
+    from src.api.main import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers={"Authorization": "Bearer test-token"}
+        ) as client:
+            yield client

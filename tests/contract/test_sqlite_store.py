@@ -1,0 +1,197 @@
+"""What the embedded store promises beyond the port: WAL, lock waits, several processes on one file."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sqlite3
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from src.domain.appointments import NormalizationStatus
+from src.domain.jobs import JobClaim, JobOutcome, JobStatus
+from src.errors import StoreUnavailable
+from src.infrastructure import sqlite_repository
+from src.infrastructure.sqlite_repository import SQLiteRepository
+from tests.contract.conftest import T0, make_appointment, make_job, make_result
+
+WORKERS = 4
+SHARED_APPOINTMENTS = 600
+OWN_APPOINTMENTS = 1500
+SHARED_JOBS = 60
+
+
+async def test_init_sets_wal_and_writes_one_marker(tmp_path: Path) -> None:
+    """The file is in WAL mode and holds one init marker whose store_id is in identity()."""
+    path = tmp_path / "store.sqlite3"
+    repo = SQLiteRepository(str(path))
+    try:
+        await repo.init()
+        await repo.init()
+    finally:
+        await repo.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        markers = conn.execute("SELECT store_id, initialized_at FROM meta").fetchall()
+    finally:
+        conn.close()
+    assert len(markers) == 1
+    assert repo.identity() == f"sqlite:{path.resolve()}#{markers[0][0]}"
+
+
+async def test_ping_maps_an_unopenable_file_to_store_unavailable(tmp_path: Path) -> None:
+    """A missing directory or a file that is not a database raises StoreUnavailable, then recovers."""
+    missing = SQLiteRepository(str(tmp_path / "missing" / "store.sqlite3"))
+    garbage_path = tmp_path / "garbage.sqlite3"
+    garbage_path.write_bytes(b"this is not a database file, just text " * 200)
+    garbage = SQLiteRepository(str(garbage_path))
+    try:
+        with pytest.raises(StoreUnavailable):
+            await missing.ping()
+        with pytest.raises(StoreUnavailable):
+            await garbage.ping()
+        (tmp_path / "missing").mkdir()
+        await missing.ping()  # the next call opens the file again
+    finally:
+        await missing.close()
+        await garbage.close()
+
+
+async def test_a_held_write_lock_is_waited_for_without_blocking_the_loop(tmp_path: Path) -> None:
+    """A write waits for another connection's lock (busy timeout) while the event loop keeps running."""
+    path = tmp_path / "store.sqlite3"
+    repo = SQLiteRepository(str(path))
+    await repo.init()
+    await repo.create_jobs([make_job("normalize:appt-1")])
+    blocker = sqlite3.connect(path, isolation_level=None)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        claim = asyncio.create_task(
+            repo.claim_job("normalize:appt-1:1", JobClaim(worker_id="w", version="1", started_at=T0))
+        )
+        await asyncio.sleep(0.4)
+        assert not claim.done()
+        blocker.execute("COMMIT")
+        assert await claim == 1
+        assert ticks >= 20
+    finally:
+        ticker.cancel()
+        blocker.close()
+        await repo.close()
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_store_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the lock outlasts the busy timeout, the write fails as StoreUnavailable (retryable)."""
+    monkeypatch.setattr(sqlite_repository, "BUSY_TIMEOUT_MS", 100)
+    path = tmp_path / "store.sqlite3"
+    repo = SQLiteRepository(str(path))
+    await repo.init()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await repo.create_jobs([make_job("normalize:appt-1")])
+        blocker.execute("ROLLBACK")
+        assert await repo.create_jobs([make_job("normalize:appt-1")]) == 1
+    finally:
+        blocker.close()
+        await repo.close()
+
+
+def test_four_processes_share_one_file_without_lock_errors(tmp_path: Path) -> None:
+    """4 processes insert, claim, heartbeat, finish and save at once; every write lands exactly once."""
+    path = str(tmp_path / "store.sqlite3")
+    start_at = time.time() + 2.0  # let every process import and open before the race starts
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=WORKERS, mp_context=context) as pool:
+        futures = [pool.submit(run_worker, path, worker, start_at) for worker in range(WORKERS)]
+        reports = [future.result(timeout=120) for future in futures]
+
+    assert sum(r["shared_inserted"] for r in reports) == SHARED_APPOINTMENTS
+    assert [r["own_inserted"] for r in reports] == [OWN_APPOINTMENTS] * WORKERS
+    assert sum(r["jobs_inserted"] for r in reports) == SHARED_JOBS
+    for n in range(SHARED_JOBS):
+        attempts = sorted(r["attempts"][n] for r in reports)
+        assert attempts == list(range(1, WORKERS + 1))  # every claim got its own fencing token
+
+    async def check() -> None:
+        repo = SQLiteRepository(path)
+        try:
+            shared = await repo.count_batch("shared")
+            assert (shared.total, shared.normalized) == (SHARED_APPOINTMENTS, SHARED_APPOINTMENTS)
+            for worker in range(WORKERS):
+                assert (await repo.count_batch(f"own-{worker}")).total == OWN_APPOINTMENTS
+            record = await repo.get_job("normalize:shared-0:1")
+            assert record is not None and record.attempt == WORKERS
+        finally:
+            await repo.close()
+
+    asyncio.run(check())
+
+
+def run_worker(path: str, worker: int, start_at: float) -> dict[str, object]:
+    """One "process" of the race (runs in a spawned child)."""
+    return asyncio.run(_work(path, worker, start_at))
+
+
+async def _work(path: str, worker: int, start_at: float) -> dict[str, object]:
+    repo = SQLiteRepository(path)
+    try:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        await repo.init()
+        shared = [
+            make_appointment(n, id=f"shared-{n}", batch_id="shared") for n in range(SHARED_APPOINTMENTS)
+        ]
+        own = [
+            make_appointment(n, id=f"own-{worker}-{n}", batch_id=f"own-{worker}")
+            for n in range(OWN_APPOINTMENTS)
+        ]
+        shared_inserted = own_inserted = 0
+        for start in range(0, SHARED_APPOINTMENTS, 100):
+            shared_inserted += await repo.insert_appointments(shared[start : start + 100])
+            own_inserted += await repo.insert_appointments(own[start * 2 : start * 2 + 200])
+        own_inserted += await repo.insert_appointments(own[SHARED_APPOINTMENTS * 2 :])
+        jobs_inserted = await repo.create_jobs(
+            [make_job(f"normalize:shared-{n}") for n in range(SHARED_JOBS)]
+        )
+
+        attempts: list[int] = []
+        for n in range(SHARED_JOBS):
+            job_id = f"normalize:shared-{n}:1"
+            attempt = await repo.claim_job(
+                job_id, JobClaim(worker_id=f"w{worker}", version="1", started_at=T0)
+            )
+            assert attempt is not None
+            attempts.append(attempt)
+            await repo.heartbeat_job(job_id, attempt, at=T0 + timedelta(seconds=1))
+            results = [
+                make_result(f"shared-{m}", job_id, attempt, NormalizationStatus.NORMALIZED)
+                for m in range(n * 10, n * 10 + 10)
+            ]
+            await repo.save_normalizations(results, job_id=job_id, attempt=attempt)
+            retry = JobOutcome(status=JobStatus.QUEUED, finished_at=T0, duration_ms=1)
+            await repo.finish_job(job_id, attempt, retry)  # may be fenced off by another process: fine
+        return {
+            "shared_inserted": shared_inserted,
+            "own_inserted": own_inserted,
+            "jobs_inserted": jobs_inserted,
+            "attempts": attempts,
+        }
+    finally:
+        await repo.close()

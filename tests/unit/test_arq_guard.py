@@ -1,0 +1,50 @@
+"""Guards for the arq internals we override or rely on, and for task registration."""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+from pathlib import Path
+
+from arq.worker import Worker
+
+from src.config import Settings
+from src.domain.jobs import JobName, QueueName
+from src.worker.arq_worker import RELIED_ON_ARQ_METHODS
+from src.worker.settings import TASKS_BY_QUEUE, task_functions
+
+
+def test_arq_is_the_pinned_minor_version() -> None:
+    """Our worker subclass is written against arq 0.28.x; another version must be reviewed first."""
+    assert version("arq").startswith("0.28.")
+
+
+def test_every_relied_on_arq_method_exists_with_its_parameters() -> None:
+    """Each arq Worker method we use still exists and still takes the parameters we pass."""
+    for name, params in RELIED_ON_ARQ_METHODS.items():
+        method = getattr(Worker, name, None)
+        assert callable(method), f"arq Worker.{name} is gone"
+        signature = inspect.signature(method)
+        for param in params:
+            assert param in signature.parameters, f"arq Worker.{name} lost its {param!r} parameter"
+
+
+def test_every_job_name_is_registered_with_a_worker() -> None:
+    """Each JobName is consumed by exactly one queue's worker, under its enum value."""
+    registered = [name for names in TASKS_BY_QUEUE.values() for name in names]
+    assert sorted(registered) == sorted(JobName)
+    functions = task_functions(Settings(_env_file=None), QueueName.NORMALIZATION)  # type: ignore[call-arg]
+    assert {f.name for f in functions} == {n.value for n in TASKS_BY_QUEUE[QueueName.NORMALIZATION]}
+    assert all(f.max_tries == 5 and f.timeout_s == 300 for f in functions)
+
+
+def test_api_and_worker_never_import_each_other() -> None:
+    """The dependency direction: api and worker share job names only through the domain."""
+    root = Path(__file__).resolve().parents[2] / "src"
+    for package, forbidden in (("api", "src.worker"), ("worker", "src.api")):
+        for path in (root / package).rglob("*.py"):
+            assert forbidden not in path.read_text(), f"{path} imports {forbidden}"
+    for path in (root / "domain").rglob("*.py"):
+        text = path.read_text()
+        for layer in ("src.application", "src.infrastructure", "src.api", "src.worker"):
+            assert layer not in text, f"{path} (domain) imports {layer}"
