@@ -21,7 +21,7 @@ install-redis:
 	  else echo "redis-server is missing: run 'sudo apt-get install redis-server' (Debian/Ubuntu) or 'brew install redis' (macOS), then retry." >&2; exit 1; fi; }
 
 demo: install
-	$(PY) scripts/demo.py
+	$(PY) -m scripts.demo
 
 test: install
 	$(PY) -m ruff check .

@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = build_worker(settings, queue, burst=args.burst)
     print(
-        render_banner(settings, queue_name=worker.queue_name, tasks=list(worker.functions), worker_id=worker.worker_id),
+        render_banner(
+            settings, queue_name=worker.queue_name, tasks=list(worker.functions), worker_id=worker.worker_id
+        ),
         flush=True,
     )
     worker.run()

@@ -65,7 +65,8 @@ def show_rows(client: httpx.Client, batch_id: str, count: int) -> None:
         doc_after = doc.get("formatted") or f"invalid ({doc.get('reason')})"
         print(f"  documento: {appt['documento']!r:28} → {doc_after}")
         print(f"  endereco:  {appt['endereco']!r}")
-        print(f"          → {addr.get('formatted')!r} [{addr.get('source')}, confidence {addr.get('confidence')}]")
+        source, confidence = addr.get("source"), addr.get("confidence")
+        print(f"          → {addr.get('formatted')!r} [{source}, confidence {confidence}]")
 
 
 def run(sample: Path, workers: int) -> int:

@@ -39,7 +39,9 @@ class RedisServer:
 def start_redis_server(workdir: Path, port: int | None = None, *extra: str) -> RedisServer:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server is not installed: run `make install-redis` (apt-get install redis-server)")
+        raise RuntimeError(
+            "redis-server is not installed: run `make install-redis` (apt-get install redis-server)"
+        )
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(

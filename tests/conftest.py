@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from arq.connections import ArqRedis
 
+from scripts.local_redis import RedisServer, start_redis_server
 from src.config import Environment, Settings
 from src.domain.jobs import QueueName
 from src.infrastructure.redis_pool import create_redis_pool
 from src.worker.arq_worker import AppWorker
 from src.worker.settings import build_worker
-from scripts.local_redis import RedisServer, start_redis_server
 
 # Tests never read a developer's .env or the shared Redis on 6379.
 os.environ.setdefault("ENVIRONMENT", "test")
@@ -39,6 +39,7 @@ def make_settings(redis_url: str, tmp_path: Path, **overrides: object) -> Settin
         "openai_base_url": None,
         "api_access_token": "test-token",
         "log_format": "json",
+        "batch_chunk_size": 50,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

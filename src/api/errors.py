@@ -31,7 +31,11 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     """422 listing where and what is wrong; pydantic's `input`/`ctx` (personal data) are dropped."""
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", "invalid"), "type": err.get("type", "value_error")}
+        {
+            "loc": list(err.get("loc", ())),
+            "msg": err.get("msg", "invalid"),
+            "type": err.get("type", "value_error"),
+        }
         for err in exc.errors()
     ]
     return JSONResponse({"detail": errors}, status_code=422)
@@ -39,7 +43,9 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 async def redis_error_handler(request: Request, exc: Exception) -> JSONResponse:
     log.warning("queue unavailable", error=type(exc).__name__)
-    return JSONResponse({"detail": "queue unavailable, try again shortly", "category": "transient"}, status_code=503)
+    return JSONResponse(
+        {"detail": "queue unavailable, try again shortly", "category": "transient"}, status_code=503
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

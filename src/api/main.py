@@ -42,7 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if settings.api_access_token is None:
             log.warning("API_ACCESS_TOKEN is not set: the API is open (development only)")
-        log.info("api ready", version=settings.app_version, store=repository.identity(), redis=settings.redis_display)
+        log.info(
+            "api ready",
+            version=settings.app_version,
+            store=repository.identity(),
+            redis=settings.redis_display,
+        )
         try:
             yield
         finally:

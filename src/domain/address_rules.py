@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from src.domain.address_vocabulary import (
@@ -38,7 +37,8 @@ from src.domain.addresses import (
 
 MAX_INPUT_CHARS = 400  # longer text is not an address; cutting it keeps the worst case cheap
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u2060\ufeff]")
 _GROUPING = re.compile(r"[()\[\]{};|]")
 _LABEL = re.compile(r"^\s*(?:endere[cç]o|end)\s*[:.\-]\s*", re.IGNORECASE)
 _KM_DECIMAL = re.compile(r"\b(km\s*[0-9]{1,4}),([0-9]{1,3})\b", re.IGNORECASE)
@@ -71,7 +71,7 @@ def _clean(raw: str) -> str:
     if not text.isascii():  # NFKC: composed accents, `º` → `o`, full-width digits → ASCII
         text = unicodedata.normalize("NFKC", text)[:MAX_INPUT_CHARS]
     if not text.isprintable():
-        text = _CONTROL.sub(" ", text)
+        text = _CONTROL.sub(" ", _INVISIBLE.sub("", text))
     text = _GROUPING.sub(",", text)
     text = _NUMBER_SLASH.sub(" ", _KM_DECIMAL.sub(r"\1.\2", _LABEL.sub("", text)))
     return _SPACES.sub(" ", _GLUED_ABBREVIATION.sub(r"\1. ", text)).strip()
@@ -219,21 +219,24 @@ def _read_segment(tokens: list[str], parts: _Parts) -> None:
         parts.places.append(tokens)
 
 
-def _is_bairro(place: list[str], *, loose: bool) -> bool:
-    first = key(place[0])
-    return first in {"bairro", "centro"} or first in BAIRRO_PREFIXES or (loose and first in BAIRRO_WORDS)
+def _is_bairro(place: list[str]) -> bool:
+    return key(place[0]) in {"bairro", "centro"} or key(place[0]) in BAIRRO_PREFIXES
 
 
 def _resolve_places(
     places: list[list[str]], city_hint: str | None
 ) -> tuple[str | None, str | None, list[str]]:
-    """Last place is the cidade, the one before the bairro; earlier ones go to the complement."""
+    """Last place is the cidade, the one before the bairro; earlier ones go to the complement.
+
+    A lone place is the bairro when it looks like one, or when the UF was written as a state named like
+    its capital (`Bela Vista, São Paulo`): that name is then taken as the city.
+    """
     if len(places) == 1 and len(places[0]) > 1 and key(places[0][0]) == "centro":
         qualifier = key(places[0][1])
         if qualifier not in CONNECTORS and qualifier not in CENTRO_QUALIFIERS:
             places = [places[0][:1], places[0][1:]]  # "Centro Curitiba", written without a comma
     cidade: list[str] | None = None
-    if places and not (len(places) == 1 and _is_bairro(places[0], loose=city_hint is not None)):
+    if places and not (len(places) == 1 and (city_hint is not None or _is_bairro(places[0]))):
         cidade = places.pop()
     if places and key(places[-1][0]) == "bairro" and len(places[-1]) > 1:
         places[-1] = places[-1][1:]
@@ -242,10 +245,6 @@ def _resolve_places(
         cidade = city_hint.split()
     city = title_case(cidade) if cidade else None
     return bairro, city, [title_case(place) for place in places]
-
-
-def _confidence(found: Mapping[str, object]) -> float:
-    return round(min(1.0, sum(weight for name, weight in _WEIGHTS.items() if found.get(name))), 2)
 
 
 def normalize_address_rules(raw: str | None) -> NormalizedAddress:
@@ -266,8 +265,6 @@ def normalize_address_rules(raw: str | None) -> NormalizedAddress:
         title_case(parts.street_name, after_type=parts.street_type is not None) if parts.street_name else None
     )
     logradouro = f"{parts.street_type} {name}" if name and parts.street_type else name
-    found = {"logradouro": logradouro, "tipo": logradouro and parts.street_type, "numero": parts.numero}
-    found |= {"bairro": bairro, "cidade": cidade, "uf": uf, "cep": cep}
     fields = {
         "logradouro": logradouro,
         "numero": parts.numero,
@@ -277,7 +274,7 @@ def normalize_address_rules(raw: str | None) -> NormalizedAddress:
         "uf": uf,
         "cep": cep,
     }
+    found = {**fields, "tipo": logradouro and parts.street_type}
+    confidence = round(min(1.0, sum(weight for part, weight in _WEIGHTS.items() if found.get(part))), 2)
     formatted = format_address_line(NormalizedAddress(**fields))
-    return NormalizedAddress(
-        **fields, formatted=formatted, confidence=_confidence(found), source=AddressSource.RULES
-    )
+    return NormalizedAddress(**fields, formatted=formatted, confidence=confidence, source=AddressSource.RULES)

@@ -46,32 +46,15 @@ TITLES: dict[str, str] = {
     "nsa": "Nossa", "sra": "Senhora", "sr": "Senhor", "jr": "Júnior",
 }  # fmt: skip
 TITLES_WITHOUT_DOT: frozenset[str] = frozenset(
-    {
-        "dr",
-        "dra",
-        "prof",
-        "profa",
-        "eng",
-        "cel",
-        "gen",
-        "pres",
-        "brig",
-        "alm",
-        "mons",
-        "sgt",
-        "nsa",
-        "sra",
-        "jr",
-    }
+    "dr dra prof profa eng cel gen pres brig alm mons sgt nsa sra jr".split()
 )
 
 BAIRRO_PREFIXES: dict[str, str] = {
     "jd": "Jardim", "jdm": "Jardim", "jard": "Jardim", "vl": "Vila", "pq": "Parque", "pque": "Parque",
     "res": "Residencial", "resid": "Residencial", "cj": "Conjunto", "conj": "Conjunto",
     "hab": "Habitacional", "ch": "Chácara", "chac": "Chácara", "lot": "Loteamento", "nuc": "Núcleo",
-    "cid": "Cidade",
 }  # fmt: skip
-# Words that make a lone place name more likely a bairro than a city.
+# Words that open a bairro name: a state name right after them is part of the name (`Jardim Paraná`).
 BAIRRO_WORDS: frozenset[str] = frozenset(
     {"bairro", "centro", "vila", "jardim", "parque", "residencial", "conjunto", "setor", "chacara"}
     | BAIRRO_PREFIXES.keys()
@@ -79,8 +62,8 @@ BAIRRO_WORDS: frozenset[str] = frozenset(
 
 # "Centro Histórico" is one bairro; "Centro Curitiba" is a bairro followed by its city.
 CENTRO_QUALIFIERS: frozenset[str] = frozenset(
-    {"historico", "civico", "comercial", "empresarial", "industrial", "administrativo", "antigo", "velho"}
-    | {"novo", "norte", "sul", "leste", "oeste", "expandido", "urbano"}
+    "historico civico comercial empresarial industrial administrativo antigo velho novo norte sul leste oeste"
+    " expandido urbano".split()
 )
 
 # Complement keyword → (label, needs an identifier after it).

@@ -30,7 +30,7 @@ RELIED_ON_ARQ_METHODS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-class AppWorker(Worker):  # type: ignore[misc]
+class AppWorker(Worker):
     """arq's worker, constrained to our protocol."""
 
     def __init__(self, *args: Any, worker_id: str, **kwargs: Any) -> None:

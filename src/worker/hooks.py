@@ -36,7 +36,11 @@ def build_address_normalizer(settings: Settings, ctx: WorkerContext) -> AddressN
         max_retries=settings.openai_max_retries,
     )
     ctx["openai_client"] = client
-    log.info("address normalization in llm mode", model=settings.openai_model, cap=settings.llm_concurrency_hard_cap)
+    log.info(
+        "address normalization in llm mode",
+        model=settings.openai_model,
+        cap=settings.llm_concurrency_hard_cap,
+    )
     return LLMAddressNormalizer(
         client, settings.openai_model, fallback=rules, concurrency=settings.llm_concurrency_hard_cap
     )

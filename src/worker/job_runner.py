@@ -76,8 +76,15 @@ class JobRunner:
             result = await body(run, record)
         except asyncio.CancelledError:
             await asyncio.shield(
-                self._finish(job_id, attempt, outcome(JobStatus.INTERRUPTED, interruption=True,
-                                                      error_message="interrupted (worker stopping or job aborted)"))
+                self._finish(
+                    job_id,
+                    attempt,
+                    outcome(
+                        JobStatus.INTERRUPTED,
+                        interruption=True,
+                        error_message="interrupted (worker stopping or job aborted)",
+                    ),
+                )
             )
             raise
         except StaleAttempt as exc:
@@ -86,23 +93,53 @@ class JobRunner:
         except TransientError as exc:
             if job_try < self._max_tries:
                 delay = retry_delay_s(job_try)
-                await self._finish(job_id, attempt, outcome(
-                    JobStatus.QUEUED, app_failure=True, error_category=exc.category, error_message=exc.message))
-                log.warning("transient failure, will retry", error=exc.message, retry_in_s=delay, job_try=job_try)
+                await self._finish(
+                    job_id,
+                    attempt,
+                    outcome(
+                        JobStatus.QUEUED,
+                        app_failure=True,
+                        error_category=exc.category,
+                        error_message=exc.message,
+                    ),
+                )
+                log.warning(
+                    "transient failure, will retry", error=exc.message, retry_in_s=delay, job_try=job_try
+                )
                 raise Retry(defer=delay) from exc
-            await self._finish(job_id, attempt, outcome(
-                JobStatus.FAILED, app_failure=True, error_category=exc.category,
-                error_message=f"{exc.message} (gave up after {job_try} tries)"))
+            await self._finish(
+                job_id,
+                attempt,
+                outcome(
+                    JobStatus.FAILED,
+                    app_failure=True,
+                    error_category=exc.category,
+                    error_message=f"{exc.message} (gave up after {job_try} tries)",
+                ),
+            )
             raise JobFailed(exc.message, exc.category) from None
         except AppError as exc:
-            await self._finish(job_id, attempt, outcome(
-                JobStatus.FAILED, app_failure=True, error_category=exc.category, error_message=exc.message))
+            await self._finish(
+                job_id,
+                attempt,
+                outcome(
+                    JobStatus.FAILED, app_failure=True, error_category=exc.category, error_message=exc.message
+                ),
+            )
             log.warning("job failed", error=exc.message, category=exc.category.value)
             raise JobFailed(exc.message, exc.category) from None
         except Exception as exc:
             message = f"unexpected {type(exc).__name__}"
-            await self._finish(job_id, attempt, outcome(
-                JobStatus.FAILED, app_failure=True, error_category=ErrorCategory.PERMANENT, error_message=message))
+            await self._finish(
+                job_id,
+                attempt,
+                outcome(
+                    JobStatus.FAILED,
+                    app_failure=True,
+                    error_category=ErrorCategory.PERMANENT,
+                    error_message=message,
+                ),
+            )
             log.exception("job crashed")
             raise JobFailed(message, ErrorCategory.PERMANENT) from None
         await self._finish(job_id, attempt, outcome(JobStatus.SUCCEEDED, result=result))
@@ -110,4 +147,6 @@ class JobRunner:
 
     async def _finish(self, job_id: str, attempt: int, outcome: JobOutcome) -> None:
         if not await self._repository.finish_job(job_id, attempt, outcome):
-            log.warning("ledger refused the outcome: attempt superseded", attempt=attempt, status=outcome.status)
+            log.warning(
+                "ledger refused the outcome: attempt superseded", attempt=attempt, status=outcome.status
+            )

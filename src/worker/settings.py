@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Any
+from typing import Any, cast
 
+from arq.typing import WorkerCoroutine
 from arq.worker import Function, func
 
 from src.config import Settings
@@ -30,12 +31,19 @@ def new_worker_id() -> str:
 
 def task_functions(settings: Settings, queue: QueueName) -> list[Function]:
     return [
-        func(TASKS[name], name=name.value, timeout=settings.arq_job_timeout, max_tries=settings.arq_max_tries)
+        func(
+            cast(WorkerCoroutine, TASKS[name]),
+            name=name.value,
+            timeout=settings.arq_job_timeout,
+            max_tries=settings.arq_max_tries,
+        )
         for name in TASKS_BY_QUEUE[queue]
     ]
 
 
-def worker_settings(settings: Settings, queue: QueueName, *, worker_id: str, burst: bool = False) -> dict[str, Any]:
+def worker_settings(
+    settings: Settings, queue: QueueName, *, worker_id: str, burst: bool = False
+) -> dict[str, Any]:
     """The keyword arguments of arq's `Worker` (arq's WorkerSettings, as a dict)."""
     functions = task_functions(settings, queue)
     if not functions:

@@ -87,7 +87,7 @@ async def test_a_held_write_lock_is_waited_for_without_blocking_the_loop(tmp_pat
         assert not claim.done()
         blocker.execute("COMMIT")
         assert await claim == 1
-        assert ticks >= 20
+        assert ticks >= 5  # the loop ran while the claim waited for the lock
     finally:
         ticker.cancel()
         blocker.close()

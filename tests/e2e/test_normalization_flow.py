@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import io
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from scripts.generate_sample import generate_rows, write_xlsx
+from src.application.services.spreadsheet_parser import parse_spreadsheet
 from tests.conftest import RunBurstWorker
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +32,9 @@ async def test_created_appointment_is_normalized_by_the_worker(
     api: httpx.AsyncClient, run_burst_worker: RunBurstWorker
 ) -> None:
     """POST /appointments → 201 with ids; after a worker run the appointment carries both normalizations."""
-    created = await api.post("/api/v1/appointments", json=appointment_body(), headers={"X-Request-ID": "req-e2e-1"})
+    created = await api.post(
+        "/api/v1/appointments", json=appointment_body(), headers={"X-Request-ID": "req-e2e-1"}
+    )
     assert created.status_code == 201, created.text
     data = created.json()
     assert data["job_id"] == f"normalize:{data['appointment_id']}:1"
@@ -60,7 +63,9 @@ async def test_created_appointment_is_normalized_by_the_worker(
     assert job["duration_ms"] is not None and job["in_queue"] is False
 
 
-async def test_duplicate_enqueue_reports_already_queued(api: httpx.AsyncClient, request: pytest.FixtureRequest) -> None:
+async def test_duplicate_enqueue_reports_already_queued(
+    api: httpx.AsyncClient, request: pytest.FixtureRequest
+) -> None:
     """Enqueueing the same logical job twice reports `already_queued`, not an error."""
     created = (await api.post("/api/v1/appointments", json=appointment_body())).json()
     service = api._transport.app.state.appointments  # type: ignore[attr-defined]
@@ -72,7 +77,9 @@ async def test_invalid_document_is_stored_invalid_with_reason(
     api: httpx.AsyncClient, run_burst_worker: RunBurstWorker
 ) -> None:
     """A repeated-digit CPF does not crash the job: it is stored as invalid with a reason."""
-    created = (await api.post("/api/v1/appointments", json=appointment_body(documento="111.111.111-11"))).json()
+    created = (
+        await api.post("/api/v1/appointments", json=appointment_body(documento="111.111.111-11"))
+    ).json()
     worker = await run_burst_worker()
     assert worker.jobs_failed == 0
     appt = (await api.get(f"/api/v1/appointments/{created['appointment_id']}")).json()
@@ -83,19 +90,26 @@ async def test_invalid_document_is_stored_invalid_with_reason(
 
 
 async def test_import_spreadsheet_is_normalized_in_chunks(
-    api: httpx.AsyncClient, run_burst_worker: RunBurstWorker
+    api: httpx.AsyncClient, run_burst_worker: RunBurstWorker, tmp_path: Path
 ) -> None:
     """An .xlsx import → 202 with batch id and row errors; the worker drains every chunk; batch shows done."""
-    buffer = io.BytesIO()
-    write_xlsx(generate_rows(120, seed=7), buffer)
+    sheet = tmp_path / "agenda.xlsx"
+    write_xlsx(generate_rows(120, seed=7), sheet)
     response = await api.post(
         "/api/v1/appointments/import",
-        files={"file": ("agenda.xlsx", buffer.getvalue(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")},
+        files={
+            "file": (
+                "agenda.xlsx",
+                sheet.read_bytes(),
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            )
+        },
     )
     assert response.status_code == 202, response.text
     report = response.json()
-    assert report["accepted"] + report["rejected"] == 120
-    assert report["accepted"] > 100
+    expected = parse_spreadsheet(sheet.read_bytes(), "agenda.xlsx", max_rows=1000)
+    assert (report["accepted"], report["rejected"]) == (len(expected.rows), len(expected.errors))
+    assert report["accepted"] > 100 and len(report["job_ids"]) == -(-report["accepted"] // 50)
     for error in report["errors"]:
         assert error["row"] >= 2 and error["message"]
 

@@ -28,7 +28,9 @@ def envelope(n: int, generation: int = 1) -> JobEnvelope:
     )
 
 
-async def test_bulk_enqueue_writes_ledger_then_queue_and_is_idempotent(settings: Settings, arq_pool: ArqRedis) -> None:
+async def test_bulk_enqueue_writes_ledger_then_queue_and_is_idempotent(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
     """2,500 jobs go out in pipelined chunks; a second call reports every one as already queued."""
     repository = build_repository(settings)
     await repository.init()
@@ -39,7 +41,11 @@ async def test_bulk_enqueue_writes_ledger_then_queue_and_is_idempotent(settings:
     assert [r.status for r in first].count("queued") == 2500
     assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 2500
     record = await repository.get_job("normalize:a42:1")
-    assert record is not None and record.status == JobStatus.QUEUED and record.envelope.ids["appointment_id"] == "a42"
+    assert (
+        record is not None
+        and record.status == JobStatus.QUEUED
+        and record.envelope.ids["appointment_id"] == "a42"
+    )
 
     second = await service.enqueue_many(envelopes[:10])
     assert {r.status for r in second} == {"already_queued"}
@@ -47,7 +53,9 @@ async def test_bulk_enqueue_writes_ledger_then_queue_and_is_idempotent(settings:
     await repository.close()
 
 
-async def test_next_generation_is_never_refused_by_a_cached_result(settings: Settings, arq_pool: ArqRedis) -> None:
+async def test_next_generation_is_never_refused_by_a_cached_result(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
     """A result cached under generation 1 refuses gen 1 again but accepts gen 2."""
     repository = build_repository(settings)
     await repository.init()

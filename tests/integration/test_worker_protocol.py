@@ -121,7 +121,10 @@ async def test_missing_appointment_fails_with_a_clear_reason(
 
 
 async def test_worker_logs_carry_job_and_worker_ids(
-    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker, capsys: pytest.CaptureFixture[str]
+    settings: Settings,
+    arq_pool: ArqRedis,
+    run_burst_worker: RunBurstWorker,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The worker's summary line for a job carries job_id, request_id and worker_id."""
     from src.logging import configure_logging

@@ -58,4 +58,9 @@ def test_llm_mode_needs_a_key_or_a_base_url() -> None:
 def test_coolify_guide_defaults() -> None:
     """The defaults named by the deployment guide."""
     s = make()
-    assert (s.arq_max_jobs, s.arq_job_timeout, s.arq_keep_result, s.llm_concurrency_hard_cap) == (10, 300, 3600, 32)
+    assert (s.arq_max_jobs, s.arq_job_timeout, s.arq_keep_result, s.llm_concurrency_hard_cap) == (
+        10,
+        300,
+        3600,
+        32,
+    )

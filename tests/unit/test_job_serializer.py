@@ -16,9 +16,13 @@ serialize, deserialize = make_serializers(4096)
 
 def test_job_dict_round_trips_through_json() -> None:
     """An arq job dict with an envelope and a datetime comes back equal (datetime as ISO text)."""
-    env = JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key="normalize:a1", ids={"appointment_id": "a1"})
+    env = JobEnvelope(
+        task=JobName.NORMALIZE_APPOINTMENT, logical_key="normalize:a1", ids={"appointment_id": "a1"}
+    )
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    data = deserialize(serialize({"f": "normalize_appointment", "a": [], "k": {"envelope": env}, "et": 1, "w": when}))
+    data = deserialize(
+        serialize({"f": "normalize_appointment", "a": [], "k": {"envelope": env}, "et": 1, "w": when})
+    )
     assert data["k"]["envelope"]["logical_key"] == "normalize:a1"
     assert data["w"] == when.isoformat()
     assert serialize({"a": (1, 2)}) == b'{"a":[1,2]}'

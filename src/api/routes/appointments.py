@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, File, UploadFile, status
 
 from src.api.deps import AppointmentServiceDep, CallerDep, RequestIdDep
@@ -9,6 +11,7 @@ from src.application.services.appointment_service import CreatedAppointment, Imp
 from src.domain.appointments import Appointment
 from src.errors import InvalidInput
 
+UPLOAD_HELP = "a .xlsx or .csv file with paciente, documento, endereco, data_hora (telefone, email optional)"
 router = APIRouter(prefix="/api/v1/appointments", tags=["appointments"])
 
 
@@ -25,7 +28,9 @@ async def import_appointments(
     service: AppointmentServiceDep,
     request_id: RequestIdDep,
     _: CallerDep,
-    file: UploadFile = File(description="a .xlsx or .csv file with paciente, documento, endereco, data_hora"),
+    file: Annotated[
+        UploadFile, File(description="a .xlsx or .csv with paciente, documento, endereco, data_hora")
+    ],
 ) -> ImportReport:
     """Store every valid row at once under a new batch; normalization follows in the worker."""
     content = await file.read()

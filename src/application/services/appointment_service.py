@@ -113,7 +113,9 @@ class AppointmentService:
         )
         return await self._tasks.enqueue(envelope)
 
-    async def import_spreadsheet(self, content: bytes, filename: str, *, request_id: str | None) -> ImportReport:
+    async def import_spreadsheet(
+        self, content: bytes, filename: str, *, request_id: str | None
+    ) -> ImportReport:
         """Parse, store every valid row under a new batch, then enqueue one job per chunk of rows."""
         sheet = parse_spreadsheet(content, filename, max_rows=self._max_rows)
         batch_id = uuid.uuid4().hex
@@ -137,7 +139,11 @@ class AppointmentService:
             JobEnvelope(
                 task=JobName.NORMALIZE_BATCH_CHUNK,
                 logical_key=chunk_key(batch_id, start),
-                ids={"batch_id": batch_id, "seq_from": start, "seq_to": min(start + self._chunk_size, len(appointments))},
+                ids={
+                    "batch_id": batch_id,
+                    "seq_from": start,
+                    "seq_to": min(start + self._chunk_size, len(appointments)),
+                },
                 request_id=request_id,
                 batch_id=batch_id,
                 producer_version=self._version,

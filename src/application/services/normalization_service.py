@@ -103,7 +103,9 @@ class NormalizationService:
         started = datetime.now(UTC)
         async with self._limit:
             document = normalize_document(appointment.documento) if self._documents_enabled else None
-            address = await self._addresses.normalize(appointment.endereco) if self._addresses_enabled else None
+            address = (
+                await self._addresses.normalize(appointment.endereco) if self._addresses_enabled else None
+            )
         finished = datetime.now(UTC)
         return NormalizationResult(
             appointment_id=appointment.id,

@@ -489,8 +489,9 @@ def _csv_records(content: bytes) -> Iterator[tuple[int, Sequence[Any]]]:
     controls = sum(1 for char in sample if char < " " and char not in "\t\r\n")
     if "\x00" in sample or controls > len(sample) // 100:
         raise InvalidInput("the file is not a spreadsheet (binary content)")
-    first_line = re.split(r"[\r\n]", text, maxsplit=1)[0]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(first_line))
+    header_line = re.search(r"[^\r\n]*\S[^\r\n]*", text)
+    delimiter = _sniff_delimiter(header_line.group() if header_line else "")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     number = 0
     while True:
         try:

@@ -101,7 +101,9 @@ class TaskService:
         version = self._producer_version or "unknown"
         return JobEnvelope(task=task, producer_version=version, **kwargs)
 
-    async def enqueue(self, envelope: JobEnvelope, queue: QueueName = QueueName.NORMALIZATION) -> EnqueueResult:
+    async def enqueue(
+        self, envelope: JobEnvelope, queue: QueueName = QueueName.NORMALIZATION
+    ) -> EnqueueResult:
         """Record and enqueue one job; a job id already queued is reported as `already_queued`."""
         return (await self.enqueue_many([envelope], queue))[0]
 
@@ -162,7 +164,9 @@ class TaskService:
             pipe.exists(in_progress_key_prefix + job_id)
             pipe.exists(result_key_prefix + job_id)
             score, in_progress, has_result = await pipe.execute()
-        return QueueState(queued=score is not None, in_progress=bool(in_progress), has_result=bool(has_result))
+        return QueueState(
+            queued=score is not None, in_progress=bool(in_progress), has_result=bool(has_result)
+        )
 
     async def get_job(self, job_id: str) -> JobView:
         """The ledger record (source of truth) plus what the queue currently holds; NotFound if unknown."""
