@@ -90,3 +90,12 @@ async def api(settings: Settings, arq_pool: ArqRedis) -> AsyncIterator[object]:
             transport=transport, base_url="http://testserver", headers={"Authorization": "Bearer test-token"}
         ) as client:
             yield client
+
+
+@pytest.fixture(scope="session")
+def fake_openai_session() -> Iterator[object]:
+    """The shipped OpenAI-compatible test server, as a real process on a free loopback port."""
+    from tests.fakes.openai_server import run_fake_openai_server
+
+    with run_fake_openai_server() as server:
+        yield server

@@ -425,8 +425,16 @@ async def test_a_transient_failure_is_queued_and_claimed_again(repo: Repository)
         None,
         None,
     )
-    assert await repo.finish_job(JOB, 2, outcome(JobStatus.SUCCEEDED, result={"written": 1})) is True
-    assert await repo.claim_job(JOB, claim_by("worker-c")) is None
+    assert await repo.finish_job(JOB, 2, retry) is True
+    assert await repo.claim_job(JOB, claim_by("worker-c")) == 3
+    assert await repo.finish_job(JOB, 3, outcome(JobStatus.SUCCEEDED, result={"written": 1})) is True
+    done = await repo.get_job(JOB)
+    assert done is not None and (done.status, done.app_failures, done.result) == (
+        JobStatus.SUCCEEDED,
+        2,
+        {"written": 1},
+    )
+    assert await repo.claim_job(JOB, claim_by("worker-d")) is None
 
 
 async def test_heartbeat_refreshes_a_running_job(repo: Repository) -> None:

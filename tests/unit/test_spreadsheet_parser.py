@@ -57,9 +57,10 @@ def _handmade_xlsx(
         ),
         "xl/styles.xml": (
             f'<styleSheet xmlns="{MAIN_NS}"><fonts count="1"><font/></fonts>'
-            '<fills count="1"><fill><patternFill patternType="none"/></fill></fills><borders count="1"><border/></borders>'
-            '<cellStyleXfs count="1"><xf/></cellStyleXfs>'
+            '<fills count="1"><fill><patternFill patternType="none"/></fill></fills>'
+            '<borders count="1"><border/></borders><cellStyleXfs count="1"><xf/></cellStyleXfs>'
             '<cellXfs count="2"><xf numFmtId="0"/><xf numFmtId="22" applyNumberFormat="1"/></cellXfs>'
+            '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
             "</styleSheet>"
         ),
         "xl/worksheets/sheet1.xml": (
@@ -157,6 +158,20 @@ def test_latin1_comma_csv_parses_like_utf8(tmp_path: Path) -> None:
     latin1 = _parse_rows(rows, tmp_path / "latin1.csv", "csv", encoding="latin-1", delimiter=",")
     assert latin1.rows == utf8.rows
     assert any("ã" in row.paciente or "ç" in row.endereco for row in latin1.rows)
+
+
+def test_utf16_tab_separated_text_is_read() -> None:
+    """Excel's "Unicode text" export (UTF-16 with a BOM, tab-separated) parses."""
+    content = "paciente\tdocumento\tendereço\tdata_hora\r\nJoão\t123\tRua Ç, 1\t01/02/2025 10:00\r\n"
+    [row] = parse_spreadsheet(content.encode("utf-16"), "agenda.txt", max_rows=10).rows
+    assert (row.paciente, row.endereco) == ("João", "Rua Ç, 1")
+
+
+def test_text_with_a_nul_byte_is_refused() -> None:
+    """A NUL never occurs in a text CSV: the upload is binary, whatever its name."""
+    content = b"paciente,documento,endereco,data_hora\r\n" + b"Ana,1,Rua A,01/01/2025\r\n" * 50 + b"\x00"
+    with pytest.raises(InvalidInput, match="binary"):
+        parse_spreadsheet(content, "agenda.csv", max_rows=100)
 
 
 def test_utf8_bom_does_not_hide_the_first_column() -> None:
@@ -436,22 +451,29 @@ def test_shared_strings_rich_text_formulas_and_prefixed_xml_are_read() -> None:
         '<x:row r="4"><x:c r="A4" t="s"><x:v>4</x:v></x:c><x:c r="B4"><x:v>52998224725</x:v></x:c>'
         '<x:c r="C4" t="str"><x:f>"Rua "&amp;"A"</x:f><x:v>Rua A</x:v></x:c>'
         '<x:c r="D4" s="1"><x:v>45658.75</x:v></x:c></x:row>'
+        '<x:row r="5"><x:c r="A5" t="inlineStr"><x:is><x:r><x:t>Ana </x:t></x:r><x:r><x:t>Lima</x:t></x:r>'
+        '<x:rPh sb="0" eb="3"><x:t>アナ</x:t></x:rPh></x:is></x:c>'
+        '<x:c r="B5"><x:v>5.2998224725E10</x:v></x:c>'
+        '<x:c r="C5" t="inlineStr"><x:is><x:t>Rua B</x:t></x:is></x:c>'
+        '<x:c r="D5" s="1"><x:v>45659</x:v></x:c></x:row>'
     )
     content = _handmade_xlsx(sheet_data, strings=strings, prefix="x:")
-    [row] = parse_spreadsheet(content, "agenda.xlsx", max_rows=5).rows
-    assert (row.row, row.paciente, row.documento, row.endereco) == (
-        4,
-        "João da Silva",
-        "52998224725",
-        "Rua A",
-    )
-    assert row.data_hora == datetime(2025, 1, 1, 18, tzinfo=SP)
+    rows = parse_spreadsheet(content, "agenda.xlsx", max_rows=5).rows
+    assert [(row.row, row.paciente, row.documento, row.endereco, row.data_hora) for row in rows] == [
+        (4, "João da Silva", "52998224725", "Rua A", datetime(2025, 1, 1, 18, tzinfo=SP)),
+        (5, "Ana Lima", "52998224725", "Rua B", datetime(2025, 1, 2, tzinfo=SP)),
+    ]
     workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     try:
-        oracle = list(workbook.active.iter_rows(min_row=4, values_only=True))  # type: ignore[union-attr]
+        oracle_sheet = workbook.active
+        assert oracle_sheet is not None
+        oracle = list(oracle_sheet.iter_rows(min_row=4, values_only=True))
     finally:
         workbook.close()
-    assert oracle == [("João da Silva", 52998224725, "Rua A", datetime(2025, 1, 1, 18))]
+    assert oracle == [
+        ("João da Silva", 52998224725, "Rua A", datetime(2025, 1, 1, 18)),
+        ("Ana Lima", 52998224725.0, "Rua B", datetime(2025, 1, 2)),
+    ]
 
 
 def test_the_active_sheet_is_read() -> None:

@@ -15,16 +15,20 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
+import structlog
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 
 from src.application.ports import Repository
-from src.domain.jobs import JobEnvelope, JobRecord, JobStatus, QueueName, queue_key
+from src.domain.jobs import JobEnvelope, JobRecord, QueueName, queue_key
 from src.errors import NotFound
+
+log = structlog.get_logger(__name__)
 
 ENQUEUE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
@@ -37,8 +41,11 @@ PIPELINE_CHUNK = 1000
 
 
 class EnqueueResult(BaseModel):
+    """`deferred`: Redis was unreachable; the ledger keeps the job `queued` and the reconciler
+    enqueues it once Redis answers again, so nothing accepted is lost."""
+
     job_id: str
-    status: Literal["queued", "already_queued"]
+    status: Literal["queued", "already_queued", "deferred"]
 
 
 class QueueState(BaseModel):
@@ -90,17 +97,6 @@ class TaskService:
             raise RuntimeError("TaskService needs a repository for the job ledger")
         return self._repository
 
-    def envelope(
-        self,
-        task: JobEnvelope | Any,
-        **kwargs: Any,
-    ) -> JobEnvelope:
-        """Build an envelope stamped with this producer's version."""
-        if isinstance(task, JobEnvelope):
-            return task
-        version = self._producer_version or "unknown"
-        return JobEnvelope(task=task, producer_version=version, **kwargs)
-
     async def enqueue(
         self, envelope: JobEnvelope, queue: QueueName = QueueName.NORMALIZATION
     ) -> EnqueueResult:
@@ -128,6 +124,16 @@ class TaskService:
                 for e in envelopes
             ]
         )
+        try:
+            return await self._push(envelopes, queue)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "queue unreachable, jobs deferred to the reconciler", jobs=len(envelopes), error=str(exc)
+            )
+            return [EnqueueResult(job_id=e.job_id, status="deferred") for e in envelopes]
+
+    async def _push(self, envelopes: Sequence[JobEnvelope], queue: QueueName) -> list[EnqueueResult]:
+        """Add the arq jobs with the idempotent script, `PIPELINE_CHUNK` jobs per round trip."""
         pool = await self.get_pool()
         script = pool.register_script(ENQUEUE_SCRIPT)
         enqueue_ms = int(time.time() * 1000)
@@ -178,7 +184,3 @@ class TaskService:
     async def queue_length(self, queue: QueueName = QueueName.NORMALIZATION) -> int:
         pool = await self.get_pool()
         return int(await pool.zcard(queue_key(queue)))
-
-
-def is_finished(status: JobStatus) -> bool:
-    return status.terminal

@@ -1,0 +1,102 @@
+"""End to end in LLM mode: the worker calls the shipped OpenAI-compatible server over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import ArqRedis
+
+from scripts.local_redis import RedisServer
+from src.api.main import create_app
+from src.config import Settings
+from src.worker.settings import build_worker
+from tests.conftest import make_settings
+from tests.fakes.openai_server import FakeOpenAIServer
+
+pytestmark = pytest.mark.e2e
+
+BODY = {
+    "paciente": "João Souza",
+    "documento": "11.222.333/0001-81",
+    "endereco": "Av. Paulista, 1578, Bela Vista, São Paulo, SP, 01310-200",
+    "data_hora": "2026-12-01T09:00:00-03:00",
+}
+
+
+@pytest.fixture
+def llm_settings(
+    redis_server: RedisServer, tmp_path: Path, fake_openai_session: FakeOpenAIServer
+) -> Settings:
+    fake_openai_session.reset()
+    return make_settings(
+        redis_server.url, tmp_path, openai_base_url=fake_openai_session.base_url, openai_max_retries=0,
+        openai_timeout=5.0,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def llm_api(llm_settings: Settings, arq_pool: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(llm_settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers={"Authorization": "Bearer test-token"},
+        ) as client:
+            yield client
+
+
+async def run_worker(settings: Settings) -> None:
+    worker = build_worker(settings, burst=True, handle_signals=False)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+
+
+async def normalized(api: httpx.AsyncClient, appointment_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = (await api.get(f"/api/v1/appointments/{appointment_id}")).json()
+    return body
+
+
+async def test_llm_answer_is_used_and_recorded_as_llm(
+    llm_api: httpx.AsyncClient, llm_settings: Settings, fake_openai_session: FakeOpenAIServer
+) -> None:
+    """With OPENAI_BASE_URL set, the address comes from the LLM (source llm) and the CNPJ from the rules."""
+    created = (await llm_api.post("/api/v1/appointments", json=BODY)).json()
+    await run_worker(llm_settings)
+    appt = await normalized(llm_api, created["appointment_id"])
+    assert appt["endereco_normalizado"]["source"] == "llm"
+    assert appt["endereco_normalizado"]["cep"] == "01310-200"
+    assert appt["documento_normalizado"]["kind"] == "cnpj" and appt["documento_normalizado"]["valid"] is True
+    assert fake_openai_session.stats()["requests_total"] >= 1
+
+
+async def test_malformed_llm_answer_falls_back_to_rules(
+    llm_api: httpx.AsyncClient, llm_settings: Settings, fake_openai_session: FakeOpenAIServer
+) -> None:
+    """An answer with an invalid CEP is not used: the stored address comes from the rules."""
+    fake_openai_session.control(malformed_rate=1.0, malformed_kind="invalid_cep")
+    created = (await llm_api.post("/api/v1/appointments", json=BODY)).json()
+    await run_worker(llm_settings)
+    appt = await normalized(llm_api, created["appointment_id"])
+    assert appt["normalization_status"] == "normalized"
+    assert appt["endereco_normalizado"]["source"] == "rules"
+    assert appt["endereco_normalizado"]["cep"] == "01310-200"
+
+
+async def test_llm_server_errors_fall_back_without_failing_the_job(
+    llm_api: httpx.AsyncClient, llm_settings: Settings, fake_openai_session: FakeOpenAIServer
+) -> None:
+    """500s from the LLM never fail the job: the rules result is stored and the job succeeds."""
+    fake_openai_session.control(status_code=500)
+    created = (await llm_api.post("/api/v1/appointments", json=BODY)).json()
+    await run_worker(llm_settings)
+    appt = await normalized(llm_api, created["appointment_id"])
+    assert appt["endereco_normalizado"]["source"] == "rules"
+    job = (await llm_api.get(f"/api/v1/queue/job/{created['job_id']}")).json()
+    assert job["status"] == "succeeded"
