@@ -281,7 +281,7 @@ def hosts_of(url: str) -> str:
 
 def _seed_hosts(database: AsyncDatabase[Document]) -> str:
     servers = database.client.topology_description.server_descriptions()
-    return ",".join(f"{host}:{port}" for host, port in servers)
+    return ",".join(sorted(f"{host}:{port}" for host, port in servers))
 
 
 def _insert_op(key: str, doc: Document) -> UpdateOne:

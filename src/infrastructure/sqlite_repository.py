@@ -16,7 +16,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -236,9 +236,11 @@ class SQLiteRepository:
         try:
             return fn(self._conn or self._connect())
         except sqlite3.Error as exc:
-            if not _is_unavailable(exc):
+            code = _primary_code(exc)
+            if code not in _UNAVAILABLE_CODES:
                 raise
-            self._close_connection()  # reopen on the next call: the file may be back by then
+            if code not in _LOCK_CODES:
+                self._close_connection()  # reopen on the next call: the file may be back by then
             raise StoreUnavailable(f"SQLite store unavailable: {exc}", store=self.identity()) from exc
 
     def _connect(self) -> sqlite3.Connection:
@@ -292,7 +294,8 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            with suppress(sqlite3.Error):  # keep the original error
+                conn.execute("ROLLBACK")
         raise
 
 
@@ -322,6 +325,9 @@ _UNAVAILABLE_CODES = frozenset(
 )
 
 
-def _is_unavailable(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in _UNAVAILABLE_CODES
+_LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -23,6 +24,13 @@ WORKERS = 4
 SHARED_APPOINTMENTS = 600
 OWN_APPOINTMENTS = 1500
 SHARED_JOBS = 60
+
+
+class Report(TypedDict):
+    shared_inserted: int
+    own_inserted: int
+    jobs_inserted: int
+    attempts: list[int]  # the attempt each claim of shared job n returned
 
 
 async def test_init_sets_wal_and_writes_one_marker(tmp_path: Path) -> None:
@@ -145,12 +153,12 @@ def test_four_processes_share_one_file_without_lock_errors(tmp_path: Path) -> No
     asyncio.run(check())
 
 
-def run_worker(path: str, worker: int, start_at: float) -> dict[str, object]:
+def run_worker(path: str, worker: int, start_at: float) -> Report:
     """One "process" of the race (runs in a spawned child)."""
     return asyncio.run(_work(path, worker, start_at))
 
 
-async def _work(path: str, worker: int, start_at: float) -> dict[str, object]:
+async def _work(path: str, worker: int, start_at: float) -> Report:
     repo = SQLiteRepository(path)
     try:
         await asyncio.sleep(max(0.0, start_at - time.time()))

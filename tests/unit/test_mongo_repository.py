@@ -411,22 +411,33 @@ async def test_save_normalizations_is_fenced_by_provenance(db: FakeDatabase, rep
 
     call = db["appointments"].only_call
     assert call.kwargs == {"ordered": False}
-    first = call.args[0][0]
-    assert first._filter == {
-        "_id": "appt-1",
-        "$or": [{"provenance.job_id": {"$ne": JOB}}, {"provenance.attempt": {"$lte": 2}}],
-    }
-    assert first._doc == {
-        "$set": {
-            "normalization_status": "normalized",
-            "documento_normalizado": NORMALIZED_DOCUMENT.model_dump(),
-            "endereco_normalizado": NORMALIZED_ADDRESS.model_dump(),
-            "normalization_error": None,
-            "provenance": results[0].provenance.model_dump(),
-        }
-    }
-    assert first._upsert is False
-    assert call.args[0][1]._doc["$set"]["normalization_error"] == "endereco: cidade is missing"
+    fence = {"$or": [{"provenance.job_id": {"$ne": JOB}}, {"provenance.attempt": {"$lte": 2}}]}
+    assert call.args[0] == [
+        UpdateOne(
+            {"_id": "appt-1", **fence},
+            {
+                "$set": {
+                    "normalization_status": "normalized",
+                    "documento_normalizado": NORMALIZED_DOCUMENT.model_dump(),
+                    "endereco_normalizado": NORMALIZED_ADDRESS.model_dump(),
+                    "normalization_error": None,
+                    "provenance": results[0].provenance.model_dump(),
+                }
+            },
+        ),
+        UpdateOne(
+            {"_id": "appt-2", **fence},
+            {
+                "$set": {
+                    "normalization_status": "failed",
+                    "documento_normalizado": None,
+                    "endereco_normalizado": None,
+                    "normalization_error": "endereco: cidade is missing",
+                    "provenance": results[1].provenance.model_dump(),
+                }
+            },
+        ),
+    ]
 
 
 async def test_save_normalizations_refuses_results_of_another_run(
@@ -561,20 +572,22 @@ async def test_factory_configures_the_client(monkeypatch: pytest.MonkeyPatch) ->
 
 async def test_an_unreachable_server_is_store_unavailable_without_leaking_credentials() -> None:
     """With a real client and no server, ping raises StoreUnavailable; identity has no password."""
+    # An unresolvable host (RFC 6761 `.invalid`), not a closed port: PyMongo 4.20 leaks the socket of
+    # a connect that `close()` cancels (PYTHON-5867), which `filterwarnings = error` would report.
     repo = build_mongo_repository(
-        "mongodb://app:s3cret@127.0.0.1:9/other", "clinic", 5, server_selection_timeout_ms=200
+        "mongodb://app:s3cret@mongo.invalid:27017/other", "clinic", 5, server_selection_timeout_ms=200
     )
     try:
         with pytest.raises(StoreUnavailable) as caught:
             await repo.ping()
         assert "s3cret" not in str(caught.value)
-        assert repo.identity() == "mongodb:127.0.0.1:9/clinic"
+        assert repo.identity() == "mongodb:mongo.invalid:27017/clinic"
     finally:
         await repo.close()
 
 
 async def test_identity_defaults_to_the_client_seed_list() -> None:
-    """Without an explicit host list, identity() names the client's seeds."""
+    """Without an explicit host list, identity() names the client's seeds, in a stable order."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         "mongodb://db1:27017,db2:27018/", connect=False
     )

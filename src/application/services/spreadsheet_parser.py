@@ -86,6 +86,8 @@ class RowError:
 
 @dataclass(slots=True)
 class ParsedSheet:
+    """The valid rows in file order and the errors of the skipped ones."""
+
     rows: list[ParsedRow] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
 
