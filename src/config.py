@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -21,6 +22,29 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "<sua_chave_api>"})
+
+
+UNKNOWN_VERSION = "unknown"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_sha(root: Path = REPO_ROOT) -> str | None:
+    """The short commit sha of a git checkout, read from `.git` without running git; None elsewhere."""
+    git = root / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head[:12] or None
+        ref = head[5:]
+        ref_file = git / ref
+        if ref_file.exists():
+            return ref_file.read_text().strip()[:12] or None
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0][:12]
+    except OSError:
+        return None
+    return None
 
 
 class Environment(StrEnum):
@@ -38,7 +62,7 @@ class Settings(BaseSettings):
     debug: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
-    app_version: str = "dev"
+    app_version: str = ""  # baked into the image at build time; a checkout falls back to its git sha
 
     # redis / queue
     redis_url: str = "redis://localhost:6379/0"
@@ -86,6 +110,17 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_secret_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _resolve_version(self) -> Settings:
+        if not self.app_version.strip():
+            self.app_version = git_sha() or UNKNOWN_VERSION
+        if self.environment == Environment.PRODUCTION and self.app_version in (UNKNOWN_VERSION, "dev"):
+            raise ValueError(
+                "APP_VERSION is unknown: production processes must know their code version "
+                "(build the image with --build-arg APP_VERSION=<commit>)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:

@@ -142,7 +142,7 @@ class SQLiteRepository:
 
     async def insert_batch(self, batch: Batch) -> bool:
         """Insert the batch if its id is new; True when inserted."""
-        args = (batch.id, batch.model_dump_json())
+        args = (batch.id, codec.with_utc(batch, "created_at").model_dump_json())
 
         def insert(conn: sqlite3.Connection) -> bool:
             with _write(conn):

@@ -3,14 +3,16 @@
 SQLite rows keep the columns that are queried or changed in place (ids, batch_id + seq, statuses,
 the fencing fields, the job ledger's mutable fields) and the rest of the model as a JSON column.
 MongoDB documents are the model itself (`id` / `job_id` stored as `_id`), datetimes as BSON dates.
+Both return aware UTC datetimes (naive input is taken as UTC); SQLite keeps microseconds, BSON
+milliseconds, so callers must not rely on sub-millisecond precision.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -29,6 +31,8 @@ SCHEMA_VERSION = 1
 TERMINAL_STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus if s.terminal)
 
 _RESULT_JSON = TypeAdapter(dict[str, Any] | None)
+_ZERO = timedelta(0)
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def to_utc(value: datetime) -> datetime:
@@ -41,6 +45,17 @@ def to_utc(value: datetime) -> datetime:
 def iso_utc(value: datetime | None) -> str | None:
     """Fixed-width ISO text in UTC, so that text order is time order (SQLite columns)."""
     return None if value is None else to_utc(value).isoformat(timespec="microseconds")
+
+
+def with_utc(model: ModelT, *names: str) -> ModelT:
+    """`model` with the named datetime fields in UTC (naive ones taken as UTC, as BSON does);
+    `model` itself when they already are, which is the common and cheap case."""
+    changes: dict[str, datetime] = {}
+    for name in names:
+        value = getattr(model, name)
+        if value is not None and (value.tzinfo is None or value.utcoffset() != _ZERO):
+            changes[name] = to_utc(value)
+    return model.model_copy(update=changes) if changes else model
 
 
 def check_provenance(results: Sequence[NormalizationResult], job_id: str, attempt: int) -> None:
@@ -91,6 +106,11 @@ _JOB_COLUMN_NAMES = [name.strip() for name in JOB_COLUMNS.split(",")]
 
 def appointment_row(appointment: Appointment) -> tuple[Any, ...]:
     """The values of `APPOINTMENT_COLUMNS` for an appointment."""
+    appointment = with_utc(appointment, "data_hora", "created_at")
+    if appointment.provenance is not None:
+        utc_provenance = with_utc(appointment.provenance, "started_at", "finished_at")
+        if utc_provenance is not appointment.provenance:
+            appointment = appointment.model_copy(update={"provenance": utc_provenance})
     provenance = appointment.provenance
     has_normalization = any(getattr(appointment, name) is not None for name in _NORMALIZATION_FIELDS)
     return (
@@ -120,7 +140,7 @@ def normalization_row(result: NormalizationResult) -> tuple[Any, ...]:
         documento_normalizado=result.documento_normalizado,
         endereco_normalizado=result.endereco_normalizado,
         normalization_error=result.error,
-        provenance=result.provenance,
+        provenance=with_utc(result.provenance, "started_at", "finished_at"),
     )
     return (
         result.status.value,

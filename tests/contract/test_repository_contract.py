@@ -122,18 +122,50 @@ async def test_appointment_round_trips_every_field(repo: Repository) -> None:
         normalization_status=NormalizationStatus.FAILED,
         normalization_error="bad cep",
     )
-    local = make_appointment(3, data_hora=datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=-3))))
-    await repo.insert_appointments([full, failed, local])
+    await repo.insert_appointments([full, failed])
 
     assert await repo.get_appointment("appt-1") == full
     assert await repo.get_appointment("appt-2") == failed
-    stored = await repo.get_appointment("appt-3")
-    assert stored == local  # the same instants
-    assert stored is not None and stored.data_hora.utcoffset() is not None
-    stored_full = await repo.get_appointment("appt-1")
-    assert stored_full is not None and stored_full.provenance is not None
-    for value in (stored_full.data_hora, stored_full.created_at, stored_full.provenance.started_at):
+    stored = await repo.get_appointment("appt-1")
+    assert stored is not None and stored.provenance is not None
+    for value in (stored.data_hora, stored.created_at, stored.provenance.started_at):
         assert_utc(value)
+
+
+async def test_datetimes_come_back_in_utc_whatever_came_in(repo: Repository) -> None:
+    """An aware datetime in another offset comes back as the same instant in UTC; a naive one is UTC."""
+    brasilia = timezone(timedelta(hours=-3))
+    appointment = make_appointment(
+        1,
+        data_hora=datetime(2026, 3, 2, 9, 0, tzinfo=brasilia),
+        created_at=datetime(2026, 3, 2, 12, 0),  # naive
+        provenance=make_provenance(JOB, 1).model_copy(
+            update={"started_at": datetime(2026, 3, 2, 9, 1, tzinfo=brasilia)}
+        ),
+    )
+    await repo.insert_appointments([appointment])
+    stored = await repo.get_appointment("appt-1")
+    assert stored is not None and stored.provenance is not None
+    assert stored.data_hora == datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    assert stored.created_at == datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    assert stored.provenance.started_at == datetime(2026, 3, 2, 12, 1, tzinfo=UTC)
+    for value in (stored.data_hora, stored.created_at, stored.provenance.started_at):
+        assert_utc(value)
+
+    result = make_result("appt-1", JOB, 2)
+    result.provenance.finished_at = datetime(2026, 3, 2, 9, 2, tzinfo=brasilia)
+    await repo.save_normalizations([result], job_id=JOB, attempt=2)
+    saved = await repo.get_appointment("appt-1")
+    assert saved is not None and saved.provenance is not None
+    assert saved.provenance.finished_at == datetime(2026, 3, 2, 12, 2, tzinfo=UTC)
+    assert_utc(saved.provenance.finished_at)
+
+    await repo.insert_batch(
+        Batch(id="batch-1", filename="a.xlsx", total=1, chunk_size=1, created_at=datetime(2026, 3, 2))
+    )
+    batch = await repo.get_batch("batch-1")
+    assert batch is not None and batch.created_at == datetime(2026, 3, 2, tzinfo=UTC)
+    assert_utc(batch.created_at)
 
 
 async def test_get_appointment_of_an_unknown_id_is_none(repo: Repository) -> None:
