@@ -11,7 +11,6 @@ from arq.connections import ArqRedis
 
 from scripts.local_redis import RedisServer
 from src.api.main import create_app
-from src.config import Settings
 from src.domain.jobs import QueueName, queue_key
 from tests.conftest import make_settings
 
