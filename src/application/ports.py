@@ -75,6 +75,16 @@ class Repository(Protocol):
     ) -> bool:
         """Refresh a running job's heartbeat (and progress); False when `attempt` is not current."""
 
+    async def heartbeat_jobs(self, runs: Sequence[tuple[str, int]], *, at: datetime) -> int:
+        """Refresh the heartbeat of many running jobs, given as (job_id, attempt), in one write;
+        return how many were still current."""
+
+    async def find_stale_jobs(
+        self, *, running_heartbeat_before: datetime, waiting_enqueued_before: datetime, limit: int
+    ) -> list[JobRecord]:
+        """Running jobs whose heartbeat is older than the first cutoff, and queued or interrupted jobs
+        enqueued before the second; oldest first. The reconciler checks each against Redis."""
+
     async def finish_job(self, job_id: str, attempt: int, outcome: JobOutcome) -> bool:
         """Record how a run ended; False (nothing written) when `attempt` is not current or the job
         is not running."""

@@ -46,6 +46,7 @@ APPOINTMENT_INDEXES = [
 JOB_INDEXES = [
     IndexModel([("logical_key", ASCENDING), ("generation", DESCENDING)], name="key_generation", unique=True),
     IndexModel([("status", ASCENDING), ("enqueued_at", DESCENDING)], name="status_enqueued"),
+    IndexModel([("status", ASCENDING), ("heartbeat_at", ASCENDING)], name="status_heartbeat"),
     IndexModel([("enqueued_at", DESCENDING)], name="enqueued"),
 ]
 
@@ -225,6 +226,38 @@ class MongoRepository:
         if progress is not None:
             fields["progress"] = progress.model_dump()
         return await self._update_run(job_id, attempt, {"$set": fields})
+
+    async def heartbeat_jobs(self, runs: Sequence[tuple[str, int]], *, at: datetime) -> int:
+        """Refresh the heartbeat of many running jobs in one bulk write; return how many matched."""
+        if not runs:
+            return 0
+        ops = [
+            UpdateOne(
+                {"_id": job_id, "attempt": attempt, "status": "running"}, {"$set": {"heartbeat_at": at}}
+            )
+            for job_id, attempt in runs
+        ]
+        with _unavailable_on_connection_errors():
+            result = await self._jobs.bulk_write(ops, ordered=False)
+        return int(result.matched_count)
+
+    async def find_stale_jobs(
+        self, *, running_heartbeat_before: datetime, waiting_enqueued_before: datetime, limit: int
+    ) -> list[JobRecord]:
+        """Stale running jobs and long-waiting queued/interrupted jobs, oldest first."""
+        query = {
+            "$or": [
+                {"status": "running", "heartbeat_at": {"$lt": running_heartbeat_before}},
+                {
+                    "status": {"$in": ["queued", "interrupted"]},
+                    "enqueued_at": {"$lt": waiting_enqueued_before},
+                },
+            ]
+        }
+        with _unavailable_on_connection_errors():
+            cursor = self._jobs.find(query, sort=[("enqueued_at", ASCENDING)], limit=limit)
+            docs = await cursor.to_list()
+        return [codec.job_from_doc(doc) for doc in docs]
 
     async def finish_job(self, job_id: str, attempt: int, outcome: JobOutcome) -> bool:
         """Record how a run ended; False when `attempt` is not current or the job is not running."""

@@ -204,6 +204,27 @@ class SQLiteRepository:
         args = (codec.iso_utc(at), progress.model_dump_json() if progress else None, job_id, attempt)
         return await self._update_one(sql, args)
 
+    async def heartbeat_jobs(self, runs: Sequence[tuple[str, int]], *, at: datetime) -> int:
+        """Refresh the heartbeat of many running jobs in one transaction; return how many matched."""
+        if not runs:
+            return 0
+        stamp = codec.iso_utc(at)
+        rows: list[tuple[object, ...]] = [(stamp, job_id, attempt) for job_id, attempt in runs]
+        sql = "UPDATE jobs SET heartbeat_at = ? WHERE job_id = ? AND attempt = ? AND status = 'running'"
+        return await self._run(lambda conn: _write_many(conn, sql, rows))
+
+    async def find_stale_jobs(
+        self, *, running_heartbeat_before: datetime, waiting_enqueued_before: datetime, limit: int
+    ) -> list[JobRecord]:
+        """Stale running jobs and long-waiting queued/interrupted jobs, oldest first."""
+        sql = f"""SELECT {codec.JOB_COLUMNS} FROM jobs
+            WHERE (status = 'running' AND heartbeat_at < ?)
+               OR (status IN ('queued', 'interrupted') AND enqueued_at < ?)
+            ORDER BY enqueued_at LIMIT ?"""
+        args = (codec.iso_utc(running_heartbeat_before), codec.iso_utc(waiting_enqueued_before), limit)
+        rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
+        return [codec.job_from_row(row) for row in rows]
+
     async def finish_job(self, job_id: str, attempt: int, outcome: JobOutcome) -> bool:
         """Record how a run ended; False when `attempt` is not current or the job is not running."""
         args = (

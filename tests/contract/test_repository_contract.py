@@ -541,3 +541,47 @@ async def test_enqueued_at_order_holds_across_utc_offsets(repo: Repository) -> N
     stored = await repo.get_job(early.job_id)
     assert stored is not None and stored.enqueued_at == early.enqueued_at
     assert_utc(stored.enqueued_at)
+
+
+# lifecycle support: bulk heartbeats and the reconciler's query
+
+
+async def test_heartbeat_jobs_refreshes_only_current_running_attempts(repo: Repository) -> None:
+    """A bulk heartbeat touches running jobs at their current attempt and skips stale or idle ones."""
+    await repo.create_jobs([make_job("normalize:a"), make_job("normalize:b"), make_job("normalize:c")])
+    assert await repo.claim_job("normalize:a:1", claim_by("w1")) == 1
+    assert await repo.claim_job("normalize:b:1", claim_by("w1")) == 1
+    assert await repo.claim_job("normalize:b:1", claim_by("w2")) == 2  # taken over
+    later = T0 + timedelta(seconds=30)
+    matched = await repo.heartbeat_jobs(
+        [("normalize:a:1", 1), ("normalize:b:1", 1), ("normalize:c:1", 1)], at=later
+    )
+    assert matched == 1
+    a, b = await repo.get_job("normalize:a:1"), await repo.get_job("normalize:b:1")
+    assert a is not None and a.heartbeat_at == later
+    assert b is not None and b.heartbeat_at == T0
+    assert await repo.heartbeat_jobs([], at=later) == 0
+
+
+async def test_find_stale_jobs_returns_dead_runs_and_long_waiting_jobs(repo: Repository) -> None:
+    """Running jobs with an old heartbeat and queued/interrupted jobs enqueued long ago are found, oldest
+    first; fresh, finished and recently enqueued jobs are not."""
+    old, recent = T0 - timedelta(minutes=10), T0 + timedelta(minutes=5)
+    await repo.create_jobs(
+        [
+            make_job("normalize:dead", enqueued_at=old),
+            make_job("normalize:alive", enqueued_at=old),
+            make_job("normalize:waiting", enqueued_at=old - timedelta(minutes=1)),
+            make_job("normalize:fresh", enqueued_at=recent),
+            make_job("normalize:done", enqueued_at=old),
+        ]
+    )
+    await repo.claim_job("normalize:dead:1", claim_by("w1", at=old))
+    await repo.claim_job("normalize:alive:1", claim_by("w1", at=old))
+    await repo.heartbeat_jobs([("normalize:alive:1", 1)], at=T0 + timedelta(minutes=1))
+    await repo.claim_job("normalize:done:1", claim_by("w1", at=old))
+    await repo.finish_job("normalize:done:1", 1, outcome(JobStatus.SUCCEEDED))
+    found = await repo.find_stale_jobs(running_heartbeat_before=T0, waiting_enqueued_before=T0, limit=10)
+    assert [r.job_id for r in found] == ["normalize:waiting:1", "normalize:dead:1"]
+    limited = await repo.find_stale_jobs(running_heartbeat_before=T0, waiting_enqueued_before=T0, limit=1)
+    assert [r.job_id for r in limited] == ["normalize:waiting:1"]
