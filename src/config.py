@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     arq_poll_delay: float = Field(default=0.5, gt=0)
     arq_job_completion_wait: int = Field(default=25, ge=0)
     max_job_payload_bytes: int = Field(default=65536, ge=1024)
+
+    # lifecycle safety
+    worker_heartbeat_interval: float = Field(default=5.0, gt=0)
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    worker_max_jobs_before_restart: int = Field(default=0, ge=0)
+    worker_max_rss_mb: int = Field(default=0, ge=0)
+    reconcile_every_seconds: int = Field(default=30, ge=1)
+    worker_state_dir: str = "/tmp/clinic-workers"
+    # test hooks (fault tests): slow each item, log each side effect; refused in production
+    test_item_delay_ms: int = Field(default=0, ge=0)
+    test_effects_path: str | None = None
     batch_chunk_size: int = Field(default=500, ge=1)
 
     # api
@@ -120,6 +131,19 @@ class Settings(BaseSettings):
                 "APP_VERSION is unknown: production processes must know their code version "
                 "(build the image with --build-arg APP_VERSION=<commit>)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_lifecycle(self) -> Settings:
+        every = self.reconcile_every_seconds
+        if not (60 % every == 0 or (every % 60 == 0 and 3600 % every == 0)):
+            raise ValueError(
+                "RECONCILE_EVERY_SECONDS must divide 60, or be a multiple of 60 that divides 3600"
+            )
+        if self.job_lease_seconds < 2 * self.worker_heartbeat_interval:
+            raise ValueError("JOB_LEASE_SECONDS must be at least twice WORKER_HEARTBEAT_INTERVAL")
+        if self.is_production and (self.test_item_delay_ms or self.test_effects_path):
+            raise ValueError("TEST_ITEM_DELAY_MS / TEST_EFFECTS_PATH are test hooks, refused in production")
         return self
 
     @model_validator(mode="after")
@@ -159,6 +183,14 @@ class Settings(BaseSettings):
         auth = "***@" if parts.password else ""
         db = parts.path.lstrip("/") or "0"
         return f"{auth}{parts.hostname or 'localhost'}:{parts.port or 6379}/{db}"
+
+    @property
+    def redis_db(self) -> int:
+        """The Redis database number of `REDIS_URL` (path or `?db=`), as arq reads it."""
+        parts = urlsplit(self.redis_url)
+        query_db = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("db")
+        path = parts.path.lstrip("/")
+        return int(query_db or path or 0)
 
     @property
     def llm_enabled(self) -> bool:

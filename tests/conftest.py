@@ -40,6 +40,10 @@ def make_settings(redis_url: str, tmp_path: Path, **overrides: object) -> Settin
         "api_access_token": "test-token",
         "log_format": "json",
         "batch_chunk_size": 50,
+        "worker_heartbeat_interval": 0.5,
+        "job_lease_seconds": 3.0,
+        "reconcile_every_seconds": 1,
+        "worker_state_dir": str(tmp_path / "worker-state"),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -61,11 +65,35 @@ async def arq_pool(settings: Settings) -> AsyncIterator[ArqRedis]:
 RunBurstWorker = Callable[..., Awaitable[AppWorker]]
 
 
+async def publish_deployment(settings: Settings) -> str:
+    """Do what the API does at start: allow its version and publish the data fingerprint."""
+    from src.domain.workers import data_fingerprint
+    from src.infrastructure.deployment_registry import DeploymentRegistry
+    from src.infrastructure.repository_factory import build_repository
+
+    repository = build_repository(settings)
+    await repository.init()
+    pool = create_redis_pool(settings)
+    try:
+        fingerprint = data_fingerprint(settings.redis_db, repository.identity())
+        registry = DeploymentRegistry(pool)
+        await registry.allow_version(settings.app_version)
+        await registry.publish_fingerprint(
+            fingerprint, store=repository.identity(), redis_db=settings.redis_db
+        )
+    finally:
+        await pool.aclose(close_connection_pool=True)
+        await repository.close()
+    return fingerprint
+
+
 @pytest.fixture
 def run_burst_worker(settings: Settings, arq_pool: ArqRedis) -> RunBurstWorker:
-    """Run a burst worker (drains the queue, then stops) with the test's settings."""
+    """Run a burst worker (drains the queue, then stops) with the test's settings, after publishing
+    the deployment as the API would."""
 
     async def run(queue: QueueName = QueueName.NORMALIZATION, settings_: Settings | None = None) -> AppWorker:
+        await publish_deployment(settings_ or settings)
         worker = build_worker(settings_ or settings, queue, burst=True, handle_signals=False)
         try:
             await worker.async_run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,11 +15,31 @@ from src.api.routes import appointments, batches, health, queue
 from src.application.services.appointment_service import AppointmentService
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
+from src.domain.workers import data_fingerprint
+from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from src.logging import configure_logging
 
 log = structlog.get_logger(__name__)
+
+
+async def keep_deployment_published(
+    registry: DeploymentRegistry, settings: Settings, fingerprint: str, store: str
+) -> None:
+    """Allow this API's own version (never retiring others) and publish its data fingerprint, again
+    every heartbeat interval so both come back by themselves after Redis restarts empty."""
+    announced = False
+    while True:
+        try:
+            await registry.allow_version(settings.app_version)
+            await registry.publish_fingerprint(fingerprint, store=store, redis_db=settings.redis_db)
+            if not announced:
+                log.info("deployment published", version=settings.app_version, fingerprint=fingerprint)
+                announced = True
+        except Exception as exc:  # noqa: BLE001 - Redis may be down; readiness reports it, retry later
+            log.warning("cannot publish version and fingerprint", error=type(exc).__name__)
+        await asyncio.sleep(settings.worker_heartbeat_interval)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,6 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             chunk_size=settings.batch_chunk_size,
             max_import_rows=settings.max_import_rows,
         )
+        registry = DeploymentRegistry(pool)
+        fingerprint = data_fingerprint(settings.redis_db, repository.identity())
+        publisher = asyncio.create_task(
+            keep_deployment_published(registry, settings, fingerprint, repository.identity())
+        )
+        app.state.registry = registry
         if settings.api_access_token is None:
             log.warning("API_ACCESS_TOKEN is not set: the API is open (development only)")
         log.info(
@@ -51,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            publisher.cancel()
+            await asyncio.gather(publisher, return_exceptions=True)
             await pool.aclose(close_connection_pool=True)
             await repository.close()
 

@@ -26,3 +26,5 @@ class WorkerContext(TypedDict, total=False):
     normalization: NormalizationService
     runner: JobRunner
     openai_client: AsyncOpenAI | None
+    fingerprint: str
+    active_runs: dict[str, int]  # job_id → attempt of the runs in progress (ledger heartbeats)

@@ -10,6 +10,7 @@ from src.application.ports import AddressNormalizer
 from src.application.services.normalization_service import NormalizationService
 from src.application.services.rules_address_normalizer import RulesAddressNormalizer
 from src.config import Settings
+from src.domain.workers import data_fingerprint
 from src.errors import StoreUnavailable
 from src.infrastructure.repository_factory import build_repository
 from src.logging import bind_context
@@ -55,6 +56,7 @@ async def startup(ctx: WorkerContext) -> None:
     except (TimeoutError, StoreUnavailable) as exc:
         raise StoreUnavailable(f"store {repository.identity()} unreachable at start-up: {exc}") from exc
     ctx["repository"] = repository
+    ctx["fingerprint"] = data_fingerprint(settings.redis_db, repository.identity())
     normalizer = build_address_normalizer(settings, ctx)
     ctx["normalization"] = NormalizationService(
         repository,
@@ -64,9 +66,13 @@ async def startup(ctx: WorkerContext) -> None:
         concurrency=settings.llm_concurrency_hard_cap,
     )
     ctx["runner"] = JobRunner(
-        repository, worker_id=ctx["worker_id"], version=ctx["version"], max_tries=settings.arq_max_tries
+        repository,
+        worker_id=ctx["worker_id"],
+        version=ctx["version"],
+        max_tries=settings.arq_max_tries,
+        active_runs=ctx["active_runs"],
     )
-    log.info("worker ready", store=repository.identity())
+    log.info("worker ready", store=repository.identity(), fingerprint=ctx["fingerprint"])
 
 
 async def shutdown(ctx: WorkerContext) -> None:

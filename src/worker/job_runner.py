@@ -44,13 +44,30 @@ def retry_delay_s(job_try: int, base: float = 1.0, cap: float = 60.0) -> float:
 
 
 class JobRunner:
-    def __init__(self, repository: Repository, *, worker_id: str, version: str, max_tries: int) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        *,
+        worker_id: str,
+        version: str,
+        max_tries: int,
+        active_runs: dict[str, int] | None = None,
+    ) -> None:
         self._repository = repository
         self.worker_id = worker_id
         self.version = version
         self._max_tries = max_tries
+        self.active_runs = active_runs if active_runs is not None else {}
 
-    async def run(self, envelope: JobEnvelope, job_try: int, body: Body) -> dict[str, Any]:
+    async def run(self, envelope: JobEnvelope, body: Body) -> dict[str, Any]:
+        """Claim the job in the ledger, run `body`, record the outcome; see the module docstring."""
+        job_id = envelope.job_id
+        try:
+            return await self._run(envelope, body)
+        finally:
+            self.active_runs.pop(job_id, None)
+
+    async def _run(self, envelope: JobEnvelope, body: Body) -> dict[str, Any]:
         job_id = envelope.job_id
         started = datetime.now(UTC)
         t0 = time.perf_counter()
@@ -60,8 +77,10 @@ class JobRunner:
         if attempt is None:
             log.warning("job skipped: unknown, cancelled or already finished in the ledger")
             return {"skipped": True}
+        self.active_runs[job_id] = attempt
         record = await self._repository.get_job(job_id)
         assert record is not None  # claimed just above
+        tries = record.app_failures + 1  # application failures only: interruptions never count
         run = RunInfo(job_id=job_id, attempt=attempt, worker_id=self.worker_id, version=self.version)
 
         def outcome(status: JobStatus, **fields: Any) -> JobOutcome:
@@ -91,8 +110,8 @@ class JobRunner:
             log.warning("run superseded by a newer attempt; stopping", reason=exc.message)
             raise JobFailed(exc.message, ErrorCategory.POLICY) from None
         except TransientError as exc:
-            if job_try < self._max_tries:
-                delay = retry_delay_s(job_try)
+            if tries < self._max_tries:
+                delay = retry_delay_s(tries)
                 await self._finish(
                     job_id,
                     attempt,
@@ -103,9 +122,7 @@ class JobRunner:
                         error_message=exc.message,
                     ),
                 )
-                log.warning(
-                    "transient failure, will retry", error=exc.message, retry_in_s=delay, job_try=job_try
-                )
+                log.warning("transient failure, will retry", error=exc.message, retry_in_s=delay, tries=tries)
                 raise Retry(defer=delay) from exc
             await self._finish(
                 job_id,
@@ -114,7 +131,7 @@ class JobRunner:
                     JobStatus.FAILED,
                     app_failure=True,
                     error_category=exc.category,
-                    error_message=f"{exc.message} (gave up after {job_try} tries)",
+                    error_message=f"{exc.message} (gave up after {tries} tries)",
                 ),
             )
             raise JobFailed(exc.message, exc.category) from None

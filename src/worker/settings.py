@@ -15,6 +15,7 @@ from src.domain.jobs import JobName, QueueName, queue_key
 from src.infrastructure.job_serializer import make_serializers
 from src.infrastructure.redis_pool import create_redis_pool
 from src.worker.arq_worker import AppWorker
+from src.worker.heartbeat import LifecycleConfig
 from src.worker.hooks import shutdown, startup
 from src.worker.tasks import TASKS
 
@@ -64,7 +65,12 @@ def worker_settings(
         "health_check_interval": 10,
         "job_serializer": serialize,
         "job_deserializer": deserialize,
-        "ctx": {"settings": settings, "worker_id": worker_id, "version": settings.app_version},
+        "ctx": {
+            "settings": settings,
+            "worker_id": worker_id,
+            "version": settings.app_version,
+            "active_runs": {},
+        },
     }
 
 
@@ -82,4 +88,14 @@ def build_worker(
     # arq's main loop + one connection per running job, bounded (never "Too many connections").
     pool = create_redis_pool(settings)
     pool.default_queue_name = kwargs["queue_name"]
-    return AppWorker(redis_pool=pool, handle_signals=handle_signals, worker_id=worker_id, **kwargs)
+    lifecycle = LifecycleConfig(
+        version=settings.app_version,
+        beat_interval_s=settings.worker_heartbeat_interval,
+        lease_s=settings.job_lease_seconds,
+        max_jobs_before_restart=settings.worker_max_jobs_before_restart,
+        max_rss_mb=settings.worker_max_rss_mb,
+        state_dir=settings.worker_state_dir,
+    )
+    return AppWorker(
+        redis_pool=pool, handle_signals=handle_signals, worker_id=worker_id, lifecycle=lifecycle, **kwargs
+    )

@@ -52,7 +52,7 @@ async def normalize_batch_chunk(ctx: WorkerContext, envelope: dict[str, Any]) ->
 async def _run(ctx: WorkerContext, env: JobEnvelope, body: Any) -> dict[str, Any]:
     bind_context(job_id=env.job_id, request_id=env.request_id, batch_id=env.batch_id, task=env.task.value)
     try:
-        result = await ctx["runner"].run(env, ctx.get("job_try", 1), body)
+        result = await ctx["runner"].run(env, body)
         log.info("job done", **{k: v for k, v in result.items() if isinstance(v, int | str | bool)})
         return result
     finally:

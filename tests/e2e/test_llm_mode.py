@@ -14,7 +14,7 @@ from scripts.local_redis import RedisServer
 from src.api.main import create_app
 from src.config import Settings
 from src.worker.settings import build_worker
-from tests.conftest import make_settings
+from tests.conftest import make_settings, publish_deployment
 from tests.fakes.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.e2e
@@ -51,6 +51,7 @@ async def llm_api(llm_settings: Settings, arq_pool: ArqRedis) -> AsyncIterator[h
 
 
 async def run_worker(settings: Settings) -> None:
+    await publish_deployment(settings)
     worker = build_worker(settings, burst=True, handle_signals=False)
     try:
         await worker.async_run()

@@ -1,0 +1,189 @@
+"""The worker's heartbeat: every `WORKER_HEARTBEAT_INTERVAL` it decides whether this worker may claim
+jobs, publishes its registry record, renews its job leases and the ledger heartbeats of its runs, and
+starts a drain when the worker should be recycled.
+
+A worker claims only when its code version is allowed and its data fingerprint equals the one the
+API published; otherwise it claims nothing, says why on every beat, and fails its health check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from src.domain.workers import WorkerCounters, WorkerRecord, WorkerState
+from src.infrastructure.deployment_registry import DeploymentRegistry
+
+if TYPE_CHECKING:
+    from src.worker.arq_worker import AppWorker
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    version: str
+    beat_interval_s: float
+    lease_s: float
+    max_jobs_before_restart: int
+    max_rss_mb: int
+    state_dir: str
+
+    @property
+    def record_ttl_ms(self) -> int:
+        """A worker record expires after three missed beats."""
+        return int(self.beat_interval_s * 3 * 1000)
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process in MB (Linux /proc, else the peak from getrusage)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1_048_576
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Heartbeat:
+    def __init__(self, worker: AppWorker) -> None:
+        self.worker = worker
+        self.config = worker.lifecycle
+        self.registry = DeploymentRegistry(worker.pool)
+        self.state = WorkerState.WAITING
+        self.reason: str | None = "starting"
+        self.draining = False
+        self.started_at = datetime.now(UTC)
+        self._task: asyncio.Task[None] | None = None
+        self._state_file: Path | None = None
+
+    @property
+    def ctx(self) -> dict[Any, Any]:
+        return self.worker.ctx
+
+    async def start(self) -> None:
+        """Called after the start-up hook: allow a first version, beat once, then keep beating."""
+        if await self.registry.allow_first_version(self.config.version):
+            log.warning("first version on an empty deployment: allowed", version=self.config.version)
+        await self.beat()
+        self._write_state_file()
+        if self.worker.burst and self.state is not WorkerState.OK:
+            raise RuntimeError(f"refusing to run in burst mode: {self.state.value} ({self.reason})")
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._state_file is not None:
+            self._state_file.unlink(missing_ok=True)
+        try:
+            await self.registry.remove_worker(self.worker.worker_id)
+        except Exception as exc:  # noqa: BLE001 - Redis may be gone at shutdown; the record expires anyway
+            log.warning("could not remove the registry record", error=type(exc).__name__)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.beat_interval_s)
+            try:
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed beat must not kill the worker; say so
+                log.error("heartbeat failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def beat(self) -> None:
+        allowed, published = await self.registry.read_policy(self.config.version)
+        previous = self.state
+        self.state, self.reason = self._decide(allowed, published)
+        self.worker.allow_pick_jobs = self.state is WorkerState.OK
+        if self.state in (WorkerState.FENCED, WorkerState.MISMATCH, WorkerState.WAITING):
+            log.error("worker not claiming jobs", state=self.state.value, reason=self.reason)
+            if self.state is not WorkerState.WAITING:
+                self.worker.release_running_jobs(self.reason or self.state.value)
+        elif previous is not self.state:
+            log.info("worker state", state=self.state.value)
+        running = [job_id for job_id, task in self.worker.tasks.items() if not task.done()]
+        record = self._record(running)
+        await self.registry.publish(
+            record,
+            ttl_ms=self.config.record_ttl_ms,
+            job_ids=running,
+            lease_ms=int(self.config.lease_s * 1000),
+        )
+        await self._beat_ledger()
+        self._maybe_recycle(record)
+
+    def _decide(self, allowed: bool, published: str | None) -> tuple[WorkerState, str | None]:
+        mine = self.ctx.get("fingerprint")
+        if self.draining:
+            return WorkerState.DRAINING, "stopping"
+        if mine is None:
+            return WorkerState.WAITING, "start-up hook has not finished"
+        if published is None:
+            return WorkerState.WAITING, "no API has published its data fingerprint in this Redis database"
+        if published != mine:
+            return WorkerState.MISMATCH, (
+                f"data fingerprint {mine} differs from the API's {published}: this worker uses another "
+                "store or Redis database (check MONGODB_URL / DATABASE_NAME / SQLITE_PATH / REDIS_URL)"
+            )
+        if not allowed:
+            return WorkerState.FENCED, (
+                f"code version {self.config.version} is not allowed (allow it with "
+                f"`python -m src.cli allow-version {self.config.version}`, or retire this worker)"
+            )
+        return WorkerState.OK, None
+
+    def _record(self, running: list[str]) -> WorkerRecord:
+        w = self.worker
+        return WorkerRecord(
+            worker_id=w.worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            version=self.config.version,
+            queue=w.queue_name,
+            tasks=sorted(name for name in w.functions),
+            fingerprint=str(self.ctx.get("fingerprint") or ""),
+            started_at=self.started_at,
+            last_beat_at=datetime.now(UTC),
+            state=self.state,
+            reason=self.reason,
+            counters=WorkerCounters(complete=w.jobs_complete, failed=w.jobs_failed, retried=w.jobs_retried),
+            current_jobs=running,
+            max_jobs=w.max_jobs,
+            rss_mb=round(rss_mb(), 1),
+        )
+
+    async def _beat_ledger(self) -> None:
+        runs: dict[str, int] = self.ctx.get("active_runs", {})
+        repository = self.ctx.get("repository")
+        if runs and repository is not None:
+            await repository.heartbeat_jobs(list(runs.items()), at=datetime.now(UTC))
+
+    def _maybe_recycle(self, record: WorkerRecord) -> None:
+        done = record.counters.complete + record.counters.failed + record.counters.retried
+        limit = self.config.max_jobs_before_restart
+        if limit and done >= limit:
+            self.worker.drain(f"WORKER_MAX_JOBS_BEFORE_RESTART reached ({done} >= {limit})")
+        elif self.config.max_rss_mb and (record.rss_mb or 0) > self.config.max_rss_mb:
+            self.worker.drain(
+                f"WORKER_MAX_RSS_MB exceeded ({record.rss_mb} MB > {self.config.max_rss_mb} MB)"
+            )
+
+    def _write_state_file(self) -> None:
+        """Let `python workers.py --check` in this container find this process's worker id."""
+        try:
+            directory = Path(self.config.state_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            self._state_file = directory / f"{os.getpid()}.worker"
+            self._state_file.write_text(self.worker.worker_id)
+        except OSError as exc:
+            log.warning("cannot write the health-check state file", error=str(exc))
