@@ -30,13 +30,19 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+# arq counts every start as a try, shutdowns and lost leases included (arq #267); the job runner
+# enforces ARQ_MAX_TRIES on application failures from the ledger instead, so arq's own cap only
+# guards against a job that can never even start.
+ARQ_TRY_CEILING = 1000
+
+
 def task_functions(settings: Settings, queue: QueueName) -> list[Function]:
     return [
         func(
             cast(WorkerCoroutine, TASKS[name]),
             name=name.value,
             timeout=settings.arq_job_timeout,
-            max_tries=settings.arq_max_tries,
+            max_tries=ARQ_TRY_CEILING,
         )
         for name in TASKS_BY_QUEUE[queue]
     ]
