@@ -97,3 +97,10 @@ class AddressNormalizer(Protocol):
     """Turns a raw address into a structured one (rules, or an LLM with the rules as fallback)."""
 
     async def normalize(self, raw: str) -> NormalizedAddress: ...
+
+
+class EffectsLog(Protocol):
+    """Test hook: an append-only record of every item a job run wrote, keyed by (job, attempt, item),
+    which is how fault tests count duplicated side effects."""
+
+    async def record(self, job_id: str, attempt: int, item_ids: Sequence[str]) -> None: ...

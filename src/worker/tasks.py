@@ -23,8 +23,17 @@ async def normalize_appointment(ctx: WorkerContext, envelope: dict[str, Any]) ->
     env = JobEnvelope.model_validate(envelope)
     appointment_id = str(env.ids["appointment_id"])
 
+    repository = ctx["repository"]
+
     async def body(run: RunInfo, record: JobRecord) -> dict[str, Any]:
-        return await ctx["normalization"].normalize_appointment(appointment_id, run)
+        async def still_current(progress: JobProgress) -> bool:
+            return await repository.heartbeat_job(
+                run.job_id, run.attempt, at=datetime.now(UTC), progress=progress
+            )
+
+        return await ctx["normalization"].normalize_appointment(
+            appointment_id, run, still_current=still_current
+        )
 
     return await _run(ctx, env, body)
 

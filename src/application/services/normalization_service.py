@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from src.application.ports import AddressNormalizer, Repository
+from src.application.ports import AddressNormalizer, EffectsLog, Repository
 from src.domain.appointments import Appointment, NormalizationResult, NormalizationStatus, Provenance
 from src.domain.documents import normalize_document
 from src.domain.jobs import JobProgress
@@ -50,6 +50,8 @@ class NormalizationService:
         addresses_enabled: bool,
         concurrency: int,
         page_size: int = 100,
+        effects: EffectsLog | None = None,
+        item_delay_s: float = 0.0,
     ) -> None:
         self._repository = repository
         self._addresses = address_normalizer
@@ -57,16 +59,21 @@ class NormalizationService:
         self._addresses_enabled = addresses_enabled
         self._limit = asyncio.Semaphore(concurrency)
         self._page_size = page_size
+        self._effects = effects
+        self._item_delay_s = item_delay_s
 
-    async def normalize_appointment(self, appointment_id: str, run: RunInfo) -> dict[str, object]:
-        """Normalize one appointment; NotFound (permanent) when it no longer exists."""
+    async def normalize_appointment(
+        self, appointment_id: str, run: RunInfo, *, still_current: Checkpoint
+    ) -> dict[str, object]:
+        """Normalize one appointment; NotFound (permanent) when it no longer exists. An earlier attempt
+        of the same job that already wrote the result is not redone (no duplicate side effect)."""
         appointment = await self._repository.get_appointment(appointment_id)
         if appointment is None:
             raise NotFound(f"appointment {appointment_id} no longer exists")
+        if appointment.provenance is not None and appointment.provenance.job_id == run.job_id:
+            return {"normalized": 0, "already_done": 1}
         result = await self._normalize(appointment, run)
-        written = await self._repository.save_normalizations([result], job_id=run.job_id, attempt=run.attempt)
-        if written == 0:
-            raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded; result discarded")
+        await self._write([result], run, still_current, JobProgress(done=1, total=1))
         return _summary([result])
 
     async def normalize_batch_range(
@@ -89,18 +96,42 @@ class NormalizationService:
             )
             if not page:
                 break
-            results = await asyncio.gather(*(self._normalize(a, run) for a in page))
-            await self._repository.save_normalizations(results, job_id=run.job_id, attempt=run.attempt)
-            processed.extend(results)
+            todo = [a for a in page if a.provenance is None or a.provenance.job_id != run.job_id]
+            results = list(await asyncio.gather(*(self._normalize(a, run) for a in todo)))
             cursor = page[-1].seq + 1
-            if not await checkpoint(JobProgress(done=cursor - seq_from, total=total, cursor=cursor)):
+            progress = JobProgress(done=cursor - seq_from, total=total, cursor=cursor)
+            await self._write(results, run, checkpoint, progress)
+            processed.extend(results)
+            if not await checkpoint(progress):
                 raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded at cursor {cursor}")
         summary = _summary(processed)
         summary["resumed_from"] = resume_from
         return summary
 
+    async def _write(
+        self,
+        results: list[NormalizationResult],
+        run: RunInfo,
+        still_current: Checkpoint,
+        progress: JobProgress,
+    ) -> None:
+        """Write only while this run's attempt is still the job's current one (the fencing check)."""
+        if not results:
+            return
+        if not await still_current(
+            progress.model_copy(update={"done": max(0, progress.done - len(results))})
+        ):
+            raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded; results discarded")
+        written = await self._repository.save_normalizations(results, job_id=run.job_id, attempt=run.attempt)
+        if written < len(results):
+            raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded; results discarded")
+        if self._effects is not None:
+            await self._effects.record(run.job_id, run.attempt, [r.appointment_id for r in results])
+
     async def _normalize(self, appointment: Appointment, run: RunInfo) -> NormalizationResult:
         started = datetime.now(UTC)
+        if self._item_delay_s:
+            await asyncio.sleep(self._item_delay_s)  # test hook: lets fault tests land kills mid-flight
         async with self._limit:
             document = normalize_document(appointment.documento) if self._documents_enabled else None
             address = (
