@@ -1,13 +1,23 @@
-"""Entry point of the ARQ worker: `python workers.py [--queue NAME] [--burst] [--verbose] [--check]`."""
+"""Entry point of the ARQ worker: `python workers.py [--queue NAME] [--burst] [--verbose] [--check]`.
+
+Before it starts, it checks that Redis and the store answer (exit 1 with a clear message within
+10 s otherwise). `--check` is the container health check: exit 0 only when every worker process of
+this container has a fresh heartbeat in Redis and is neither fenced nor mismatched.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from pathlib import Path
 
-from src.config import get_settings
-from src.domain.jobs import QueueName, queue_key
+from src.config import Settings, get_settings
+from src.domain.jobs import QueueName
+
+PREFLIGHT_TIMEOUT_S = 10.0
+RELOAD_FLAGS = ("--reload", "--watch")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -16,32 +26,88 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--queue",
         choices=[q.value for q in QueueName],
         default=QueueName.NORMALIZATION.value,
-        help="queue to consume (default: normalization)",
+        help="queue to consume (default: normalization; maintenance runs the reconciler)",
     )
     parser.add_argument("--burst", action="store_true", help="process what is queued, then exit")
     parser.add_argument("--verbose", action="store_true", help="log at DEBUG level")
-    parser.add_argument("--check", action="store_true", help="health check: exit 0 when the worker is alive")
-    return parser.parse_args(argv)
+    parser.add_argument("--check", action="store_true", help="health check of this container's workers")
+    args, unknown = parser.parse_known_args(argv)
+    reload_flags = [flag for flag in unknown if flag.split("=")[0] in RELOAD_FLAGS]
+    if reload_flags:
+        parser.exit(
+            2,
+            f"{' '.join(reload_flags)}: auto-reload is refused: a reload kills running jobs mid-flight "
+            "(the job-stall incident). Restart the worker instead; it drains first.\n",
+        )
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
-async def check(queue: QueueName) -> int:
+async def preflight(settings: Settings) -> str | None:
+    """None when Redis and the store answer within the timeout, else what is wrong (no secrets)."""
     from src.infrastructure.redis_pool import create_redis_pool
+    from src.infrastructure.repository_factory import build_repository
 
-    settings = get_settings()
     pool = create_redis_pool(settings, max_connections=2)
     try:
-        key = queue_key(queue) + ":health-check"
-        value = await asyncio.wait_for(pool.get(key), 10)
-    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy; say why
-        print(f"unhealthy: Redis unreachable ({type(exc).__name__})", file=sys.stderr)
-        return 1
+        await asyncio.wait_for(pool.ping(), PREFLIGHT_TIMEOUT_S / 2)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported with its type
+        return f"Redis at {settings.redis_display} is unreachable ({type(exc).__name__})"
     finally:
         await pool.aclose(close_connection_pool=True)
-    if not value:
-        print("unhealthy: no recent worker health record", file=sys.stderr)
-        return 1
-    print(f"healthy: {value.decode()}")
-    return 0
+    repository = build_repository(settings)
+    try:
+        await asyncio.wait_for(repository.init(), PREFLIGHT_TIMEOUT_S / 2)
+    except Exception as exc:  # noqa: BLE001
+        return f"store {repository.identity()} is unreachable ({type(exc).__name__})"
+    finally:
+        await repository.close()
+    return None
+
+
+async def check(settings: Settings) -> tuple[int, str]:
+    """Health of the worker processes of this container (found through WORKER_STATE_DIR)."""
+    from datetime import UTC, datetime
+
+    from src.infrastructure.deployment_registry import DeploymentRegistry
+    from src.infrastructure.redis_pool import create_redis_pool
+
+    ids: list[str] = []
+    for state_file in sorted(Path(settings.worker_state_dir).glob("*.worker")):
+        pid = int(state_file.stem)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            state_file.unlink(missing_ok=True)  # a process that is gone is not this container's worker
+            continue
+        except PermissionError:
+            pass
+        ids.append(state_file.read_text().strip())
+    if not ids:
+        return 1, "unhealthy: no worker process is running in this container"
+    pool = create_redis_pool(settings, max_connections=2)
+    try:
+        registry = DeploymentRegistry(pool)
+        records = await asyncio.wait_for(asyncio.gather(*(registry.get_worker(i) for i in ids)), 8)
+    except Exception as exc:  # noqa: BLE001
+        return 1, f"unhealthy: Redis unreachable ({type(exc).__name__})"
+    finally:
+        await pool.aclose(close_connection_pool=True)
+    max_age = 3 * settings.worker_heartbeat_interval
+    problems = []
+    for worker_id, record in zip(ids, records, strict=True):
+        if record is None:
+            problems.append(f"{worker_id}: no heartbeat in Redis")
+            continue
+        age = (datetime.now(UTC) - record.last_beat_at).total_seconds()
+        if age > max_age:
+            problems.append(f"{worker_id}: heartbeat {age:.1f}s old")
+        elif not record.state.healthy:
+            problems.append(f"{worker_id}: {record.state.value} ({record.reason})")
+    if problems:
+        return 1, "unhealthy: " + "; ".join(problems)
+    return 0, f"healthy: {len(ids)} worker(s)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,22 +116,25 @@ def main(argv: list[str] | None = None) -> int:
     from src.logging import configure_logging
 
     configure_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
-    queue = QueueName(args.queue)
     if args.check:
-        return asyncio.run(check(queue))
+        status, message = asyncio.run(check(settings))
+        print(message, file=sys.stdout if status == 0 else sys.stderr)
+        return status
+    problem = asyncio.run(preflight(settings))
+    if problem is not None:
+        print(f"worker not started: {problem}", file=sys.stderr)
+        return 1
 
     from src.worker.banner import render_banner
     from src.worker.settings import build_worker
 
     # arq's Worker binds to the current event loop at construction.
     asyncio.set_event_loop(asyncio.new_event_loop())
-    worker = build_worker(settings, queue, burst=args.burst)
-    print(
-        render_banner(
-            settings, queue_name=worker.queue_name, tasks=list(worker.functions), worker_id=worker.worker_id
-        ),
-        flush=True,
+    worker = build_worker(settings, QueueName(args.queue), burst=args.burst)
+    banner = render_banner(
+        settings, queue_name=worker.queue_name, tasks=list(worker.functions), worker_id=worker.worker_id
     )
+    print(banner, flush=True)
     worker.run()
     return 0
 

@@ -20,6 +20,7 @@ PROTOCOL_VERSION = "v1"
 class JobName(StrEnum):
     NORMALIZE_APPOINTMENT = "normalize_appointment"
     NORMALIZE_BATCH_CHUNK = "normalize_batch_chunk"
+    RECONCILE = "reconcile"  # cron, maintenance queue
 
 
 class QueueName(StrEnum):

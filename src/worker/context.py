@@ -9,6 +9,8 @@ from openai import AsyncOpenAI
 
 from src.application.ports import Repository
 from src.application.services.normalization_service import NormalizationService
+from src.application.services.reconciler import Reconciler
+from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.worker.job_runner import JobRunner
 
@@ -27,4 +29,6 @@ class WorkerContext(TypedDict, total=False):
     runner: JobRunner
     openai_client: AsyncOpenAI | None
     fingerprint: str
+    tasks: TaskService
+    reconciler: Reconciler
     active_runs: dict[str, int]  # job_id → attempt of the runs in progress (ledger heartbeats)

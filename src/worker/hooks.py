@@ -8,7 +8,9 @@ import structlog
 
 from src.application.ports import AddressNormalizer
 from src.application.services.normalization_service import NormalizationService
+from src.application.services.reconciler import Reconciler
 from src.application.services.rules_address_normalizer import RulesAddressNormalizer
+from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.workers import data_fingerprint
 from src.errors import StoreUnavailable
@@ -74,6 +76,14 @@ async def startup(ctx: WorkerContext) -> None:
         version=ctx["version"],
         max_tries=settings.arq_max_tries,
         active_runs=ctx["active_runs"],
+    )
+    ctx["tasks"] = TaskService(pool=ctx["redis"], repository=repository, producer_version=ctx["version"])
+    ctx["reconciler"] = Reconciler(
+        repository,
+        ctx["tasks"],
+        # a running job is stale when its lease could have been renewed three times and was not
+        stale_after_s=max(3 * settings.worker_heartbeat_interval, settings.job_lease_seconds),
+        grace_s=max(60.0, 3 * settings.reconcile_every_seconds),
     )
     log.info("worker ready", store=repository.identity(), fingerprint=ctx["fingerprint"])
 

@@ -7,6 +7,7 @@ import socket
 import uuid
 from typing import Any, cast
 
+from arq.cron import CronJob, cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, func
 
@@ -23,6 +24,30 @@ TASKS_BY_QUEUE: dict[QueueName, tuple[JobName, ...]] = {
     QueueName.NORMALIZATION: (JobName.NORMALIZE_APPOINTMENT, JobName.NORMALIZE_BATCH_CHUNK),
     QueueName.MAINTENANCE: (),
 }
+CRONS_BY_QUEUE: dict[QueueName, tuple[JobName, ...]] = {
+    QueueName.NORMALIZATION: (),
+    QueueName.MAINTENANCE: (JobName.RECONCILE,),
+}
+
+
+def cron_jobs(settings: Settings, queue: QueueName) -> list[CronJob]:
+    """Scheduled tasks: unique per tick, so several maintenance workers run each tick once."""
+    every = settings.reconcile_every_seconds
+    if every < 60:
+        schedule: dict[str, set[int]] = {"second": set(range(0, 60, every))}
+    else:
+        schedule = {"second": {0}, "minute": set(range(0, 60, every // 60))}
+    return [
+        cron(
+            cast(WorkerCoroutine, TASKS[name]),
+            name=name.value,
+            run_at_startup=True,
+            unique=True,
+            timeout=max(60, every),
+            **schedule,  # type: ignore[arg-type]
+        )
+        for name in CRONS_BY_QUEUE[queue]
+    ]
 
 
 def new_worker_id() -> str:
@@ -53,11 +78,11 @@ def worker_settings(
 ) -> dict[str, Any]:
     """The keyword arguments of arq's `Worker` (arq's WorkerSettings, as a dict)."""
     functions = task_functions(settings, queue)
-    if not functions:
-        raise ValueError(f"no tasks are registered on the {queue.value} queue yet")
+    crons = cron_jobs(settings, queue)
     serialize, deserialize = make_serializers(settings.max_job_payload_bytes)
     return {
         "functions": functions,
+        "cron_jobs": crons,
         "queue_name": queue_key(queue),
         "burst": burst,
         "on_startup": startup,

@@ -68,7 +68,14 @@ async def _run(ctx: WorkerContext, env: JobEnvelope, body: Any) -> dict[str, Any
         clear_context("job_id", "request_id", "batch_id", "task")
 
 
+async def reconcile(ctx: WorkerContext) -> dict[str, Any]:
+    """Cron on the maintenance queue: re-enqueue stale running and vanished jobs."""
+    report = await ctx["reconciler"].run()
+    return report.model_dump()
+
+
 TASKS = {
     JobName.NORMALIZE_APPOINTMENT: normalize_appointment,
     JobName.NORMALIZE_BATCH_CHUNK: normalize_batch_chunk,
+    JobName.RECONCILE: reconcile,
 }

@@ -11,7 +11,7 @@ from arq.worker import Worker
 from src.config import Settings
 from src.domain.jobs import JobName, QueueName
 from src.worker.arq_worker import RELIED_ON_ARQ_METHODS
-from src.worker.settings import ARQ_TRY_CEILING, TASKS_BY_QUEUE, task_functions
+from src.worker.settings import ARQ_TRY_CEILING, CRONS_BY_QUEUE, TASKS_BY_QUEUE, task_functions
 
 
 def test_arq_is_the_pinned_minor_version() -> None:
@@ -31,7 +31,7 @@ def test_every_relied_on_arq_method_exists_with_its_parameters() -> None:
 
 def test_every_job_name_is_registered_with_a_worker() -> None:
     """Each JobName is consumed by exactly one queue's worker, under its enum value."""
-    registered = [name for names in TASKS_BY_QUEUE.values() for name in names]
+    registered = [name for names in (*TASKS_BY_QUEUE.values(), *CRONS_BY_QUEUE.values()) for name in names]
     assert sorted(registered) == sorted(JobName)
     functions = task_functions(Settings(_env_file=None), QueueName.NORMALIZATION)  # type: ignore[call-arg]
     assert {f.name for f in functions} == {n.value for n in TASKS_BY_QUEUE[QueueName.NORMALIZATION]}

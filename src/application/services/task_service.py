@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from src.application.ports import Repository
-from src.domain.jobs import JobEnvelope, JobRecord, QueueName, queue_key
+from src.domain.jobs import JobEnvelope, JobProgress, JobRecord, QueueName, queue_key
 from src.errors import NotFound
 
 log = structlog.get_logger(__name__)
@@ -104,9 +104,14 @@ class TaskService:
         return (await self.enqueue_many([envelope], queue))[0]
 
     async def enqueue_many(
-        self, envelopes: Sequence[JobEnvelope], queue: QueueName = QueueName.NORMALIZATION
+        self,
+        envelopes: Sequence[JobEnvelope],
+        queue: QueueName = QueueName.NORMALIZATION,
+        *,
+        progress: JobProgress | None = None,
     ) -> list[EnqueueResult]:
-        """Write the ledger records in bulk, then enqueue every job in pipelined round trips."""
+        """Write the ledger records in bulk, then enqueue every job in pipelined round trips.
+        `progress` seeds the records' checkpoint (a successor generation resumes from it)."""
         if not envelopes:
             return []
         now = datetime.now(UTC)
@@ -120,6 +125,7 @@ class TaskService:
                     queue=queue,
                     envelope=e,
                     enqueued_at=now,
+                    progress=progress or JobProgress(),
                 )
                 for e in envelopes
             ]
@@ -173,6 +179,25 @@ class TaskService:
         return QueueState(
             queued=score is not None, in_progress=bool(in_progress), has_result=bool(has_result)
         )
+
+    async def queue_states(self, jobs: Sequence[tuple[str, QueueName]]) -> dict[str, QueueState]:
+        """What Redis holds for many jobs, in pipelined round trips."""
+        pool = await self.get_pool()
+        states: dict[str, QueueState] = {}
+        for start in range(0, len(jobs), PIPELINE_CHUNK):
+            chunk = jobs[start : start + PIPELINE_CHUNK]
+            async with pool.pipeline(transaction=False) as pipe:
+                for job_id, queue in chunk:
+                    pipe.zscore(queue_key(queue), job_id)
+                    pipe.exists(in_progress_key_prefix + job_id)
+                    pipe.exists(result_key_prefix + job_id)
+                replies = await pipe.execute()
+            for index, (job_id, _) in enumerate(chunk):
+                score, in_progress, has_result = replies[index * 3 : index * 3 + 3]
+                states[job_id] = QueueState(
+                    queued=score is not None, in_progress=bool(in_progress), has_result=bool(has_result)
+                )
+        return states
 
     async def get_job(self, job_id: str) -> JobView:
         """The ledger record (source of truth) plus what the queue currently holds; NotFound if unknown."""
