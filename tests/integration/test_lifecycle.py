@@ -1,0 +1,190 @@
+"""Lifecycle safety in one process against a real redis-server: fencing, fingerprints, leases, reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix
+
+from src.application.services.reconciler import Reconciler
+from src.application.services.task_service import TaskService
+from src.config import Settings
+from src.domain.appointments import Appointment
+from src.domain.jobs import JobClaim, JobEnvelope, JobName, JobProgress, JobRecord, JobStatus, QueueName
+from src.domain.workers import WorkerState
+from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.repository_factory import build_repository
+from src.worker.settings import build_worker
+from tests.conftest import RunBurstWorker, publish_deployment
+
+pytestmark = pytest.mark.integration
+
+
+def appointment(appointment_id: str) -> Appointment:
+    return Appointment(
+        id=appointment_id,
+        paciente="Paciente",
+        documento="52998224725",
+        endereco="Rua Augusta, 100, Consolação, São Paulo - SP, 01305-000",
+        data_hora=datetime(2026, 12, 1, 10, tzinfo=UTC),
+        created_at=datetime.now(UTC),
+    )
+
+
+def envelope(appointment_id: str, generation: int = 1) -> JobEnvelope:
+    return JobEnvelope(
+        task=JobName.NORMALIZE_APPOINTMENT,
+        logical_key=f"normalize:{appointment_id}",
+        generation=generation,
+        ids={"appointment_id": appointment_id},
+        producer_version="test-1",
+    )
+
+
+async def stored_and_enqueued(settings: Settings, pool: ArqRedis, appointment_id: str) -> str:
+    repository = build_repository(settings)
+    await repository.init()
+    await repository.insert_appointments([appointment(appointment_id)])
+    await TaskService(pool=pool, repository=repository).enqueue(envelope(appointment_id))
+    await repository.close()
+    return envelope(appointment_id).job_id
+
+
+async def test_worker_with_a_version_not_allowed_claims_nothing(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
+    """A worker whose code version is not in the allowed set is fenced: it refuses to run a burst and
+    the job stays queued for an allowed worker."""
+    job_id = await stored_and_enqueued(settings, arq_pool, "f1")
+    await publish_deployment(settings)  # allows test-1 only
+    ghost = build_worker(
+        settings.model_copy(update={"app_version": "old-7"}), burst=True, handle_signals=False
+    )
+    with pytest.raises(RuntimeError, match="fenced"):
+        await ghost.async_run()
+    await ghost.close()
+    assert ghost.jobs_complete == 0
+    assert await arq_pool.exists(job_key_prefix + job_id)
+    assert ghost.heartbeat.state is WorkerState.FENCED
+    assert "allow-version old-7" in (ghost.heartbeat.reason or "")
+
+
+async def test_worker_on_another_store_is_a_mismatch(
+    settings: Settings, arq_pool: ArqRedis, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A worker whose store differs from the API's published fingerprint claims nothing."""
+    await stored_and_enqueued(settings, arq_pool, "m1")
+    await publish_deployment(settings)
+    other = settings.model_copy(update={"sqlite_path": str(tmp_path_factory.mktemp("other") / "x.sqlite3")})
+    stray = build_worker(other, burst=True, handle_signals=False)
+    with pytest.raises(RuntimeError, match="mismatch"):
+        await stray.async_run()
+    await stray.close()
+    assert stray.jobs_complete == 0 and "another store or Redis database" in (stray.heartbeat.reason or "")
+
+
+async def test_worker_without_a_published_fingerprint_waits(settings: Settings, arq_pool: ArqRedis) -> None:
+    """No API has published the fingerprint in this Redis database: the worker claims nothing."""
+    await stored_and_enqueued(settings, arq_pool, "w1")
+    worker = build_worker(settings, burst=True, handle_signals=False)
+    with pytest.raises(RuntimeError, match="waiting"):
+        await worker.async_run()
+    await worker.close()
+
+
+async def test_dead_workers_lease_expires_and_the_job_is_taken_over(
+    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
+) -> None:
+    """A job claimed by a worker that died is run by another within about one lease, as attempt 2."""
+    job_id = await stored_and_enqueued(settings, arq_pool, "d1")
+    repository = build_repository(settings)
+    await repository.init()
+    await repository.claim_job(
+        job_id, JobClaim(worker_id="dead", version="test-1", started_at=datetime.now(UTC))
+    )
+    await arq_pool.set(in_progress_key_prefix + job_id, b"dead", px=int(settings.job_lease_seconds * 1000))
+    worker = await asyncio.wait_for(run_burst_worker(), timeout=10 * settings.job_lease_seconds)
+    assert worker.jobs_complete == 1
+    record = await repository.get_job(job_id)
+    assert record is not None and record.status is JobStatus.SUCCEEDED
+    assert record.attempt == 2 and record.worker_id == worker.worker_id and record.app_failures == 0
+    await repository.close()
+
+
+async def test_reconciler_requeues_a_stale_running_job_under_the_next_generation(
+    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
+) -> None:
+    """A running record with a stale heartbeat and no arq job left becomes interrupted; the next
+    generation is enqueued with its checkpoint and succeeds."""
+    repository = build_repository(settings)
+    await repository.init()
+    await repository.insert_appointments([appointment("r1")])
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    env = envelope("r1")
+    await repository.create_jobs(
+        [JobRecord(job_id=env.job_id, logical_key=env.logical_key, generation=1, task=env.task,
+                   queue=QueueName.NORMALIZATION, envelope=env, enqueued_at=long_ago,
+                   progress=JobProgress(done=0, total=1, cursor=None))]
+    )  # fmt: skip
+    await repository.claim_job(env.job_id, JobClaim(worker_id="gone", version="test-1", started_at=long_ago))
+    tasks = TaskService(pool=arq_pool, repository=repository)
+    report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60).run()
+    assert report.interrupted_requeued == 1
+    old = await repository.get_job(env.job_id)
+    assert old is not None and old.status is JobStatus.INTERRUPTED and old.interruptions == 1
+    await run_burst_worker()
+    successor = await repository.get_job("normalize:r1:2")
+    assert successor is not None and successor.status is JobStatus.SUCCEEDED
+    stored = await repository.get_appointment("r1")
+    assert (
+        stored is not None and stored.provenance is not None and stored.provenance.job_id == "normalize:r1:2"
+    )
+    await repository.close()
+
+
+async def test_reconciler_requeues_a_queued_job_whose_arq_job_vanished(
+    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
+) -> None:
+    """Redis lost a queued job (restart without persistence): the reconciler enqueues it again, same id."""
+    repository = build_repository(settings)
+    await repository.init()
+    await repository.insert_appointments([appointment("v1")])
+    env = envelope("v1")
+    await repository.create_jobs(
+        [JobRecord(job_id=env.job_id, logical_key=env.logical_key, generation=1, task=env.task,
+                   queue=QueueName.NORMALIZATION, envelope=env,
+                   enqueued_at=datetime.now(UTC) - timedelta(minutes=5))]
+    )  # fmt: skip
+    tasks = TaskService(pool=arq_pool, repository=repository)
+    fresh = Reconciler(repository, tasks, stale_after_s=5, grace_s=600)
+    assert (await fresh.run()).vanished_requeued == 0  # within the grace period: the enqueue may be in flight
+    report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60).run()
+    assert report.vanished_requeued == 1
+    await run_burst_worker()
+    record = await repository.get_job(env.job_id)
+    assert record is not None and record.status is JobStatus.SUCCEEDED
+    await repository.close()
+
+
+async def test_registry_shows_the_worker_and_removes_it_on_clean_exit(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
+    """A running worker is listed with its version and state; a clean exit removes its record."""
+    await publish_deployment(settings)
+    worker = build_worker(settings, handle_signals=False)
+    run = asyncio.create_task(worker.async_run())
+    registry = DeploymentRegistry(arq_pool)
+    deadline = asyncio.get_running_loop().time() + 10 * settings.worker_heartbeat_interval
+    records = []
+    while not records and asyncio.get_running_loop().time() < deadline:
+        records = await registry.list_workers()
+        await asyncio.sleep(settings.worker_heartbeat_interval / 2)
+    assert [(r.worker_id, r.version, r.state) for r in records] == [
+        (worker.worker_id, "test-1", WorkerState.OK)
+    ]
+    await worker.close()
+    await asyncio.gather(run, return_exceptions=True)
+    assert await registry.list_workers() == []
