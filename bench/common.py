@@ -1,0 +1,69 @@
+"""What every benchmark shares: a private redis-server, settings, and publishing the deployment."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from scripts.local_redis import RedisServer, start_redis_server
+from src.config import Environment, Settings
+from src.domain.workers import data_fingerprint
+from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.redis_pool import create_redis_pool
+from src.infrastructure.repository_factory import build_repository
+
+BENCH_VERSION = "bench-1"
+BENCH_TOKEN = "bench-token"
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    """A redis-server on a free loopback port (never the shared 6379), stopped on exit."""
+    server = start_redis_server(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def bench_settings(redis_url: str, workdir: Path, **overrides: object) -> Settings:
+    """Our defaults, pointed at the benchmark's Redis and SQLite file, with no `.env` read."""
+    values: dict[str, object] = {
+        "environment": Environment.TEST,
+        "redis_url": redis_url,
+        "sqlite_path": str(workdir / "store.sqlite3"),
+        "app_version": BENCH_VERSION,
+        "api_access_token": BENCH_TOKEN,
+        "openai_api_key": None,
+        "openai_base_url": None,
+        "log_format": "json",
+        "log_level": "WARNING",
+        "worker_state_dir": str(workdir / "worker-state"),
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def publish_deployment(settings: Settings) -> str:
+    """Do what the API does at start (as tests/conftest.py does): allow its version and publish the
+    data fingerprint, so workers may claim."""
+    repository = build_repository(settings)
+    await repository.init()
+    pool = create_redis_pool(settings)
+    try:
+        fingerprint = data_fingerprint(settings.redis_db, repository.identity())
+        registry = DeploymentRegistry(pool)
+        await registry.allow_version(settings.app_version)
+        await registry.publish_fingerprint(
+            fingerprint, store=repository.identity(), redis_db=settings.redis_db
+        )
+    finally:
+        await pool.aclose(close_connection_pool=True)
+        await repository.close()
+    return fingerprint
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
