@@ -8,7 +8,7 @@ from typing import Protocol
 
 from src.domain.addresses import NormalizedAddress
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
-from src.domain.jobs import JobClaim, JobOutcome, JobProgress, JobRecord, JobStatus
+from src.domain.jobs import JobClaim, JobCount, JobOutcome, JobProgress, JobRecord, JobStatus
 
 
 class Repository(Protocol):
@@ -84,6 +84,16 @@ class Repository(Protocol):
     ) -> list[JobRecord]:
         """Running jobs whose heartbeat is older than the first cutoff, and queued or interrupted jobs
         enqueued before the second; oldest first. The reconciler checks each against Redis."""
+
+    async def count_jobs(self) -> list[JobCount]:
+        """Ledger records counted by (queue, status, error category), with the oldest enqueue time."""
+
+    async def finished_since(self, since: datetime, *, limit: int) -> list[JobRecord]:
+        """Jobs that finished (succeeded, failed or cancelled) at or after `since`, newest first."""
+
+    async def delete_finished_jobs(self, before: datetime, *, limit: int) -> list[str]:
+        """Delete ledger records of jobs that finished before `before` (never queued, running or
+        interrupted ones); return the deleted job ids."""
 
     async def finish_job(self, job_id: str, attempt: int, outcome: JobOutcome) -> bool:
         """Record how a run ended; False (nothing written) when `attempt` is not current or the job

@@ -138,3 +138,13 @@ class JobOutcome(BaseModel):
     result: dict[str, Any] | None = None
     app_failure: bool = False
     interruption: bool = False
+
+
+class JobCount(BaseModel):
+    """Ledger records grouped by queue, status and error category."""
+
+    queue: QueueName
+    status: JobStatus
+    error_category: ErrorCategory | None = None
+    count: int
+    oldest_enqueued_at: datetime | None = None

@@ -21,7 +21,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
-from src.domain.jobs import JobClaim, JobOutcome, JobProgress, JobRecord, JobStatus
+from src.domain.jobs import (
+    ErrorCategory,
+    JobClaim,
+    JobCount,
+    JobOutcome,
+    JobProgress,
+    JobRecord,
+    JobStatus,
+    QueueName,
+)
 from src.errors import StoreUnavailable
 from src.infrastructure import store_codec as codec
 
@@ -47,6 +56,7 @@ JOB_INDEXES = [
     IndexModel([("logical_key", ASCENDING), ("generation", DESCENDING)], name="key_generation", unique=True),
     IndexModel([("status", ASCENDING), ("enqueued_at", DESCENDING)], name="status_enqueued"),
     IndexModel([("status", ASCENDING), ("heartbeat_at", ASCENDING)], name="status_heartbeat"),
+    IndexModel([("status", ASCENDING), ("finished_at", DESCENDING)], name="status_finished"),
     IndexModel([("enqueued_at", DESCENDING)], name="enqueued"),
 ]
 
@@ -258,6 +268,48 @@ class MongoRepository:
             cursor = self._jobs.find(query, sort=[("enqueued_at", ASCENDING)], limit=limit)
             docs = await cursor.to_list()
         return [codec.job_from_doc(doc) for doc in docs]
+
+    async def count_jobs(self) -> list[JobCount]:
+        pipeline: list[Document] = [
+            {
+                "$group": {
+                    "_id": {"queue": "$queue", "status": "$status", "category": "$error_category"},
+                    "count": {"$sum": 1},
+                    "oldest": {"$min": "$enqueued_at"},
+                }
+            }
+        ]
+        with _unavailable_on_connection_errors():
+            cursor = await self._jobs.aggregate(pipeline)
+            groups = await cursor.to_list()
+        return [
+            JobCount(
+                queue=QueueName(g["_id"]["queue"]),
+                status=JobStatus(g["_id"]["status"]),
+                error_category=ErrorCategory(g["_id"]["category"]) if g["_id"].get("category") else None,
+                count=g["count"],
+                oldest_enqueued_at=g.get("oldest"),
+            )
+            for g in groups
+        ]
+
+    async def finished_since(self, since: datetime, *, limit: int) -> list[JobRecord]:
+        query = {"status": {"$in": list(codec.TERMINAL_STATUSES)}, "finished_at": {"$gte": since}}
+        with _unavailable_on_connection_errors():
+            cursor = self._jobs.find(query, sort=[("finished_at", DESCENDING)], limit=limit)
+            docs = await cursor.to_list()
+        return [codec.job_from_doc(doc) for doc in docs]
+
+    async def delete_finished_jobs(self, before: datetime, *, limit: int) -> list[str]:
+        query = {"status": {"$in": list(codec.TERMINAL_STATUSES)}, "finished_at": {"$lt": before}}
+        with _unavailable_on_connection_errors():
+            cursor = self._jobs.find(query, {"_id": 1}, sort=[("finished_at", ASCENDING)], limit=limit)
+            ids = [str(doc["_id"]) for doc in await cursor.to_list()]
+            if ids:
+                await self._jobs.delete_many(
+                    {"_id": {"$in": ids}, "status": {"$in": list(codec.TERMINAL_STATUSES)}}
+                )
+        return ids
 
     async def finish_job(self, job_id: str, attempt: int, outcome: JobOutcome) -> bool:
         """Record how a run ended; False when `attempt` is not current or the job is not running."""

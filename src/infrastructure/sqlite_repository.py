@@ -21,7 +21,16 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
-from src.domain.jobs import JobClaim, JobOutcome, JobProgress, JobRecord, JobStatus
+from src.domain.jobs import (
+    ErrorCategory,
+    JobClaim,
+    JobCount,
+    JobOutcome,
+    JobProgress,
+    JobRecord,
+    JobStatus,
+    QueueName,
+)
 from src.errors import StoreUnavailable
 from src.infrastructure import store_codec as codec
 
@@ -52,6 +61,7 @@ _SCHEMA = (
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key_generation ON jobs (logical_key, generation)",
     "CREATE INDEX IF NOT EXISTS jobs_status_enqueued ON jobs (status, enqueued_at)",
     "CREATE INDEX IF NOT EXISTS jobs_enqueued ON jobs (enqueued_at)",
+    "CREATE INDEX IF NOT EXISTS jobs_status_finished ON jobs (status, finished_at)",
 )
 
 _INSERT_APPOINTMENT = (
@@ -224,6 +234,41 @@ class SQLiteRepository:
         args = (codec.iso_utc(running_heartbeat_before), codec.iso_utc(waiting_enqueued_before), limit)
         rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
         return [codec.job_from_row(row) for row in rows]
+
+    async def count_jobs(self) -> list[JobCount]:
+        sql = """SELECT queue, status, error_category, count(*), min(enqueued_at) FROM jobs
+            GROUP BY queue, status, error_category"""
+        rows = await self._run(lambda conn: conn.execute(sql).fetchall())
+        return [
+            JobCount(
+                queue=QueueName(queue),
+                status=JobStatus(status),
+                error_category=ErrorCategory(category) if category else None,
+                count=count,
+                oldest_enqueued_at=datetime.fromisoformat(oldest) if oldest else None,
+            )
+            for queue, status, category, count, oldest in rows
+        ]
+
+    async def finished_since(self, since: datetime, *, limit: int) -> list[JobRecord]:
+        sql = f"""SELECT {codec.JOB_COLUMNS} FROM jobs
+            WHERE status IN ({_TERMINAL}) AND finished_at >= ? ORDER BY finished_at DESC LIMIT ?"""
+        rows = await self._run(lambda conn: conn.execute(sql, (codec.iso_utc(since), limit)).fetchall())
+        return [codec.job_from_row(row) for row in rows]
+
+    async def delete_finished_jobs(self, before: datetime, *, limit: int) -> list[str]:
+        select = f"""SELECT job_id FROM jobs WHERE status IN ({_TERMINAL}) AND finished_at < ?
+            ORDER BY finished_at LIMIT ?"""
+
+        def delete(conn: sqlite3.Connection) -> list[str]:
+            with _write(conn):
+                ids = [row[0] for row in conn.execute(select, (codec.iso_utc(before), limit)).fetchall()]
+                conn.executemany(
+                    f"DELETE FROM jobs WHERE job_id = ? AND status IN ({_TERMINAL})", [(i,) for i in ids]
+                )
+            return ids
+
+        return await self._run(delete)
 
     async def finish_job(self, job_id: str, attempt: int, outcome: JobOutcome) -> bool:
         """Record how a run ended; False when `attempt` is not current or the job is not running."""

@@ -585,3 +585,45 @@ async def test_find_stale_jobs_returns_dead_runs_and_long_waiting_jobs(repo: Rep
     assert [r.job_id for r in found] == ["normalize:waiting:1", "normalize:dead:1"]
     limited = await repo.find_stale_jobs(running_heartbeat_before=T0, waiting_enqueued_before=T0, limit=1)
     assert [r.job_id for r in limited] == ["normalize:waiting:1"]
+
+
+# operations support: counts, recent finishes, cleanup
+
+
+async def test_count_jobs_groups_by_queue_status_and_category(repo: Repository) -> None:
+    """Counts per (queue, status, category) with the oldest enqueue time of each group."""
+    older = T0 - timedelta(minutes=3)
+    await repo.create_jobs(
+        [make_job("normalize:q1", enqueued_at=older), make_job("normalize:q2"), make_job("normalize:f1")]
+    )
+    await repo.claim_job("normalize:f1:1", claim_by("w1"))
+    await repo.finish_job(
+        "normalize:f1:1",
+        1,
+        outcome(JobStatus.FAILED, error_category=ErrorCategory.PERMANENT, app_failure=True),
+    )
+    counts = {(c.queue, c.status, c.error_category): c for c in await repo.count_jobs()}
+    queued = counts[(QueueName.NORMALIZATION, JobStatus.QUEUED, None)]
+    assert queued.count == 2 and queued.oldest_enqueued_at == older
+    assert counts[(QueueName.NORMALIZATION, JobStatus.FAILED, ErrorCategory.PERMANENT)].count == 1
+
+
+async def test_finished_since_and_delete_finished_jobs_spare_live_jobs(repo: Repository) -> None:
+    """Recent finishes are listed newest first; cleanup deletes only finished records older than the
+    cut-off, never queued or running ones."""
+    await repo.create_jobs(
+        [make_job(f"normalize:j{i}", enqueued_at=T0 - timedelta(hours=2)) for i in range(4)]
+    )
+    for i in (0, 1):
+        await repo.claim_job(f"normalize:j{i}:1", claim_by("w1"))
+        finished = outcome(JobStatus.SUCCEEDED, finished_at=T0 + timedelta(seconds=i))
+        await repo.finish_job(f"normalize:j{i}:1", 1, finished)
+    await repo.claim_job("normalize:j2:1", claim_by("w1"))  # running
+    recent = await repo.finished_since(T0, limit=10)
+    assert [r.job_id for r in recent] == ["normalize:j1:1", "normalize:j0:1"]
+    deleted = await repo.delete_finished_jobs(T0 + timedelta(hours=1), limit=100)
+    assert sorted(deleted) == ["normalize:j0:1", "normalize:j1:1"]
+    assert await repo.get_job("normalize:j0:1") is None
+    for live in ("normalize:j2:1", "normalize:j3:1"):
+        assert await repo.get_job(live) is not None
+    assert await repo.delete_finished_jobs(T0 + timedelta(hours=1), limit=100) == []

@@ -191,6 +191,7 @@ async def test_init_creates_the_indexes_and_the_marker(db: FakeDatabase, repo: M
         {"key": {"logical_key": 1, "generation": -1}, "name": "key_generation", "unique": True},
         {"key": {"status": 1, "enqueued_at": -1}, "name": "status_enqueued"},
         {"key": {"status": 1, "heartbeat_at": 1}, "name": "status_heartbeat"},
+        {"key": {"status": 1, "finished_at": -1}, "name": "status_finished"},
         {"key": {"enqueued_at": -1}, "name": "enqueued"},
     ]
     upsert, read = db["meta"].calls
