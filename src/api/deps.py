@@ -10,8 +10,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from src.application.ports import Repository
 from src.application.services.appointment_service import AppointmentService
+from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings
+from src.infrastructure.deployment_registry import DeploymentRegistry
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -36,6 +38,16 @@ def get_appointment_service(request: Request) -> AppointmentService:
     return service
 
 
+def get_queue_admin(request: Request) -> QueueAdmin:
+    admin: QueueAdmin = request.app.state.queue_admin
+    return admin
+
+
+def get_registry(request: Request) -> DeploymentRegistry:
+    registry: DeploymentRegistry = request.app.state.registry
+    return registry
+
+
 def get_request_id(request: Request) -> str | None:
     value = request.scope.get("state", {}).get("request_id")
     return str(value) if value else None
@@ -46,6 +58,8 @@ RepositoryDep = Annotated[Repository, Depends(get_repository)]
 TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 AppointmentServiceDep = Annotated[AppointmentService, Depends(get_appointment_service)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
+QueueAdminDep = Annotated[QueueAdmin, Depends(get_queue_admin)]
+RegistryDep = Annotated[DeploymentRegistry, Depends(get_registry)]
 
 
 def require_token(
@@ -70,3 +84,12 @@ def require_token(
 
 
 CallerDep = Annotated[str, Depends(require_token)]
+
+
+def require_operator(caller: CallerDep) -> str:
+    """Cancel, retry, cleanup and version commands. With the single API_ACCESS_TOKEN every caller is
+    an operator; named tokens with roles plug in here."""
+    return caller
+
+
+OperatorDep = Annotated[str, Depends(require_operator)]

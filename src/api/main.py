@@ -11,8 +11,9 @@ from fastapi import FastAPI
 
 from src.api.errors import install_error_handlers
 from src.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from src.api.routes import appointments, batches, health, queue
+from src.api.routes import appointments, batches, health, queue, workers
 from src.application.services.appointment_service import AppointmentService
+from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
 from src.domain.workers import data_fingerprint
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keep_deployment_published(registry, settings, fingerprint, repository.identity())
         )
         app.state.registry = registry
+        app.state.queue_admin = QueueAdmin(repository, tasks)
         if settings.api_access_token is None:
             log.warning("API_ACCESS_TOKEN is not set: the API is open (development only)")
         log.info(
@@ -86,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Clinic normalization API", version=settings.app_version, lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (health.router, appointments.router, batches.router, queue.router):
+    for router in (health.router, appointments.router, batches.router, queue.router, workers.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from src.application.services.task_service import JobView
 from src.domain.jobs import ErrorCategory, JobProgress, JobStatus
+from src.domain.workers import WorkerRecord
 
 
 class JobStatusResponse(BaseModel):
@@ -33,6 +35,55 @@ class JobStatusResponse(BaseModel):
     result: dict[str, Any] | None
     in_queue: bool
     in_progress_in_queue: bool
+
+
+def job_response(view: JobView) -> JobStatusResponse:
+    r = view.record
+    return JobStatusResponse(
+        job_id=r.job_id,
+        task=r.task.value,
+        queue=r.queue.value,
+        status=r.status,
+        attempt=r.attempt,
+        app_failures=r.app_failures,
+        interruptions=r.interruptions,
+        worker_id=r.worker_id,
+        version=r.version,
+        request_id=r.envelope.request_id,
+        batch_id=r.envelope.batch_id,
+        enqueued_at=r.enqueued_at,
+        started_at=r.started_at,
+        heartbeat_at=r.heartbeat_at,
+        finished_at=r.finished_at,
+        duration_ms=r.duration_ms,
+        progress=r.progress,
+        error_category=r.error_category,
+        error_message=r.error_message,
+        result=r.result,
+        in_queue=view.queue_state.queued,
+        in_progress_in_queue=view.queue_state.in_progress,
+    )
+
+
+class QueueHealthResponse(BaseModel):
+    status: str
+    redis: str
+    queues: dict[str, int]
+
+
+class WorkerView(BaseModel):
+    worker: WorkerRecord
+    heartbeat_age_s: float
+    version_skew: bool  # its version differs from this API's
+    fenced: bool
+
+
+class WorkersResponse(BaseModel):
+    api_version: str
+    versions: list[str]  # versions of live workers
+    allowed_versions: list[str]
+    skew: bool  # more than one version is consuming, or workers differ from the API
+    workers: list[WorkerView]
 
 
 class HealthResponse(BaseModel):

@@ -94,6 +94,7 @@ def worker_settings(
         "poll_delay": settings.arq_poll_delay,
         "job_completion_wait": settings.arq_job_completion_wait,
         "health_check_interval": 10,
+        "allow_abort_jobs": True,  # operators cancel running jobs (POST /api/v1/queue/job/{id}/cancel)
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         "ctx": {

@@ -1,41 +1,77 @@
-"""Queue views: one job's status from the ledger, with what Redis holds for it."""
+"""Queue management: info per queue, one job's status, cancel, retry, cleanup, failed jobs, health."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from src.api.deps import CallerDep, TaskServiceDep
-from src.api.schemas import JobStatusResponse
+from fastapi import APIRouter, Query
+
+from src.api.deps import CallerDep, OperatorDep, QueueAdminDep, RequestIdDep, SettingsDep, TaskServiceDep
+from src.api.schemas import JobStatusResponse, QueueHealthResponse, job_response
+from src.application.services.queue_admin import CleanupReport, FailedJobs, QueueInfo, RetryReport
 
 router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
 
 
+@router.get("/info", response_model=list[QueueInfo])
+async def queues_info(admin: QueueAdminDep, _: CallerDep) -> list[QueueInfo]:
+    """Every queue: length, deferred, in progress, failed, finished, oldest queued age."""
+    return await admin.info()
+
+
+@router.get("/info/{queue_name}", response_model=QueueInfo)
+async def queue_info(queue_name: str, admin: QueueAdminDep, _: CallerDep) -> QueueInfo:
+    return await admin.queue_info(queue_name)
+
+
+@router.get("/failed", response_model=FailedJobs)
+async def failed_jobs(
+    admin: QueueAdminDep, _: CallerDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> FailedJobs:
+    """Failed jobs, most recent first, with counts by error category."""
+    return await admin.failed(limit=limit)
+
+
 @router.get("/job/{job_id}", response_model=JobStatusResponse)
 async def get_job(job_id: str, tasks: TaskServiceDep, _: CallerDep) -> JobStatusResponse:
-    """Status, attempts, worker, version, timings, progress and result of a job."""
-    view = await tasks.get_job(job_id)
-    r = view.record
-    return JobStatusResponse(
-        job_id=r.job_id,
-        task=r.task.value,
-        queue=r.queue.value,
-        status=r.status,
-        attempt=r.attempt,
-        app_failures=r.app_failures,
-        interruptions=r.interruptions,
-        worker_id=r.worker_id,
-        version=r.version,
-        request_id=r.envelope.request_id,
-        batch_id=r.envelope.batch_id,
-        enqueued_at=r.enqueued_at,
-        started_at=r.started_at,
-        heartbeat_at=r.heartbeat_at,
-        finished_at=r.finished_at,
-        duration_ms=r.duration_ms,
-        progress=r.progress,
-        error_category=r.error_category,
-        error_message=r.error_message,
-        result=r.result,
-        in_queue=view.queue_state.queued,
-        in_progress_in_queue=view.queue_state.in_progress,
+    """Status, attempts, worker, version, timings, progress, error category and result of a job."""
+    return job_response(await tasks.get_job(job_id))
+
+
+@router.post("/job/{job_id}/cancel", response_model=JobStatusResponse)
+async def cancel_job(
+    job_id: str, admin: QueueAdminDep, tasks: TaskServiceDep, _: OperatorDep
+) -> JobStatusResponse:
+    """Cancel a queued job, or abort a running one; 409 when it already finished."""
+    await admin.cancel(job_id)
+    return job_response(await tasks.get_job(job_id))
+
+
+@router.post("/job/{job_id}/retry", response_model=RetryReport, status_code=202)
+async def retry_job(
+    job_id: str, admin: QueueAdminDep, request_id: RequestIdDep, _: OperatorDep
+) -> RetryReport:
+    """Run a failed, cancelled or interrupted job again under the next generation of its id."""
+    return await admin.retry(job_id, request_id=request_id)
+
+
+@router.post("/cleanup", response_model=CleanupReport)
+async def cleanup(
+    admin: QueueAdminDep,
+    settings: SettingsDep,
+    _: OperatorDep,
+    older_than_s: Annotated[float | None, Query(ge=0, description="default: ARQ_KEEP_RESULT")] = None,
+) -> CleanupReport:
+    """Delete ledger records and results of jobs finished longer ago than the retention window."""
+    return await admin.cleanup(
+        older_than_s=settings.arq_keep_result if older_than_s is None else older_than_s
     )
+
+
+@router.get("/health", response_model=QueueHealthResponse)
+async def queue_health(admin: QueueAdminDep, tasks: TaskServiceDep, _: CallerDep) -> QueueHealthResponse:
+    """Redis reachable, and per queue whether anything waits."""
+    pool = await tasks.get_pool()
+    await pool.ping()
+    queues = await admin.info()
+    return QueueHealthResponse(status="ok", redis="ok", queues={q.name: q.length for q in queues})

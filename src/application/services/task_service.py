@@ -19,7 +19,7 @@ from typing import Literal
 
 import structlog
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from pydantic import BaseModel
 from redis.exceptions import RedisError
@@ -205,6 +205,42 @@ class TaskService:
         if record is None:
             raise NotFound(f"job {job_id} not found")
         return JobView(record=record, queue_state=await self.queue_state(job_id, record.queue))
+
+    async def queue_depth(self, queue: QueueName) -> tuple[int, int, float | None]:
+        """(ready, deferred, score in ms of the oldest ready job or None) of one queue."""
+        pool = await self.get_pool()
+        now_ms = int(time.time() * 1000)
+        async with pool.pipeline(transaction=False) as pipe:
+            pipe.zcount(queue_key(queue), "-inf", now_ms)
+            pipe.zcount(queue_key(queue), f"({now_ms}", "+inf")
+            pipe.zrange(queue_key(queue), 0, 0, withscores=True)
+            ready, deferred, oldest = await pipe.execute()
+        return int(ready), int(deferred), (float(oldest[0][1]) if oldest and ready else None)
+
+    async def remove_queued(self, job_id: str, queue: QueueName) -> bool:
+        """Take a job off the queue before any worker starts it; False when it was not queued."""
+        pool = await self.get_pool()
+        async with pool.pipeline(transaction=True) as pipe:
+            pipe.zrem(queue_key(queue), job_id)
+            pipe.delete(job_key_prefix + job_id)
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def abort(self, job_id: str) -> None:
+        """Ask the worker running `job_id` to cancel it (arq's abort set, checked every poll)."""
+        pool = await self.get_pool()
+        await pool.zadd(abort_jobs_ss, {job_id: int(time.time() * 1000)})
+
+    async def delete_results(self, job_ids: Sequence[str]) -> int:
+        """Delete cached arq results of these jobs; return how many existed."""
+        if not job_ids:
+            return 0
+        pool = await self.get_pool()
+        deleted = 0
+        for start in range(0, len(job_ids), PIPELINE_CHUNK):
+            chunk = job_ids[start : start + PIPELINE_CHUNK]
+            deleted += int(await pool.delete(*(result_key_prefix + j for j in chunk)))
+        return deleted
 
     async def queue_length(self, queue: QueueName = QueueName.NORMALIZATION) -> int:
         pool = await self.get_pool()

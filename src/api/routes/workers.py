@@ -1,0 +1,51 @@
+"""The worker registry: who is consuming, on which host and code version, and in which state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+
+from src.api.deps import CallerDep, OperatorDep, RegistryDep, SettingsDep
+from src.api.schemas import WorkersResponse, WorkerView
+from src.domain.workers import WorkerState
+
+router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+
+
+@router.get("", response_model=WorkersResponse)
+async def list_workers(registry: RegistryDep, settings: SettingsDep, _: CallerDep) -> WorkersResponse:
+    """Live workers with version skew and fenced workers flagged."""
+    now = datetime.now(UTC)
+    records = sorted(await registry.list_workers(), key=lambda r: r.worker_id)
+    versions = sorted({r.version for r in records})
+    views = [
+        WorkerView(
+            worker=r,
+            heartbeat_age_s=round((now - r.last_beat_at).total_seconds(), 3),
+            version_skew=r.version != settings.app_version,
+            fenced=r.state is WorkerState.FENCED,
+        )
+        for r in records
+    ]
+    return WorkersResponse(
+        api_version=settings.app_version,
+        versions=versions,
+        allowed_versions=sorted(await registry.allowed_versions()),
+        skew=len(versions) > 1 or any(v.version_skew for v in views),
+        workers=views,
+    )
+
+
+@router.post("/versions/{version}/allow", response_model=list[str])
+async def allow_version(version: str, registry: RegistryDep, _: OperatorDep) -> list[str]:
+    """Allow a code version to claim jobs (before its workers roll out); returns the allowed set."""
+    await registry.allow_version(version)
+    return sorted(await registry.allowed_versions())
+
+
+@router.post("/versions/{version}/retire", response_model=list[str])
+async def retire_version(version: str, registry: RegistryDep, _: OperatorDep) -> list[str]:
+    """Fence a code version (after its workers drained); returns the allowed set."""
+    await registry.retire_version(version)
+    return sorted(await registry.allowed_versions())

@@ -1,0 +1,144 @@
+"""Queue management over the ledger (the source of truth) and the queue: info, cancel, retry,
+cleanup and the failed-jobs view. The API routes and the CLI both call this one service."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from pydantic import BaseModel
+
+from src.application.ports import Repository
+from src.application.services.task_service import TaskService
+from src.domain.jobs import ErrorCategory, JobCount, JobRecord, JobStatus, QueueName, queue_key
+from src.errors import Conflict, NotFound
+
+log = structlog.get_logger(__name__)
+
+
+class QueueInfo(BaseModel):
+    name: str
+    key: str
+    length: int  # ready to run now
+    deferred: int  # waiting for a retry delay
+    in_progress: int
+    failed: int
+    finished: int
+    cancelled: int
+    interrupted: int
+    oldest_queued_age_s: float | None
+
+
+class FailedJobs(BaseModel):
+    total: int
+    by_category: dict[str, int]
+    jobs: list[JobRecord]
+
+
+class CleanupReport(BaseModel):
+    ledger_records_deleted: int
+    results_deleted: int
+    older_than_s: float
+
+
+class RetryReport(BaseModel):
+    previous_job_id: str
+    job_id: str
+    status: str
+
+
+def _count(counts: list[JobCount], queue: QueueName, status: JobStatus) -> int:
+    return sum(c.count for c in counts if c.queue is queue and c.status is status)
+
+
+class QueueAdmin:
+    def __init__(self, repository: Repository, tasks: TaskService) -> None:
+        self._repository = repository
+        self._tasks = tasks
+
+    async def info(self) -> list[QueueInfo]:
+        counts = await self._repository.count_jobs()
+        return [await self._queue_info(queue, counts) for queue in QueueName]
+
+    async def queue_info(self, name: str) -> QueueInfo:
+        try:
+            queue = QueueName(name)
+        except ValueError:
+            raise NotFound(
+                f"queue {name} not found (queues: {', '.join(q.value for q in QueueName)})"
+            ) from None
+        return await self._queue_info(queue, await self._repository.count_jobs())
+
+    async def _queue_info(self, queue: QueueName, counts: list[JobCount]) -> QueueInfo:
+        ready, deferred, oldest_ms = await self._tasks.queue_depth(queue)
+        return QueueInfo(
+            name=queue.value,
+            key=queue_key(queue),
+            length=ready,
+            deferred=deferred,
+            in_progress=_count(counts, queue, JobStatus.RUNNING),
+            failed=_count(counts, queue, JobStatus.FAILED),
+            finished=_count(counts, queue, JobStatus.SUCCEEDED),
+            cancelled=_count(counts, queue, JobStatus.CANCELLED),
+            interrupted=_count(counts, queue, JobStatus.INTERRUPTED),
+            oldest_queued_age_s=None if oldest_ms is None else round(time.time() - oldest_ms / 1000, 3),
+        )
+
+    async def failed(self, *, limit: int = 50) -> FailedJobs:
+        counts = [c for c in await self._repository.count_jobs() if c.status is JobStatus.FAILED]
+        by_category: dict[str, int] = {category.value: 0 for category in ErrorCategory}
+        for c in counts:
+            key = c.error_category.value if c.error_category else "unknown"
+            by_category[key] = by_category.get(key, 0) + c.count
+        jobs = await self._repository.list_jobs(status=JobStatus.FAILED, limit=limit)
+        return FailedJobs(total=sum(c.count for c in counts), by_category=by_category, jobs=jobs)
+
+    async def _record(self, job_id: str) -> JobRecord:
+        record = await self._repository.get_job(job_id)
+        if record is None:
+            raise NotFound(f"job {job_id} not found")
+        return record
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued job (taken off the queue) or a running one (aborted; its later writes are
+        refused by the ledger). A finished job cannot be cancelled: Conflict."""
+        record = await self._record(job_id)
+        if record.status.terminal:
+            raise Conflict(f"job {job_id} is already {record.status.value}; nothing to cancel")
+        if not await self._repository.cancel_job(job_id, at=datetime.now(UTC)):
+            raise Conflict(f"job {job_id} finished while being cancelled")
+        if not await self._tasks.remove_queued(job_id, record.queue) or record.status is JobStatus.RUNNING:
+            await self._tasks.abort(job_id)
+        log.warning("job cancelled by operator", job_id=job_id, was=record.status.value)
+        return await self._record(job_id)
+
+    async def retry(self, job_id: str, *, request_id: str | None) -> RetryReport:
+        """Run a failed, cancelled or interrupted job again as the next generation of its logical key,
+        so a result arq still caches under the old id never blocks it; resumes at its checkpoint."""
+        record = await self._record(job_id)
+        if record.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            raise Conflict(f"job {job_id} is {record.status.value}; it will run, nothing to retry")
+        if record.status is JobStatus.SUCCEEDED:
+            raise Conflict(f"job {job_id} succeeded; nothing to retry")
+        state = (await self._tasks.queue_states([(job_id, record.queue)]))[job_id]
+        if state.queued or state.in_progress:
+            raise Conflict(f"job {job_id} is still on the queue; it will run again by itself")
+        latest = await self._repository.latest_job(record.logical_key)
+        generation = (latest.generation if latest else record.generation) + 1
+        successor = record.envelope.model_copy(update={"generation": generation, "request_id": request_id})
+        result = (await self._tasks.enqueue_many([successor], record.queue, progress=record.progress))[0]
+        log.info("job retried", job_id=job_id, next_job_id=result.job_id)
+        return RetryReport(previous_job_id=job_id, job_id=result.job_id, status=result.status)
+
+    async def cleanup(self, *, older_than_s: float, limit: int = 10_000) -> CleanupReport:
+        """Delete ledger records and cached results of jobs that finished more than `older_than_s`
+        ago; queued, running and interrupted jobs are never touched."""
+        before = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        deleted = await self._repository.delete_finished_jobs(before, limit=limit)
+        results = await self._tasks.delete_results(deleted)
+        if deleted:
+            log.info("cleanup", ledger_records=len(deleted), results=results)
+        return CleanupReport(
+            ledger_records_deleted=len(deleted), results_deleted=results, older_than_s=older_than_s
+        )
