@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-redis demo test lint typecheck format worker worker-verbose api sample clean
+.PHONY: install install-redis demo test lint typecheck format worker worker-verbose worker-all worker-cleanup \
+	queue-info queue-health api sample clean bench
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +46,19 @@ worker: install
 
 worker-verbose: install
 	$(PY) workers.py --queue normalization --verbose
+
+# both queues: a normalization worker and the maintenance worker (reconciler), stopped together
+worker-all: install
+	$(PY) workers.py --queue maintenance & $(PY) workers.py --queue normalization; kill $$! 2>/dev/null; wait
+
+worker-cleanup: install
+	$(PY) workers.py --queue maintenance
+
+queue-info: install
+	$(PY) -m src.cli queue-info
+
+queue-health: install
+	$(PY) -m src.cli queue-health
 
 api: install
 	$(PY) -m uvicorn --factory src.api.main:app_from_env --host 0.0.0.0 --port 8000

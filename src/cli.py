@@ -16,7 +16,12 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from pydantic import BaseModel
+
+from src.application.services.queue_admin import QueueAdmin
+from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
+from src.errors import AppError
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
@@ -74,18 +79,100 @@ async def workers(settings: Settings, args: argparse.Namespace) -> int:
     return await with_registry(settings, act)
 
 
-async def job(settings: Settings, args: argparse.Namespace) -> int:
+async def with_admin(settings: Settings, action: Callable[[QueueAdmin, TaskService], Awaitable[int]]) -> int:
+    """Run `action` with the same services the API uses; AppError → message on stderr, exit 1."""
+    pool = create_redis_pool(settings, max_connections=4)
     repository = build_repository(settings)
-    await repository.init()
     try:
-        record = await repository.get_job(args.job_id)
-    finally:
-        await repository.close()
-    if record is None:
-        print(f"job {args.job_id} not found", file=sys.stderr)
+        await repository.init()
+        tasks = TaskService(pool=pool, repository=repository, producer_version=settings.app_version)
+        return await action(QueueAdmin(repository, tasks), tasks)
+    except AppError as exc:
+        print(f"{type(exc).__name__}: {exc.message}", file=sys.stderr)
         return 1
-    print(json.dumps(record.model_dump(mode="json"), indent=2))
-    return 0
+    finally:
+        await pool.aclose(close_connection_pool=True)
+        await repository.close()
+
+
+def dump(model: BaseModel | list[BaseModel]) -> str:
+    if isinstance(model, list):
+        return json.dumps([m.model_dump(mode="json") for m in model], indent=2)
+    return json.dumps(model.model_dump(mode="json"), indent=2)
+
+
+async def job(settings: Settings, args: argparse.Namespace) -> int:
+    async def act(admin: QueueAdmin, tasks: TaskService) -> int:
+        view = await tasks.get_job(args.job_id)
+        print(dump(view))
+        return 0
+
+    return await with_admin(settings, act)
+
+
+async def queue_info(settings: Settings, args: argparse.Namespace) -> int:
+    async def act(admin: QueueAdmin, tasks: TaskService) -> int:
+        for q in await admin.info():
+            age = "-" if q.oldest_queued_age_s is None else f"{q.oldest_queued_age_s:.1f}s"
+            print(
+                f"{q.name:14} length={q.length} deferred={q.deferred} in_progress={q.in_progress} "
+                f"failed={q.failed} finished={q.finished} cancelled={q.cancelled} "
+                f"interrupted={q.interrupted} oldest={age}"
+            )
+        return 0
+
+    return await with_admin(settings, act)
+
+
+async def queue_health(settings: Settings, args: argparse.Namespace) -> int:
+    async def act(admin: QueueAdmin, tasks: TaskService) -> int:
+        pool = await tasks.get_pool()
+        await pool.ping()
+        registry = DeploymentRegistry(pool)
+        workers = await registry.list_workers()
+        consuming = {w.queue for w in workers if w.state.healthy}
+        problems = 0
+        for q in await admin.info():
+            ok = q.length == 0 or q.key in consuming
+            problems += not ok
+            print(
+                f"{q.name:14} {'ok' if ok else 'NOBODY CONSUMING'} length={q.length} workers="
+                f"{sum(1 for w in workers if w.queue == q.key and w.state.healthy)}"
+            )
+        return 1 if problems else 0
+
+    return await with_admin(settings, act)
+
+
+async def cancel(settings: Settings, args: argparse.Namespace) -> int:
+    async def act(admin: QueueAdmin, tasks: TaskService) -> int:
+        record = await admin.cancel(args.job_id)
+        print(f"{record.job_id}: {record.status.value}")
+        return 0
+
+    return await with_admin(settings, act)
+
+
+async def retry(settings: Settings, args: argparse.Namespace) -> int:
+    async def act(admin: QueueAdmin, tasks: TaskService) -> int:
+        report = await admin.retry(args.job_id, request_id=None)
+        print(f"{report.previous_job_id} → {report.job_id}: {report.status}")
+        return 0
+
+    return await with_admin(settings, act)
+
+
+async def cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    async def act(admin: QueueAdmin, tasks: TaskService) -> int:
+        older = settings.arq_keep_result if args.older_than is None else args.older_than
+        report = await admin.cleanup(older_than_s=older)
+        print(
+            f"deleted {report.ledger_records_deleted} ledger records and {report.results_deleted} results "
+            f"of jobs finished more than {report.older_than_s:.0f}s ago"
+        )
+        return 0
+
+    return await with_admin(settings, act)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -99,9 +186,15 @@ def parser() -> argparse.ArgumentParser:
         cmd.set_defaults(handler=handler)
     sub.add_parser("versions").set_defaults(handler=versions)
     sub.add_parser("workers").set_defaults(handler=workers)
-    job_cmd = sub.add_parser("job")
-    job_cmd.add_argument("job_id")
-    job_cmd.set_defaults(handler=job)
+    for name, handler in (("job", job), ("cancel", cancel), ("retry", retry)):
+        cmd = sub.add_parser(name)
+        cmd.add_argument("job_id")
+        cmd.set_defaults(handler=handler)
+    sub.add_parser("queue-info").set_defaults(handler=queue_info)
+    sub.add_parser("queue-health").set_defaults(handler=queue_health)
+    clean = sub.add_parser("cleanup")
+    clean.add_argument("--older-than", type=float, default=None, help="seconds (default: ARQ_KEEP_RESULT)")
+    clean.set_defaults(handler=cleanup)
     return p
 
 
