@@ -54,6 +54,9 @@ class Repository(Protocol):
 
     async def count_batch(self, batch_id: str) -> BatchCounts: ...
 
+    async def recent_batches(self, *, limit: int) -> list[Batch]:
+        """The most recently created batches, newest first."""
+
     # job ledger
     async def create_jobs(self, records: Sequence[JobRecord]) -> int:
         """Insert the ledger records whose job id is new; return how many were inserted."""

@@ -167,6 +167,11 @@ class MongoRepository:
             doc = await self._batches.find_one({"_id": batch_id})
         return None if doc is None else Batch.model_validate({**doc, "id": doc["_id"]})
 
+    async def recent_batches(self, *, limit: int) -> list[Batch]:
+        with _unavailable_on_connection_errors():
+            docs = await self._batches.find({}, sort=[("created_at", DESCENDING)], limit=limit).to_list()
+        return [Batch.model_validate({**doc, "id": doc["_id"]}) for doc in docs]
+
     async def count_batch(self, batch_id: str) -> BatchCounts:
         pipeline: list[Document] = [
             {"$match": {"batch_id": batch_id}},

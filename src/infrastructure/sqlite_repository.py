@@ -165,6 +165,11 @@ class SQLiteRepository:
         row = await self._run(lambda conn: conn.execute(sql, (batch_id,)).fetchone())
         return None if row is None else Batch.model_validate_json(row[0])
 
+    async def recent_batches(self, *, limit: int) -> list[Batch]:
+        sql = "SELECT body FROM batches ORDER BY json_extract(body, '$.created_at') DESC LIMIT ?"
+        rows = await self._run(lambda conn: conn.execute(sql, (limit,)).fetchall())
+        return [Batch.model_validate_json(row[0]) for row in rows]
+
     async def count_batch(self, batch_id: str) -> BatchCounts:
         sql = """SELECT normalization_status, count(*) FROM appointments
             WHERE batch_id = ? GROUP BY normalization_status"""

@@ -627,3 +627,13 @@ async def test_finished_since_and_delete_finished_jobs_spare_live_jobs(repo: Rep
     for live in ("normalize:j2:1", "normalize:j3:1"):
         assert await repo.get_job(live) is not None
     assert await repo.delete_finished_jobs(T0 + timedelta(hours=1), limit=100) == []
+
+
+async def test_recent_batches_newest_first(repo: Repository) -> None:
+    """recent_batches lists the newest batches first, at most `limit`."""
+    for i in range(3):
+        batch = Batch(
+            id=f"b{i}", filename=f"{i}.csv", total=i, chunk_size=10, created_at=T0 + timedelta(minutes=i)
+        )
+        await repo.insert_batch(batch)
+    assert [b.id for b in await repo.recent_batches(limit=2)] == ["b2", "b1"]

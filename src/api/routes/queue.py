@@ -6,9 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from src.api.deps import CallerDep, OperatorDep, QueueAdminDep, RequestIdDep, SettingsDep, TaskServiceDep
+from src.api.deps import (
+    CallerDep,
+    OperatorDep,
+    QueueAdminDep,
+    RepositoryDep,
+    RequestIdDep,
+    SettingsDep,
+    TaskServiceDep,
+)
 from src.api.schemas import JobStatusResponse, QueueHealthResponse, job_response
 from src.application.services.queue_admin import CleanupReport, FailedJobs, QueueInfo, RetryReport
+from src.domain.jobs import JobRecord, JobStatus
 
 router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
 
@@ -30,6 +39,17 @@ async def failed_jobs(
 ) -> FailedJobs:
     """Failed jobs, most recent first, with counts by error category."""
     return await admin.failed(limit=limit)
+
+
+@router.get("/jobs", response_model=list[JobRecord])
+async def list_jobs(
+    repository: RepositoryDep,
+    _: CallerDep,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[JobRecord]:
+    """Ledger records, most recently enqueued first, optionally of one status (e.g. running)."""
+    return await repository.list_jobs(status=status, limit=limit)
 
 
 @router.get("/job/{job_id}", response_model=JobStatusResponse)

@@ -186,11 +186,17 @@ class AppointmentService:
             raise NotFound(f"appointment {appointment_id} not found")
         return appointment
 
+    async def recent_batches(self, *, limit: int) -> list[BatchProgress]:
+        return [await self._progress(b) for b in await self._repository.recent_batches(limit=limit)]
+
     async def batch_progress(self, batch_id: str) -> BatchProgress:
         batch = await self._repository.get_batch(batch_id)
         if batch is None:
             raise NotFound(f"batch {batch_id} not found")
-        counts: BatchCounts = await self._repository.count_batch(batch_id)
+        return await self._progress(batch)
+
+    async def _progress(self, batch: Batch) -> BatchProgress:
+        counts: BatchCounts = await self._repository.count_batch(batch.id)
         return BatchProgress(
             batch_id=batch.id,
             filename=batch.filename,
