@@ -47,9 +47,24 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # arq logs one line per job at INFO; keep them but let LOG_LEVEL decide.
+    # arq logs two lines per job at INFO: demote them to DEBUG so INFO stays readable at full speed
+    # (each worker logs a summary a minute instead); arq's warnings and errors are untouched.
+    arq_worker = logging.getLogger("arq.worker")
+    arq_worker.filters[:] = [_ArqPerJobLinesToDebug()]
     for noisy in ("httpx", "httpcore", "openai._base_client"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+class _ArqPerJobLinesToDebug(logging.Filter):
+    """arq's per-job INFO lines (`→ job started`, `← job done`, `↻ retry`) become DEBUG records."""
+
+    MARKERS = ("→", "←", "↻", "⊘")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and any(m in str(record.msg) for m in self.MARKERS):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
 
 
 def bind_context(**values: str | int | None) -> None:

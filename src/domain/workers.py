@@ -27,6 +27,43 @@ class WorkerCounters(BaseModel):
     retried: int = 0
 
 
+DURATION_BUCKETS_S: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Histogram(BaseModel):
+    """A Prometheus-style histogram a worker publishes with its heartbeat (counts per upper bound)."""
+
+    bounds: list[float] = Field(default_factory=lambda: list(DURATION_BUCKETS_S))
+    counts: list[int] = Field(default_factory=lambda: [0] * (len(DURATION_BUCKETS_S) + 1))  # last: +Inf
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        index = next((i for i, bound in enumerate(self.bounds) if value <= bound), len(self.bounds))
+        self.counts[index] += 1
+        self.total += value
+        self.count += 1
+
+
+class TaskStats(BaseModel):
+    """Outcomes of one task on one worker since it started."""
+
+    succeeded: int = 0
+    failed: dict[str, int] = Field(default_factory=dict)  # by error category
+    retried: int = 0
+    interrupted: int = 0
+    duration_s: Histogram = Field(default_factory=Histogram)
+
+
+class LLMStats(BaseModel):
+    calls: int = 0
+    llm_used: int = 0
+    fallbacks: dict[str, int] = Field(default_factory=dict)  # by reason
+    in_flight: int = 0
+    max_in_flight: int = 0
+    latency_s: Histogram = Field(default_factory=Histogram)
+
+
 class WorkerRecord(BaseModel):
     """One live worker process, refreshed every beat and expiring after three missed beats."""
 
@@ -45,6 +82,8 @@ class WorkerRecord(BaseModel):
     current_jobs: list[str] = Field(default_factory=list)
     max_jobs: int = 0
     rss_mb: float | None = None
+    task_stats: dict[str, TaskStats] = Field(default_factory=dict)
+    llm: LLMStats | None = None
 
 
 def data_fingerprint(redis_db: int, store_identity: str) -> str:

@@ -91,13 +91,15 @@ class DeploymentRegistry:
         return None if raw is None else dict(json.loads(raw))
 
     # workers
-    async def read_policy(self, version: str) -> tuple[bool, str | None]:
-        """(is `version` allowed, the fingerprint the API published or None) in one round trip."""
+    async def read_policy(self, version: str, queue_key: str) -> tuple[bool, str | None, int]:
+        """(is `version` allowed, the fingerprint the API published or None, jobs waiting on the
+        queue) in one round trip."""
         async with self._pool.pipeline(transaction=False) as pipe:
             pipe.sismember(VERSIONS_KEY, version)
             pipe.get(FINGERPRINT_KEY)
-            allowed, raw = await pipe.execute()
-        return bool(allowed), None if raw is None else str(json.loads(raw)["fingerprint"])
+            pipe.zcard(queue_key)
+            allowed, raw, queued = await pipe.execute()
+        return bool(allowed), None if raw is None else str(json.loads(raw)["fingerprint"]), int(queued)
 
     async def publish(
         self, record: WorkerRecord, *, ttl_ms: int, job_ids: Sequence[str], lease_ms: int

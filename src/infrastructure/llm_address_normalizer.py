@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from src.domain.addresses import (
     format_cep,
     validation_problems,
 )
+from src.domain.workers import Histogram, LLMStats
 
 logger = structlog.get_logger(__name__)
 
@@ -78,6 +80,18 @@ class LLMNormalizerCounters:
     fallbacks: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
+
+    latency_s: Histogram = field(default_factory=Histogram)
+
+    def stats(self) -> LLMStats:
+        return LLMStats(
+            calls=self.calls,
+            llm_used=self.llm_used,
+            fallbacks=dict(self.fallbacks),
+            in_flight=self.in_flight,
+            max_in_flight=self.max_in_flight,
+            latency_s=self.latency_s,
+        )
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -198,6 +212,7 @@ class LLMAddressNormalizer:
         async with self._semaphore:
             self.counters.in_flight += 1
             self.counters.max_in_flight = max(self.counters.max_in_flight, self.counters.in_flight)
+            started = time.perf_counter()
             try:
                 completion = await self._client.chat.completions.parse(
                     model=self._model,
@@ -223,6 +238,7 @@ class LLMAddressNormalizer:
                 raise _Rejected("unparsable") from exc
             finally:
                 self.counters.in_flight -= 1
+                self.counters.latency_s.observe(time.perf_counter() - started)
         if not completion.choices:
             raise _Rejected("no_choices")
         message = completion.choices[0].message

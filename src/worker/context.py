@@ -7,11 +7,12 @@ from typing import TypedDict
 from arq.connections import ArqRedis
 from openai import AsyncOpenAI
 
-from src.application.ports import Repository
+from src.application.ports import AddressNormalizer, Repository
 from src.application.services.normalization_service import NormalizationService
 from src.application.services.reconciler import Reconciler
 from src.application.services.task_service import TaskService
 from src.config import Settings
+from src.domain.workers import TaskStats
 from src.worker.job_runner import JobRunner
 
 
@@ -31,4 +32,6 @@ class WorkerContext(TypedDict, total=False):
     fingerprint: str
     tasks: TaskService
     reconciler: Reconciler
-    active_runs: dict[str, int]  # job_id → attempt of the runs in progress (ledger heartbeats)
+    active_runs: dict[str, int]
+    task_stats: dict[str, TaskStats]  # published with every heartbeat, summed by /metrics
+    address_normalizer: AddressNormalizer  # job_id → attempt of the runs in progress (ledger heartbeats)

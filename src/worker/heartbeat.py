@@ -12,6 +12,7 @@ import asyncio
 import os
 import resource
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,13 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from src.domain.workers import WorkerCounters, WorkerRecord, WorkerState
+from src.domain.workers import LLMStats, WorkerCounters, WorkerRecord, WorkerState
 from src.infrastructure.deployment_registry import DeploymentRegistry
 
 if TYPE_CHECKING:
     from src.worker.arq_worker import AppWorker
 
 log = structlog.get_logger(__name__)
+
+SUMMARY_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Heartbeat:
         self.started_at = datetime.now(UTC)
         self._task: asyncio.Task[None] | None = None
         self._state_file: Path | None = None
+        self._last_summary = time.monotonic()
+        self._done_at_last_summary = 0
 
     @property
     def ctx(self) -> dict[Any, Any]:
@@ -101,7 +106,9 @@ class Heartbeat:
                 log.error("heartbeat failed", error=f"{type(exc).__name__}: {exc}")
 
     async def beat(self) -> None:
-        allowed, published = await self.registry.read_policy(self.config.version)
+        allowed, published, queued = await self.registry.read_policy(
+            self.config.version, self.worker.queue_name
+        )
         previous = self.state
         self.state, self.reason = self._decide(allowed, published)
         self.worker.allow_pick_jobs = self.state is WorkerState.OK
@@ -120,6 +127,7 @@ class Heartbeat:
             lease_ms=int(self.config.lease_s * 1000),
         )
         await self._beat_ledger()
+        self._maybe_log_summary(record, queued)
         self._maybe_recycle(record)
 
     def _decide(self, allowed: bool, published: str | None) -> tuple[WorkerState, str | None]:
@@ -160,13 +168,40 @@ class Heartbeat:
             current_jobs=running,
             max_jobs=w.max_jobs,
             rss_mb=round(rss_mb(), 1),
+            task_stats=self.ctx.get("task_stats", {}),
+            llm=self._llm_stats(),
         )
+
+    def _llm_stats(self) -> LLMStats | None:
+        counters = getattr(self.ctx.get("address_normalizer"), "counters", None)
+        stats = getattr(counters, "stats", None)
+        return stats() if callable(stats) else None
 
     async def _beat_ledger(self) -> None:
         runs: dict[str, int] = self.ctx.get("active_runs", {})
         repository = self.ctx.get("repository")
         if runs and repository is not None:
             await repository.heartbeat_jobs(list(runs.items()), at=datetime.now(UTC))
+
+    def _maybe_log_summary(self, record: WorkerRecord, queued: int) -> None:
+        """One INFO line a minute per worker (per-job lines are DEBUG), so logs stay readable at
+        full throughput; when idle it is the "alive, queue empty" line of the railway guide."""
+        now = time.monotonic()
+        if now - self._last_summary < SUMMARY_EVERY_S:
+            return
+        self._last_summary = now
+        c = record.counters
+        done = c.complete + c.failed + c.retried
+        if not record.current_jobs and done == self._done_at_last_summary:
+            log.info(
+                f"alive, queue empty (queued={queued}, in_progress={len(record.current_jobs)})",
+                state=self.state.value,
+            )
+        else:
+            log.info("worker summary", queued=queued, in_progress=len(record.current_jobs),
+                     jobs_since_last=done - self._done_at_last_summary, complete=c.complete, failed=c.failed,
+                     retried=c.retried, rss_mb=record.rss_mb, state=self.state.value)  # fmt: skip
+        self._done_at_last_summary = done
 
     def _maybe_recycle(self, record: WorkerRecord) -> None:
         done = record.counters.complete + record.counters.failed + record.counters.retried

@@ -61,6 +61,7 @@ async def startup(ctx: WorkerContext) -> None:
     ctx["repository"] = repository
     ctx["fingerprint"] = data_fingerprint(settings.redis_db, repository.identity())
     normalizer = build_address_normalizer(settings, ctx)
+    ctx["address_normalizer"] = normalizer
     ctx["normalization"] = NormalizationService(
         repository,
         normalizer,
@@ -76,6 +77,7 @@ async def startup(ctx: WorkerContext) -> None:
         version=ctx["version"],
         max_tries=settings.arq_max_tries,
         active_runs=ctx["active_runs"],
+        stats=ctx["task_stats"],
     )
     ctx["tasks"] = TaskService(pool=ctx["redis"], repository=repository, producer_version=ctx["version"])
     ctx["reconciler"] = Reconciler(

@@ -19,6 +19,7 @@ from arq import Retry
 from src.application.ports import Repository
 from src.application.services.normalization_service import RunInfo, StaleAttempt
 from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobRecord, JobStatus
+from src.domain.workers import TaskStats
 from src.errors import AppError, TransientError
 
 log = structlog.get_logger(__name__)
@@ -52,20 +53,25 @@ class JobRunner:
         version: str,
         max_tries: int,
         active_runs: dict[str, int] | None = None,
+        stats: dict[str, TaskStats] | None = None,
     ) -> None:
         self._repository = repository
         self.worker_id = worker_id
         self.version = version
         self._max_tries = max_tries
         self.active_runs = active_runs if active_runs is not None else {}
+        self.stats = stats if stats is not None else {}
+        self._task_of: dict[str, str] = {}
 
     async def run(self, envelope: JobEnvelope, body: Body) -> dict[str, Any]:
         """Claim the job in the ledger, run `body`, record the outcome; see the module docstring."""
         job_id = envelope.job_id
+        self._task_of[job_id] = envelope.task.value
         try:
             return await self._run(envelope, body)
         finally:
             self.active_runs.pop(job_id, None)
+            self._task_of.pop(job_id, None)
 
     async def _run(self, envelope: JobEnvelope, body: Body) -> dict[str, Any]:
         job_id = envelope.job_id
@@ -162,7 +168,21 @@ class JobRunner:
         await self._finish(job_id, attempt, outcome(JobStatus.SUCCEEDED, result=result))
         return result
 
+    def _count(self, task: str, outcome: JobOutcome) -> None:
+        stats = self.stats.setdefault(task, TaskStats())
+        stats.duration_s.observe(outcome.duration_ms / 1000)
+        if outcome.status is JobStatus.SUCCEEDED:
+            stats.succeeded += 1
+        elif outcome.status is JobStatus.QUEUED:
+            stats.retried += 1
+        elif outcome.status is JobStatus.INTERRUPTED:
+            stats.interrupted += 1
+        else:
+            category = outcome.error_category.value if outcome.error_category else "unknown"
+            stats.failed[category] = stats.failed.get(category, 0) + 1
+
     async def _finish(self, job_id: str, attempt: int, outcome: JobOutcome) -> None:
+        self._count(self._task_of.get(job_id, "unknown"), outcome)
         if not await self._repository.finish_job(job_id, attempt, outcome):
             log.warning(
                 "ledger refused the outcome: attempt superseded", attempt=attempt, status=outcome.status

@@ -102,6 +102,7 @@ def worker_settings(
             "worker_id": worker_id,
             "version": settings.app_version,
             "active_runs": {},
+            "task_stats": {},
         },
     }
 

@@ -62,7 +62,7 @@ async def _run(ctx: WorkerContext, env: JobEnvelope, body: Any) -> dict[str, Any
     bind_context(job_id=env.job_id, request_id=env.request_id, batch_id=env.batch_id, task=env.task.value)
     try:
         result = await ctx["runner"].run(env, body)
-        log.info("job done", **{k: v for k, v in result.items() if isinstance(v, int | str | bool)})
+        log.debug("job done", **{k: v for k, v in result.items() if isinstance(v, int | str | bool)})
         return result
     finally:
         clear_context("job_id", "request_id", "batch_id", "task")

@@ -129,7 +129,7 @@ async def test_worker_logs_carry_job_and_worker_ids(
     """The worker's summary line for a job carries job_id, request_id and worker_id."""
     from src.logging import configure_logging
 
-    configure_logging("INFO", "json")
+    configure_logging("DEBUG", "json")
     job_id = await enqueue_for(settings, arq_pool, "log1")
     worker = await run_burst_worker()
     err = capsys.readouterr().err
@@ -137,6 +137,11 @@ async def test_worker_logs_carry_job_and_worker_ids(
     assert lines, err[-2000:]
     assert f'"job_id": "{job_id}"' in lines[0]
     assert f'"worker_id": "{worker.worker_id}"' in lines[0]
+    configure_logging("INFO", "json")
+    job_id = await enqueue_for(settings, arq_pool, "log2")
+    await run_burst_worker()
+    info_lines = [line for line in capsys.readouterr().err.splitlines() if "log2" in line]
+    assert info_lines == [], "per-job lines must not appear at INFO"
 
 
 async def test_burst_worker_drains_within_a_generous_deadline(
