@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from src.api.errors import install_error_handlers
 from src.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from src.api.routes import appointments, batches, health, queue, workers
+from src.api.routes import appointments, batches, health, metrics, queue, workers
 from src.application.services.appointment_service import AppointmentService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
@@ -88,7 +88,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Clinic normalization API", version=settings.app_version, lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (health.router, appointments.router, batches.router, queue.router, workers.router):
+    routers = (
+        health.router,
+        appointments.router,
+        batches.router,
+        queue.router,
+        workers.router,
+        metrics.router,
+    )
+    for router in routers:
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestIdMiddleware)
