@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from src.application.services.doctor import Doctor, DoctorConfig
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
@@ -175,6 +176,23 @@ async def cleanup(settings: Settings, args: argparse.Namespace) -> int:
     return await with_admin(settings, act)
 
 
+async def doctor(settings: Settings, args: argparse.Namespace) -> int:
+    async def act(admin: QueueAdmin, tasks: TaskService) -> int:
+        config = DoctorConfig(
+            heartbeat_interval_s=settings.worker_heartbeat_interval, lease_s=settings.job_lease_seconds
+        )
+        findings = await Doctor(
+            admin.repository, tasks, DeploymentRegistry(await tasks.get_pool()), config
+        ).run()
+        for f in findings:
+            print(f"{'ok     ' if f.ok else 'PROBLEM'} {f.check:16} {f.message}")
+        problems = sum(not f.ok for f in findings)
+        print(f"{problems} problem(s) found" if problems else "no problems found")
+        return 1 if problems else 0
+
+    return await with_admin(settings, act)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m src.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -191,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("job_id")
         cmd.set_defaults(handler=handler)
     sub.add_parser("queue-info").set_defaults(handler=queue_info)
+    sub.add_parser("doctor").set_defaults(handler=doctor)
     sub.add_parser("queue-health").set_defaults(handler=queue_health)
     clean = sub.add_parser("cleanup")
     clean.add_argument("--older-than", type=float, default=None, help="seconds (default: ARQ_KEEP_RESULT)")

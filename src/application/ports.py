@@ -9,6 +9,7 @@ from typing import Protocol
 from src.domain.addresses import NormalizedAddress
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
 from src.domain.jobs import JobClaim, JobCount, JobOutcome, JobProgress, JobRecord, JobStatus
+from src.domain.workers import WorkerRecord
 
 
 class Repository(Protocol):
@@ -117,3 +118,16 @@ class EffectsLog(Protocol):
     which is how fault tests count duplicated side effects."""
 
     async def record(self, job_id: str, attempt: int, item_ids: Sequence[str]) -> None: ...
+
+
+class WorkerDirectory(Protocol):
+    """The fleet as the registry in Redis sees it (live workers, allowed versions, the fingerprint)."""
+
+    async def list_workers(self) -> list[WorkerRecord]: ...
+
+    async def allowed_versions(self) -> set[str]: ...
+
+    async def published_fingerprint(self) -> dict[str, object] | None: ...
+
+    async def seen_workers(self, since: datetime) -> set[str]:
+        """Ids of every worker that beat since `since`, including those that have exited."""

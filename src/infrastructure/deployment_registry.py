@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 WORKER_KEY_PREFIX = f"workers:{PROTOCOL_VERSION}:"
 WORKER_INDEX_KEY = f"workers:{PROTOCOL_VERSION}:index"
+WORKERS_SEEN_KEY = f"workers:{PROTOCOL_VERSION}:seen"  # every worker id by last beat, kept a day
+SEEN_RETENTION_MS = 24 * 3600 * 1000
 VERSIONS_KEY = f"deploy:{PROTOCOL_VERSION}:versions"
 FINGERPRINT_KEY = f"deploy:{PROTOCOL_VERSION}:fingerprint"
 
@@ -110,11 +112,17 @@ class DeploymentRegistry:
         async with self._pool.pipeline(transaction=False) as pipe:
             pipe.set(WORKER_KEY_PREFIX + record.worker_id, record.model_dump_json(), px=ttl_ms)
             pipe.zadd(WORKER_INDEX_KEY, {record.worker_id: now_ms})
+            pipe.zadd(WORKERS_SEEN_KEY, {record.worker_id: now_ms})
+            pipe.zremrangebyscore(WORKERS_SEEN_KEY, "-inf", now_ms - SEEN_RETENTION_MS)
             if job_ids:
                 keys = [in_progress_key_prefix + job_id for job_id in job_ids]
                 await self._renew(keys=keys, args=[record.worker_id, lease_ms], client=pipe)
             replies = await pipe.execute()
-        return int(replies[2]) if job_ids else 0
+        return int(replies[4]) if job_ids else 0
+
+    async def seen_workers(self, since: datetime) -> set[str]:
+        ids = await self._pool.zrangebyscore(WORKERS_SEEN_KEY, int(since.timestamp() * 1000), "+inf")
+        return {i.decode() for i in ids}
 
     async def release_lease(self, job_id: str, worker_id: str) -> bool:
         return bool(await self._release(keys=[in_progress_key_prefix + job_id], args=[worker_id]))

@@ -57,6 +57,10 @@ class QueueAdmin:
         self._repository = repository
         self._tasks = tasks
 
+    @property
+    def repository(self) -> Repository:
+        return self._repository
+
     async def info(self) -> list[QueueInfo]:
         counts = await self._repository.count_jobs()
         return [await self._queue_info(queue, counts) for queue in QueueName]

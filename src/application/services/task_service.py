@@ -242,6 +242,18 @@ class TaskService:
             deleted += int(await pool.delete(*(result_key_prefix + j for j in chunk)))
         return deleted
 
+    async def redis_facts(self) -> dict[str, str]:
+        """Eviction policy, connected clients and maxclients of the Redis server."""
+        pool = await self.get_pool()
+        memory = await pool.info("memory")
+        clients = await pool.info("clients")
+        maxclients = await pool.config_get("maxclients")
+        return {
+            "maxmemory_policy": str(memory.get("maxmemory_policy", "unknown")),
+            "connected_clients": str(clients.get("connected_clients", 0)),
+            "maxclients": str(maxclients.get("maxclients", 0)),
+        }
+
     async def queue_length(self, queue: QueueName = QueueName.NORMALIZATION) -> int:
         pool = await self.get_pool()
         return int(await pool.zcard(queue_key(queue)))

@@ -1,0 +1,246 @@
+"""`doctor`: find what is wrong with a deployment and name the culprit.
+
+Each check returns findings; a finding that is a problem makes `doctor` exit non-zero. The checks
+cover the seed incidents: a ghost worker (another version, or results from a worker nobody knows,
+finishing implausibly fast), a job stuck "running", and workers pointed at other data.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel
+
+from src.application.ports import Repository, WorkerDirectory
+from src.application.services.queue_admin import QueueAdmin
+from src.application.services.task_service import TaskService
+from src.domain.jobs import JobStatus, queue_key
+from src.domain.workers import WorkerState
+
+
+class Finding(BaseModel):
+    check: str
+    ok: bool
+    message: str
+
+
+def problem(check: str, message: str) -> Finding:
+    return Finding(check=check, ok=False, message=message)
+
+
+class DoctorConfig(BaseModel):
+    heartbeat_interval_s: float
+    lease_s: float
+    queued_too_long_s: float = 60.0
+    consumption_window_s: float = 300.0
+    error_rate_threshold: float = 0.10
+    too_fast_ratio: float = 0.10  # a worker whose median is under 10% of the fleet's is suspicious
+    min_samples: int = 5
+
+
+class Doctor:
+    def __init__(
+        self, repository: Repository, tasks: TaskService, directory: WorkerDirectory, config: DoctorConfig
+    ) -> None:
+        self._repository = repository
+        self._tasks = tasks
+        self._directory = directory
+        self._config = config
+        self._admin = QueueAdmin(repository, tasks)
+
+    async def run(self) -> list[Finding]:
+        findings: list[Finding] = []
+        checks: list[Callable[[], Awaitable[list[Finding]]]] = [
+            self._reachability, self._fleet, self._consumption, self._stuck_jobs, self._error_rate,
+            self._redis_limits, self._unknown_writers, self._too_fast,
+        ]  # fmt: skip
+        for check in checks:
+            try:
+                findings.extend(await check())
+            except Exception as exc:  # noqa: BLE001 - one failing check must not hide the others
+                findings.append(
+                    Finding(check=check.__name__.strip("_"), ok=False, message=f"check failed: {exc}")
+                )
+        return findings
+
+    async def _reachability(self) -> list[Finding]:
+        found = []
+        try:
+            await (await self._tasks.get_pool()).ping()
+            found.append(Finding(check="redis", ok=True, message="Redis answers"))
+        except Exception as exc:  # noqa: BLE001
+            found.append(Finding(check="redis", ok=False, message=f"Redis unreachable: {type(exc).__name__}"))
+        try:
+            await self._repository.ping()
+            found.append(
+                Finding(check="store", ok=True, message=f"store {self._repository.identity()} answers")
+            )
+        except Exception as exc:  # noqa: BLE001
+            found.append(Finding(check="store", ok=False, message=f"store unreachable: {type(exc).__name__}"))
+        return found
+
+    async def _fleet(self) -> list[Finding]:
+        workers = await self._directory.list_workers()
+        published = await self._directory.published_fingerprint()
+        fingerprint = None if published is None else str(published.get("fingerprint"))
+        found = []
+        if fingerprint is None:
+            found.append(
+                Finding(check="fingerprint", ok=False, message="no API published its data fingerprint")
+            )
+        now = datetime.now(UTC)
+        stale_after = 3 * self._config.heartbeat_interval_s
+        versions_by_queue: dict[str, set[str]] = defaultdict(set)
+        for w in workers:
+            where = f"worker {w.worker_id} (host {w.hostname}, pid {w.pid}, version {w.version})"
+            if fingerprint is not None and w.fingerprint and w.fingerprint != fingerprint:
+                found.append(Finding(check="fingerprint", ok=False, message=(
+                    f"{where} works on other data: fingerprint {w.fingerprint} != API's {fingerprint} "
+                    "(different store or Redis database)")))  # fmt: skip
+            if w.state in (WorkerState.FENCED, WorkerState.MISMATCH, WorkerState.WAITING):
+                found.append(
+                    Finding(check="worker-state", ok=False, message=f"{where} is {w.state.value}: {w.reason}")
+                )
+            age = (now - w.last_beat_at).total_seconds()
+            if age > stale_after:
+                found.append(
+                    Finding(check="heartbeat", ok=False, message=f"{where} last beat {age:.1f}s ago")
+                )
+            if w.state.healthy:
+                versions_by_queue[w.queue].add(w.version)
+        for queue, versions in versions_by_queue.items():
+            if len(versions) > 1:
+                listed = ", ".join(sorted(versions))
+                found.append(problem("versions", f"{len(versions)} code versions consume {queue}: {listed}"))
+        if not found:
+            found.append(Finding(check="fleet", ok=True, message=f"{len(workers)} worker(s), all healthy"))
+        return found
+
+    async def _consumption(self) -> list[Finding]:
+        since = datetime.now(UTC) - timedelta(seconds=self._config.consumption_window_s)
+        recent = await self._repository.finished_since(since, limit=1)
+        workers = await self._directory.list_workers()
+        found = []
+        for q in await self._admin.info():
+            consumers = [w for w in workers if w.queue == queue_key_of(q.name) and w.state is WorkerState.OK]
+            age = q.oldest_queued_age_s or 0.0
+            if q.length and age > self._config.queued_too_long_s and not recent:
+                found.append(Finding(check="consumption", ok=False, message=(
+                    f"queue {q.name}: {q.length} job(s) waiting, oldest {age:.0f}s, no job finished in "
+                    f"{self._config.consumption_window_s:.0f}s, {len(consumers)} healthy consumer(s): "
+                    "nobody is consuming")))  # fmt: skip
+            elif q.length and not consumers:
+                found.append(
+                    Finding(
+                        check="consumption",
+                        ok=False,
+                        message=f"queue {q.name}: {q.length} job(s) waiting and no healthy worker",
+                    )
+                )
+        return found or [Finding(check="consumption", ok=True, message="queues are being consumed")]
+
+    async def _stuck_jobs(self) -> list[Finding]:
+        now = datetime.now(UTC)
+        cutoff = now - timedelta(seconds=max(3 * self._config.heartbeat_interval_s, self._config.lease_s))
+        stale = await self._repository.find_stale_jobs(
+            running_heartbeat_before=cutoff, waiting_enqueued_before=now - timedelta(days=3650), limit=20
+        )
+        found = [
+            Finding(
+                check="stuck-jobs",
+                ok=False,
+                message=(
+                    f"job {r.job_id} runs with no heartbeat since {r.heartbeat_at:%H:%M:%S} UTC "
+                    f"(worker {r.worker_id}, version {r.version}, cursor {r.progress.cursor}); "
+                    "the reconciler re-enqueues it if a maintenance worker runs"
+                ),
+            )  # fmt: skip
+            for r in stale
+            if r.status is JobStatus.RUNNING and r.heartbeat_at is not None
+        ]
+        return found or [Finding(check="stuck-jobs", ok=True, message="no running job without a heartbeat")]
+
+    async def _error_rate(self) -> list[Finding]:
+        since = datetime.now(UTC) - timedelta(hours=1)
+        recent = await self._repository.finished_since(since, limit=10_000)
+        if not recent:
+            return [Finding(check="errors", ok=True, message="no job finished in the last hour")]
+        by_category: dict[str, int] = defaultdict(int)
+        for r in recent:
+            if r.status is JobStatus.FAILED:
+                by_category[r.error_category.value if r.error_category else "unknown"] += 1
+        failed = sum(by_category.values())
+        rate = failed / len(recent)
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(by_category.items())) or "none"
+        ok = rate <= self._config.error_rate_threshold
+        message = f"{failed}/{len(recent)} jobs failed in the last hour ({rate:.0%}; by category: {detail})"
+        return [Finding(check="errors", ok=ok, message=message)]
+
+    async def _redis_limits(self) -> list[Finding]:
+        facts = await self._tasks.redis_facts()
+        found = []
+        policy = facts["maxmemory_policy"]
+        warning = "" if policy == "noeviction" else ": Redis may silently evict queued jobs; set noeviction"
+        found.append(
+            Finding(check="redis-eviction", ok=not warning, message=f"maxmemory-policy is {policy}{warning}")
+        )
+        clients, maxclients = int(facts["connected_clients"]), int(facts["maxclients"] or 0)
+        ok = not maxclients or clients < 0.8 * maxclients
+        found.append(
+            Finding(check="redis-clients", ok=ok, message=f"{clients} connected clients of {maxclients}")
+        )
+        return found
+
+    async def _unknown_writers(self) -> list[Finding]:
+        now = datetime.now(UTC)
+        recent = await self._repository.finished_since(now - timedelta(hours=1), limit=5000)
+        known = await self._directory.seen_workers(now - timedelta(days=1))
+        strangers: dict[str, int] = defaultdict(int)
+        for r in recent:
+            if r.worker_id and r.worker_id not in known:
+                strangers[r.worker_id] += 1
+        found = [
+            Finding(
+                check="unknown-writers",
+                ok=False,
+                message=(
+                    f"{n} result(s) in the last hour written by worker {worker_id}, which never registered: "
+                    "a worker outside the fleet (old code?) is consuming"
+                ),
+            )  # fmt: skip
+            for worker_id, n in sorted(strangers.items())
+        ]
+        return found or [
+            Finding(check="unknown-writers", ok=True, message="every result came from a known worker")
+        ]
+
+    async def _too_fast(self) -> list[Finding]:
+        recent = await self._repository.finished_since(datetime.now(UTC) - timedelta(hours=1), limit=5000)
+        by_task: dict[str, list[float]] = defaultdict(list)
+        by_task_worker: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for r in recent:
+            if r.status is JobStatus.SUCCEEDED and r.duration_ms is not None and r.worker_id:
+                by_task[r.task.value].append(r.duration_ms)
+                by_task_worker[(r.task.value, r.worker_id)].append(r.duration_ms)
+        found = []
+        for (task, worker_id), durations in sorted(by_task_worker.items()):
+            fleet = by_task[task]
+            if len(durations) < self._config.min_samples or len(fleet) < 2 * self._config.min_samples:
+                continue
+            mine, typical = statistics.median(durations), statistics.median(fleet)
+            if typical > 0 and mine < self._config.too_fast_ratio * typical:
+                found.append(Finding(check="too-fast", ok=False, message=(
+                    f"worker {worker_id} finishes {task} in {mine:.0f} ms (median) while the fleet takes "
+                    f"{typical:.0f} ms: it is probably not doing the work")))  # fmt: skip
+        return found or [
+            Finding(check="too-fast", ok=True, message="job durations are consistent across workers")
+        ]
+
+
+def queue_key_of(name: str) -> str:
+    from src.domain.jobs import QueueName
+
+    return queue_key(QueueName(name))
