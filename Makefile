@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install install-redis demo test lint typecheck format worker worker-verbose worker-all worker-cleanup \
-	queue-info queue-health api sample clean bench
+	queue-info queue-health api sample clean bench runtime-lock
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ api: install
 
 sample: install
 	$(PY) scripts/generate_sample.py --rows 1000 --out data/sample_appointments.xlsx
+
+# regenerate the image's runtime lock after any change to requirements.lock
+runtime-lock: install
+	$(PY) -m tests.deploy.runtime_lock > deploy/requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

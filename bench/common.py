@@ -36,6 +36,7 @@ def bench_settings(redis_url: str, workdir: Path, **overrides: object) -> Settin
         "sqlite_path": str(workdir / "store.sqlite3"),
         "app_version": BENCH_VERSION,
         "api_access_token": BENCH_TOKEN,
+        "mongodb_url": None,
         "openai_api_key": None,
         "openai_base_url": None,
         "log_format": "json",
@@ -43,7 +44,7 @@ def bench_settings(redis_url: str, workdir: Path, **overrides: object) -> Settin
         "worker_state_dir": str(workdir / "worker-state"),
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 async def publish_deployment(settings: Settings) -> str:

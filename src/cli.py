@@ -103,9 +103,26 @@ def dump(model: BaseModel | list[BaseModel]) -> str:
 
 
 async def job(settings: Settings, args: argparse.Namespace) -> int:
+    """The whole story of a job: every generation of its logical key, who ran it, on which version,
+    when, how often, and how it ended; grep the logs for its request_id to see every line."""
+
     async def act(admin: QueueAdmin, tasks: TaskService) -> int:
         view = await tasks.get_job(args.job_id)
+        record = view.record
         print(dump(view))
+        latest = await admin.repository.latest_job(record.logical_key)
+        print(f"\nstory of {record.logical_key} (request_id={record.envelope.request_id}):")
+        for generation in range(1, (latest.generation if latest else record.generation) + 1):
+            r = await admin.repository.get_job(f"{record.logical_key}:{generation}")
+            if r is None:
+                continue
+            print(
+                f"  {r.job_id}: {r.status.value} after {r.attempt} attempt(s) "
+                f"(app failures {r.app_failures}, interruptions {r.interruptions}); last run by "
+                f"{r.worker_id or '-'} on version {r.version or '-'}, started {r.started_at}, finished "
+                f"{r.finished_at}, {r.duration_ms if r.duration_ms is not None else '-'} ms"
+                + (f"; {r.error_category.value}: {r.error_message}" if r.error_category else "")
+            )
         return 0
 
     return await with_admin(settings, act)

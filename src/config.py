@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     worker_max_jobs_before_restart: int = Field(default=0, ge=0)
     worker_max_rss_mb: int = Field(default=0, ge=0)
     reconcile_every_seconds: int = Field(default=30, ge=1)
+    ledger_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     worker_state_dir: str = "/tmp/clinic-workers"
     # test hooks (fault tests): slow each item, log each side effect; refused in production
     test_item_delay_ms: int = Field(default=0, ge=0)

@@ -21,6 +21,7 @@ class JobName(StrEnum):
     NORMALIZE_APPOINTMENT = "normalize_appointment"
     NORMALIZE_BATCH_CHUNK = "normalize_batch_chunk"
     RECONCILE = "reconcile"  # cron, maintenance queue
+    CLEANUP = "cleanup"  # cron, maintenance queue
 
 
 class QueueName(StrEnum):

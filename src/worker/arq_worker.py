@@ -49,6 +49,7 @@ RELIED_ON_ARQ_METHODS: dict[str, tuple[str, ...]] = {
     "finish_failed_job": ("job_id", "result_data"),
     "handle_sig_wait_for_completion": ("signum",),
     "_release_sem_dec_counter_on_complete": (),
+    "run_cron": ("n", "delay", "num_windows"),
 }  # fmt: skip
 
 # ARGV: now_ms, worker_id, lease_ms, in-progress prefix, job ids...  →  flat [id, score, ...]
@@ -106,6 +107,7 @@ class AppWorker(Worker):
         self._claim = self.pool.register_script(CLAIM_SCRIPT)
         self._finish = self.pool.register_script(FINISH_SCRIPT)
         self.heartbeat = Heartbeat(self)
+        self._crons_started = False
         original_startup = self.on_startup
 
         async def startup_then_beat(ctx: dict[Any, Any]) -> None:
@@ -188,6 +190,14 @@ class AppWorker(Worker):
             abort_jobs_ss,
             self.queue_name,
         ]
+
+    async def run_cron(self, n: Any, delay: float, num_windows: int = 2) -> None:
+        """In burst mode, run-at-startup crons fire once and nothing is scheduled after, so a burst of
+        the maintenance queue ends instead of finding a new cron job every tick."""
+        if self.burst and self._crons_started:
+            return
+        await super().run_cron(n, delay, num_windows)
+        self._crons_started = True
 
     def release_running_jobs(self, reason: str) -> int:
         """Cancel every running job: arq puts each back on the queue at once, the ledger records an

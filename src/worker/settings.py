@@ -26,7 +26,7 @@ TASKS_BY_QUEUE: dict[QueueName, tuple[JobName, ...]] = {
 }
 CRONS_BY_QUEUE: dict[QueueName, tuple[JobName, ...]] = {
     QueueName.NORMALIZATION: (),
-    QueueName.MAINTENANCE: (JobName.RECONCILE,),
+    QueueName.MAINTENANCE: (JobName.RECONCILE, JobName.CLEANUP),
 }
 
 
@@ -37,14 +37,18 @@ def cron_jobs(settings: Settings, queue: QueueName) -> list[CronJob]:
         schedule: dict[str, set[int]] = {"second": set(range(0, 60, every))}
     else:
         schedule = {"second": {0}, "minute": set(range(0, 60, every // 60))}
+    schedules: dict[JobName, dict[str, set[int]]] = {
+        JobName.RECONCILE: schedule,
+        JobName.CLEANUP: {"second": {0}, "minute": {17}},  # hourly
+    }
     return [
         cron(
             cast(WorkerCoroutine, TASKS[name]),
             name=name.value,
-            run_at_startup=True,
+            run_at_startup=name is JobName.RECONCILE,
             unique=True,
-            timeout=max(60, every),
-            **schedule,  # type: ignore[arg-type]
+            timeout=max(60, every) if name is JobName.RECONCILE else 600,
+            **schedules[name],  # type: ignore[arg-type]
         )
         for name in CRONS_BY_QUEUE[queue]
     ]

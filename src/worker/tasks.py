@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from src.application.services.normalization_service import RunInfo
+from src.application.services.queue_admin import QueueAdmin
 from src.domain.jobs import JobEnvelope, JobName, JobProgress, JobRecord
 from src.logging import bind_context, clear_context
 from src.worker.context import WorkerContext
@@ -74,8 +75,16 @@ async def reconcile(ctx: WorkerContext) -> dict[str, Any]:
     return report.model_dump()
 
 
+async def cleanup(ctx: WorkerContext) -> dict[str, Any]:
+    """Hourly cron on the maintenance queue: drop ledger records and results past the retention."""
+    admin = QueueAdmin(ctx["repository"], ctx["tasks"])
+    report = await admin.cleanup(older_than_s=ctx["settings"].ledger_retention_seconds)
+    return report.model_dump()
+
+
 TASKS = {
     JobName.NORMALIZE_APPOINTMENT: normalize_appointment,
     JobName.NORMALIZE_BATCH_CHUNK: normalize_batch_chunk,
     JobName.RECONCILE: reconcile,
+    JobName.CLEANUP: cleanup,
 }

@@ -188,3 +188,48 @@ async def test_registry_shows_the_worker_and_removes_it_on_clean_exit(
     await worker.close()
     await asyncio.gather(run, return_exceptions=True)
     assert await registry.list_workers() == []
+
+
+async def test_maintenance_worker_runs_the_reconciler_at_start(
+    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
+) -> None:
+    """`python workers.py --queue maintenance` (as a burst here) runs the reconcile cron at start-up,
+    which re-enqueues a queued job whose arq job vanished."""
+    repository = build_repository(settings)
+    await repository.init()
+    await repository.insert_appointments([appointment("c1")])
+    env = envelope("c1")
+    await repository.create_jobs(
+        [JobRecord(job_id=env.job_id, logical_key=env.logical_key, generation=1, task=env.task,
+                   queue=QueueName.NORMALIZATION, envelope=env,
+                   enqueued_at=datetime.now(UTC) - timedelta(minutes=5))]
+    )  # fmt: skip
+    maintenance = await run_burst_worker(QueueName.MAINTENANCE)
+    assert maintenance.jobs_complete >= 1  # the reconcile cron ran
+    assert await arq_pool.exists(job_key_prefix + env.job_id)
+    await repository.close()
+
+
+async def test_cleanup_task_deletes_old_finished_records_only(
+    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
+) -> None:
+    """The hourly cleanup task removes ledger records past the retention, never queued ones."""
+    from src.worker.tasks import cleanup
+
+    job_id = await stored_and_enqueued(settings, arq_pool, "k1")
+    await run_burst_worker()
+    queued_id = await stored_and_enqueued(settings, arq_pool, "k2")
+    repository = build_repository(settings)
+    await repository.init()
+    ctx = {
+        "repository": repository,
+        "tasks": TaskService(pool=arq_pool, repository=repository),
+        "settings": settings.model_copy(update={"ledger_retention_seconds": 60}),
+    }
+    kept = await cleanup(ctx)  # type: ignore[arg-type]
+    assert kept["ledger_records_deleted"] == 0  # finished just now: within the retention
+    ctx["settings"] = settings.model_copy(update={"ledger_retention_seconds": 0})
+    report = await cleanup(ctx)  # type: ignore[arg-type]
+    assert report["ledger_records_deleted"] == 1
+    assert await repository.get_job(job_id) is None and await repository.get_job(queued_id) is not None
+    await repository.close()

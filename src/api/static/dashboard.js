@@ -1,5 +1,5 @@
 // The operator dashboard. Vanilla JS, same-origin only. Every server string reaches the DOM as a
-// text node or an attribute value (never parsed as HTML): there is no innerHTML in this file.
+// text node or an attribute value, never as markup: nothing in this file assigns HTML.
 "use strict";
 
 (() => {

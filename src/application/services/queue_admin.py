@@ -76,10 +76,11 @@ class QueueAdmin:
 
     async def _queue_info(self, queue: QueueName, counts: list[JobCount]) -> QueueInfo:
         ready, deferred, oldest_ms = await self._tasks.queue_depth(queue)
+        running = _count(counts, queue, JobStatus.RUNNING)
         return QueueInfo(
             name=queue.value,
             key=queue_key(queue),
-            length=ready,
+            length=max(0, ready - running),  # arq keeps a running job on the queue until it finishes
             deferred=deferred,
             in_progress=_count(counts, queue, JobStatus.RUNNING),
             failed=_count(counts, queue, JobStatus.FAILED),

@@ -1,0 +1,53 @@
+# One image for the API and the workers; the command picks the role:
+#   API (default):       python -m uvicorn --factory src.api.main:app_from_env --host 0.0.0.0 --port 8000 ...
+#   worker:              python workers.py
+#   reconciler:          python workers.py --queue maintenance
+#   single container:    scripts/start_web_and_workers.sh   (API + N_WORKERS workers + 1 maintenance)
+# Build: docker build --build-arg APP_VERSION=$(git rev-parse --short HEAD) -t clinic-normalizer .
+
+# --- builder: the pinned runtime dependencies in a virtualenv (cached until the lock changes) ---
+FROM python:3.11-slim AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+COPY deploy/requirements-runtime.lock /tmp/requirements-runtime.lock
+# --no-deps: exactly the pins of the lock; `pip check` fails the build if the lock is incomplete.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps -r /tmp/requirements-runtime.lock \
+    && /opt/venv/bin/pip check
+
+# --- runtime: the virtualenv, the code, a non-root user; no compilers, no dev tools ---
+FROM python:3.11-slim AS runtime
+
+ENV PATH="/opt/venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    ENVIRONMENT=production
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
+
+WORKDIR /app
+COPY --from=builder /opt/venv /opt/venv
+# Code stays owned by root (read-only for the app user); only var/ (the SQLite store) is writable.
+COPY workers.py ./
+COPY src ./src
+COPY scripts ./scripts
+RUN mkdir -p /app/var && chown app:app /app/var && chmod 0755 scripts/start_web_and_workers.sh
+
+# Last, so a new version rebuilds only these layers. Production refuses to start without it.
+ARG APP_VERSION=""
+ENV APP_VERSION=${APP_VERSION}
+
+USER 10001:10001
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+
+# The API's liveness (the default command). Worker services override it with `python workers.py --check`.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
+
+# Exec form: python is PID 1's child under `init: true` (or PID 1 itself) and receives SIGTERM directly.
+# Never auto-reload: a reload kills running jobs mid-flight (the job-stall incident).
+CMD ["python", "-m", "uvicorn", "--factory", "src.api.main:app_from_env", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]
