@@ -117,7 +117,9 @@ class EffectsLog(Protocol):
     """Test hook: an append-only record of every item a job run wrote, keyed by (job, attempt, item),
     which is how fault tests count duplicated side effects."""
 
-    async def record(self, job_id: str, attempt: int, item_ids: Sequence[str]) -> None: ...
+    def record_now(self, job_id: str, attempt: int, item_ids: Sequence[str]) -> None:
+        """Append synchronously (called from the write's completion callback, so a write committed
+        while its run is being cancelled is still recorded)."""
 
 
 class WorkerDirectory(Protocol):

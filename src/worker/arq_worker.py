@@ -27,6 +27,7 @@ from arq.constants import (
 )
 from arq.utils import timestamp_ms, to_ms
 from arq.worker import Worker
+from redis.exceptions import RedisError
 
 from src.domain.jobs import PROTOCOL_VERSION
 from src.worker.heartbeat import Heartbeat, LifecycleConfig
@@ -50,6 +51,7 @@ RELIED_ON_ARQ_METHODS: dict[str, tuple[str, ...]] = {
     "handle_sig_wait_for_completion": ("signum",),
     "_release_sem_dec_counter_on_complete": (),
     "run_cron": ("n", "delay", "num_windows"),
+    "_poll_iteration": (),
 }  # fmt: skip
 
 # ARGV: now_ms, worker_id, lease_ms, in-progress prefix, job ids...  →  flat [id, score, ...]
@@ -116,6 +118,14 @@ class AppWorker(Worker):
             await self.heartbeat.start()
 
         self.on_startup = startup_then_beat
+
+    async def _poll_iteration(self) -> None:
+        """arq's poll, surviving a Redis outage: log, back off, and poll again (never exit)."""
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as exc:
+            log.error("redis unreachable: retrying", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(min(2.0, 10 * self.poll_delay_s))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Claim up to the free slots in one Lua call, each with a lease held by this worker."""
@@ -231,7 +241,14 @@ class AppWorker(Worker):
             jobs_failed=self.jobs_failed,
             jobs_retried=self.jobs_retried,
         )
-        await super().close()
+        try:
+            await super().close()
+        except (RedisError, OSError) as exc:  # Redis gone at shutdown: the records expire by themselves
+            log.warning("Redis unreachable while closing", error=type(exc).__name__)
+            if self.on_shutdown:
+                await self.on_shutdown(self.ctx)
+            await self.pool.aclose(close_connection_pool=True)
+            self._pool = None
 
     async def wait_idle(self, timeout: float) -> None:
         """Test helper: wait until no job task is running (bounded)."""

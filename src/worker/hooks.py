@@ -85,7 +85,8 @@ async def startup(ctx: WorkerContext) -> None:
         ctx["tasks"],
         # a running job is stale when its lease could have been renewed three times and was not
         stale_after_s=max(3 * settings.worker_heartbeat_interval, settings.job_lease_seconds),
-        grace_s=max(60.0, 3 * settings.reconcile_every_seconds),
+        # a queued record without its arq job: re-enqueueing is idempotent, so a short grace is safe
+        grace_s=max(5.0, 2 * settings.reconcile_every_seconds),
     )
     log.info("worker ready", store=repository.identity(), fingerprint=ctx["fingerprint"])
 

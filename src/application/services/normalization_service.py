@@ -73,7 +73,7 @@ class NormalizationService:
         if appointment.provenance is not None and appointment.provenance.job_id == run.job_id:
             return {"normalized": 0, "already_done": 1}
         result = await self._normalize(appointment, run)
-        await self._write([result], run, still_current, JobProgress(done=1, total=1))
+        await self._write([result], run, still_current, JobProgress(done=0, total=1))
         return _summary([result])
 
     async def normalize_batch_range(
@@ -98,9 +98,10 @@ class NormalizationService:
                 break
             todo = [a for a in page if a.provenance is None or a.provenance.job_id != run.job_id]
             results = list(await asyncio.gather(*(self._normalize(a, run) for a in todo)))
+            before = JobProgress(done=cursor - seq_from, total=total, cursor=cursor)
             cursor = page[-1].seq + 1
             progress = JobProgress(done=cursor - seq_from, total=total, cursor=cursor)
-            await self._write(results, run, checkpoint, progress)
+            await self._write(results, run, checkpoint, before)
             processed.extend(results)
             if not await checkpoint(progress):
                 raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded at cursor {cursor}")
@@ -118,15 +119,23 @@ class NormalizationService:
         """Write only while this run's attempt is still the job's current one (the fencing check)."""
         if not results:
             return
-        if not await still_current(
-            progress.model_copy(update={"done": max(0, progress.done - len(results))})
-        ):
+        if not await still_current(progress):
             raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded; results discarded")
-        written = await self._repository.save_normalizations(results, job_id=run.job_id, attempt=run.attempt)
+        save = asyncio.ensure_future(
+            self._repository.save_normalizations(results, job_id=run.job_id, attempt=run.attempt)
+        )
+        effects = self._effects
+        if effects is not None:
+            ids = [r.appointment_id for r in results]
+
+            def record(done: asyncio.Future[int]) -> None:
+                if not done.cancelled() and done.exception() is None and done.result() == len(ids):
+                    effects.record_now(run.job_id, run.attempt, ids)
+
+            save.add_done_callback(record)
+        written = await asyncio.shield(save)
         if written < len(results):
             raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded; results discarded")
-        if self._effects is not None:
-            await self._effects.record(run.job_id, run.attempt, [r.appointment_id for r in results])
 
     async def _normalize(self, appointment: Appointment, run: RunInfo) -> NormalizationResult:
         started = datetime.now(UTC)
