@@ -33,7 +33,7 @@ from bench.common import BENCH_VERSION, bench_settings, median, publish_deployme
 from src.application.services.normalization_service import RunInfo
 from src.application.services.task_service import TaskService
 from src.config import Settings
-from src.domain.jobs import JobEnvelope, JobName, JobRecord, JobStatus, QueueName
+from src.domain.jobs import JobEnvelope, JobName, JobStatus, QueueName
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from src.logging import bind_context, clear_context
@@ -167,7 +167,7 @@ async def run_arq_once(redis_url: str, config: ThroughputConfig) -> Sample:
 # --- ours -----------------------------------------------------------------------------------------
 
 
-async def _noop_body(run: RunInfo, record: JobRecord) -> dict[str, Any]:
+async def _noop_body(run: RunInfo) -> dict[str, Any]:
     return {}
 
 

@@ -33,6 +33,7 @@ from src.domain.jobs import (
 )
 from src.errors import StoreUnavailable
 from src.infrastructure import store_codec as codec
+from src.infrastructure.sqlite_write_batcher import WriteBatcher
 
 T = TypeVar("T")
 
@@ -91,6 +92,7 @@ class SQLiteRepository:
         self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
         self._store_id: str | None = None
         self._closed = False
+        self._batcher = WriteBatcher(self._run_in_transaction)
 
     # lifecycle
 
@@ -204,11 +206,10 @@ class SQLiteRepository:
         args = (claim.worker_id, claim.version, started, started, job_id)
 
         def claim_(conn: sqlite3.Connection) -> int | None:
-            with _write(conn):
-                rows = conn.execute(_CLAIM, args).fetchall()
+            rows = conn.execute(_CLAIM, args).fetchall()
             return int(rows[0][0]) if rows else None
 
-        return await self._run(claim_)
+        return await self._batcher.submit(claim_)
 
     async def heartbeat_job(
         self, job_id: str, attempt: int, *, at: datetime, progress: JobProgress | None = None
@@ -348,11 +349,15 @@ class SQLiteRepository:
         return None if row is None else codec.job_from_row(row)
 
     async def _update_one(self, sql: str, args: tuple[object, ...]) -> bool:
-        def update(conn: sqlite3.Connection) -> bool:
-            with _write(conn):
-                return conn.execute(sql, args).rowcount == 1
+        """One conditional update, written in the next batch with the other runs' writes."""
+        return await self._batcher.submit(lambda conn: conn.execute(sql, args).rowcount == 1)
 
-        return await self._run(update)
+    async def _run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def in_transaction(conn: sqlite3.Connection) -> T:
+            with _write(conn):
+                return fn(conn)
+
+        return await self._run(in_transaction)
 
 
 @contextmanager

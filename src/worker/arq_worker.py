@@ -55,10 +55,13 @@ RELIED_ON_ARQ_METHODS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 # ARGV: now_ms, worker_id, lease_ms, in-progress prefix, job ids...  →  flat [id, score, ...]
+# ARGV: now_ms, worker_id, lease_ms, in-progress prefix, limit, job ids...  →  flat [id, score, ...]
 CLAIM_SCRIPT = """
 local claimed = {}
 local now = tonumber(ARGV[1])
-for i = 5, #ARGV do
+local limit = tonumber(ARGV[5])
+for i = 6, #ARGV do
+  if #claimed >= 2 * limit then break end
   local id = ARGV[i]
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) <= now then
@@ -110,6 +113,8 @@ class AppWorker(Worker):
         self._finish = self.pool.register_script(FINISH_SCRIPT)
         self.heartbeat = Heartbeat(self)
         self._crons_started = False
+        self._slot_free = asyncio.Event()
+        self._claimed = 0
         original_startup = self.on_startup
 
         async def startup_then_beat(ctx: dict[Any, Any]) -> None:
@@ -120,37 +125,63 @@ class AppWorker(Worker):
         self.on_startup = startup_then_beat
 
     async def _poll_iteration(self) -> None:
-        """arq's poll, surviving a Redis outage: log, back off, and poll again (never exit)."""
+        """arq's poll, with two changes. While the queue keeps giving jobs, poll again as soon as a
+        slot is free instead of sleeping the poll delay (no cliff for jobs longer than the delay).
+        And survive a Redis outage: log, back off, poll again (never exit)."""
         try:
-            await super()._poll_iteration()
+            while True:
+                self._claimed = 0
+                await super()._poll_iteration()
+                if not self._claimed or not self.allow_pick_jobs:
+                    return
+                if self.job_counter >= self.max_jobs and not await self._slot_freed(self.poll_delay_s):
+                    return
         except (RedisError, OSError) as exc:
             log.error("redis unreachable: retrying", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(min(2.0, 10 * self.poll_delay_s))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Claim up to the free slots in one Lua call, each with a lease held by this worker."""
-        free = self.max_jobs - self.job_counter
-        if free <= 0 or not job_ids or not self.allow_pick_jobs:
-            return
-        candidates = [j.decode() for j in job_ids if j.decode() not in self.tasks][: free * 2]
-        if not candidates:
-            return
+        """Claim the ids read by this poll in batches of the free slots (one Lua call per batch, each
+        claim a lease held by this worker). Between batches it waits for a slot to free up instead of
+        for the next poll, so short jobs are not capped at `max_jobs` per poll delay."""
+        candidates = [i for i in (j.decode() for j in job_ids) if i not in self.tasks]
         lease_ms = int(self.lifecycle.lease_s * 1000)
-        reply = await self._claim(
-            keys=[self.queue_name],
-            args=[timestamp_ms(), self.worker_id, lease_ms, in_progress_key_prefix, *candidates],
-        )
-        pairs = list(zip(reply[::2], reply[1::2], strict=True))
-        for index, (job_id_b, score_b) in enumerate(pairs):
-            job_id = job_id_b.decode() if isinstance(job_id_b, bytes) else str(job_id_b)
-            if index >= free:  # claimed more than we can run (raced another claim): give it back
-                await self.heartbeat.registry.release_lease(job_id, self.worker_id)
+        while candidates and self.allow_pick_jobs:
+            free = self.max_jobs - self.job_counter
+            if free <= 0:
+                if not await self._slot_freed(self.poll_delay_s):
+                    return  # nothing finished within a poll delay: let the poll loop run (heartbeat, aborts)
                 continue
-            await self.sem.acquire()
-            self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, int(float(score_b))))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+            batch, candidates = candidates[: free * 4], candidates[free * 4 :]
+            reply = await self._claim(
+                keys=[self.queue_name],
+                args=[timestamp_ms(), self.worker_id, lease_ms, in_progress_key_prefix, free, *batch],
+            )
+            for job_id_b, score_b in zip(reply[::2], reply[1::2], strict=True):
+                job_id = job_id_b.decode() if isinstance(job_id_b, bytes) else str(job_id_b)
+                await self.sem.acquire()
+                self.job_counter += 1
+                task = self.loop.create_task(self.run_job(job_id, int(float(score_b))))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job_id] = task
+                self._claimed += 1
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_free.set()
+        limit = self.lifecycle.max_jobs_before_restart
+        if limit and self.jobs_complete + self.jobs_failed + self.jobs_retried >= limit:
+            self.drain(f"WORKER_MAX_JOBS_BEFORE_RESTART reached ({limit} jobs)")
+
+    async def _slot_freed(self, timeout: float) -> bool:
+        self._slot_free.clear()
+        if self.job_counter < self.max_jobs:
+            return True
+        try:
+            await asyncio.wait_for(self._slot_free.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def finish_job(
         self,

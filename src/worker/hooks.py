@@ -50,6 +50,21 @@ def build_address_normalizer(settings: Settings, ctx: WorkerContext) -> AddressN
     )
 
 
+async def warn_if_redis_may_evict(ctx: WorkerContext) -> None:
+    """Queued jobs are data: a Redis allowed to evict keys under memory pressure loses them silently."""
+    try:
+        policy = (await ctx["redis"].info("memory")).get("maxmemory_policy", "unknown")
+    except Exception as exc:  # noqa: BLE001 - managed Redis may refuse INFO; say so, do not fail
+        log.warning("cannot read Redis maxmemory-policy", error=type(exc).__name__)
+        return
+    if policy != "noeviction":
+        log.error(
+            "Redis maxmemory-policy is not noeviction: queued jobs can be evicted silently",
+            maxmemory_policy=policy,
+            fix="set maxmemory-policy noeviction (redis.conf or --maxmemory-policy noeviction)",
+        )
+
+
 async def startup(ctx: WorkerContext) -> None:
     settings = ctx["settings"]
     bind_context(worker_id=ctx["worker_id"])
@@ -88,6 +103,7 @@ async def startup(ctx: WorkerContext) -> None:
         # a queued record without its arq job: re-enqueueing is idempotent, so a short grace is safe
         grace_s=max(5.0, 2 * settings.reconcile_every_seconds),
     )
+    await warn_if_redis_may_evict(ctx)
     log.info("worker ready", store=repository.identity(), fingerprint=ctx["fingerprint"])
 
 

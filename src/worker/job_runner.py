@@ -18,13 +18,13 @@ from arq import Retry
 
 from src.application.ports import Repository
 from src.application.services.normalization_service import RunInfo, StaleAttempt
-from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobRecord, JobStatus
+from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobStatus
 from src.domain.workers import TaskStats
 from src.errors import AppError, TransientError
 
 log = structlog.get_logger(__name__)
 
-Body = Callable[[RunInfo, JobRecord], Awaitable[dict[str, Any]]]
+Body = Callable[[RunInfo], Awaitable[dict[str, Any]]]
 
 
 class JobSkipped(Exception):
@@ -84,9 +84,6 @@ class JobRunner:
             log.warning("job skipped: unknown, cancelled or already finished in the ledger")
             return {"skipped": True}
         self.active_runs[job_id] = attempt
-        record = await self._repository.get_job(job_id)
-        assert record is not None  # claimed just above
-        tries = record.app_failures + 1  # application failures only: interruptions never count
         run = RunInfo(job_id=job_id, attempt=attempt, worker_id=self.worker_id, version=self.version)
 
         def outcome(status: JobStatus, **fields: Any) -> JobOutcome:
@@ -98,7 +95,7 @@ class JobRunner:
             )
 
         try:
-            result = await body(run, record)
+            result = await body(run)
         except asyncio.CancelledError:
             await asyncio.shield(
                 self._finish(
@@ -116,6 +113,7 @@ class JobRunner:
             log.warning("run superseded by a newer attempt; stopping", reason=exc.message)
             raise JobFailed(exc.message, ErrorCategory.POLICY) from None
         except TransientError as exc:
+            tries = await self._tries(job_id)
             if tries < self._max_tries:
                 delay = retry_delay_s(tries)
                 await self._finish(
@@ -167,6 +165,11 @@ class JobRunner:
             raise JobFailed(message, ErrorCategory.PERMANENT) from None
         await self._finish(job_id, attempt, outcome(JobStatus.SUCCEEDED, result=result))
         return result
+
+    async def _tries(self, job_id: str) -> int:
+        """This run counted: previous application failures + 1 (interruptions never count)."""
+        record = await self._repository.get_job(job_id)
+        return (record.app_failures if record else 0) + 1
 
     def _count(self, task: str, outcome: JobOutcome) -> None:
         stats = self.stats.setdefault(task, TaskStats())

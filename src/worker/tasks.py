@@ -12,7 +12,7 @@ import structlog
 
 from src.application.services.normalization_service import RunInfo
 from src.application.services.queue_admin import QueueAdmin
-from src.domain.jobs import JobEnvelope, JobName, JobProgress, JobRecord
+from src.domain.jobs import JobEnvelope, JobName, JobProgress
 from src.logging import bind_context, clear_context
 from src.worker.context import WorkerContext
 
@@ -26,7 +26,7 @@ async def normalize_appointment(ctx: WorkerContext, envelope: dict[str, Any]) ->
 
     repository = ctx["repository"]
 
-    async def body(run: RunInfo, record: JobRecord) -> dict[str, Any]:
+    async def body(run: RunInfo) -> dict[str, Any]:
         async def still_current(progress: JobProgress) -> bool:
             return await repository.heartbeat_job(
                 run.job_id, run.attempt, at=datetime.now(UTC), progress=progress
@@ -46,14 +46,17 @@ async def normalize_batch_chunk(ctx: WorkerContext, envelope: dict[str, Any]) ->
     seq_from, seq_to = int(env.ids["seq_from"]), int(env.ids["seq_to"])
     repository = ctx["repository"]
 
-    async def body(run: RunInfo, record: JobRecord) -> dict[str, Any]:
+    async def body(run: RunInfo) -> dict[str, Any]:
+        record = await repository.get_job(run.job_id)  # its checkpoint: resume where a killed run stopped
+        cursor = record.progress.cursor if record is not None else None
+
         async def checkpoint(progress: JobProgress) -> bool:
             return await repository.heartbeat_job(
                 run.job_id, run.attempt, at=datetime.now(UTC), progress=progress
             )
 
         return await ctx["normalization"].normalize_batch_range(
-            batch_id, seq_from, seq_to, run, resume_from=record.progress.cursor, checkpoint=checkpoint
+            batch_id, seq_from, seq_to, run, resume_from=cursor, checkpoint=checkpoint
         )
 
     return await _run(ctx, env, body)

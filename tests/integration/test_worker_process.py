@@ -1,0 +1,86 @@
+"""`workers.py` as a process: pre-flight failures are quick and clear; recycling drains and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from arq.connections import ArqRedis
+
+from src.config import Settings
+from src.domain.jobs import QueueName, queue_key
+from src.worker.settings import build_worker
+from tests.conftest import publish_deployment
+from tests.integration.test_lifecycle import stored_and_enqueued
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_unreachable_redis_exits_non_zero_within_ten_seconds(tmp_path: Path) -> None:
+    """With Redis unreachable the worker exits 1 quickly, naming Redis (and never its password)."""
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "REDIS_URL": "redis://:s3cret@127.0.0.1:1/0",
+        "SQLITE_PATH": str(tmp_path / "x.sqlite3"),
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "workers.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert "worker not started: Redis at ***@127.0.0.1:1/0 is unreachable" in result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    assert elapsed < 10 + 5  # 10 s budget plus interpreter start-up on a loaded machine
+
+
+def test_auto_reload_flags_are_refused(tmp_path: Path) -> None:
+    """`--reload` / `--watch` are refused with the reason (a reload kills running jobs)."""
+    for flag in ("--reload", "--watch=src"):
+        result = subprocess.run(
+            [sys.executable, "workers.py", flag], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2 and "auto-reload is refused" in result.stderr
+
+
+async def test_worker_recycles_itself_after_max_jobs(settings: Settings, arq_pool: ArqRedis) -> None:
+    """WORKER_MAX_JOBS_BEFORE_RESTART: the worker drains after N jobs and stops by itself; the rest
+    stay queued for the restarted worker."""
+    for i in range(8):
+        await stored_and_enqueued(settings, arq_pool, f"rc{i}")
+    recycled = settings.model_copy(update={"worker_max_jobs_before_restart": 3, "arq_max_jobs": 1})
+    await publish_deployment(recycled)
+    worker = build_worker(recycled, handle_signals=False)
+    with contextlib.suppress(asyncio.CancelledError):  # a drain ends arq's main task by cancelling it
+        await asyncio.wait_for(worker.async_run(), timeout=30 * settings.worker_heartbeat_interval + 10)
+    await worker.close()
+    assert worker.heartbeat.draining
+    assert 3 <= worker.jobs_complete < 8
+    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 8 - worker.jobs_complete
+
+
+async def test_worker_warns_when_redis_may_evict(
+    settings: Settings, arq_pool: ArqRedis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Redis with an evicting maxmemory-policy is reported loudly at worker start."""
+    from src.logging import configure_logging
+
+    configure_logging("INFO", "json")
+    await arq_pool.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        await publish_deployment(settings)
+        worker = build_worker(settings, burst=True, handle_signals=False)
+        await worker.async_run()
+        await worker.close()
+    finally:
+        await arq_pool.config_set("maxmemory-policy", "noeviction")
+    err = capsys.readouterr().err
+    assert "maxmemory-policy is not noeviction" in err and "allkeys-lru" in err
