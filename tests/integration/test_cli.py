@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from scripts.local_redis import RedisServer
+from src.config import Settings
+from tests.conftest import RunBurstWorker
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,3 +53,65 @@ def test_job_command_reports_unknown_ids(redis_server: RedisServer, tmp_path: Pa
     """`job ID` for an unknown id exits 1 and says so."""
     result = cli(redis_server, tmp_path, "job", "normalize:nope:1")
     assert result.returncode == 1 and "not found" in result.stderr
+
+
+def cli_for(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "REDIS_URL": settings.redis_url,
+        "SQLITE_PATH": settings.sqlite_path,
+        "APP_VERSION": settings.app_version,
+        "WORKER_HEARTBEAT_INTERVAL": str(settings.worker_heartbeat_interval),
+        "JOB_LEASE_SECONDS": str(settings.job_lease_seconds),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "src.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_queue_commands_tell_the_story_of_a_job(
+    api: httpx.AsyncClient, settings: Settings, run_burst_worker: RunBurstWorker
+) -> None:
+    """queue-info, queue-health, cancel, retry, job (the whole story, with the request id), cleanup
+    and workers, over the same services as the API."""
+    body = {
+        "paciente": "Ana",
+        "documento": "52998224725",
+        "endereco": "Rua A 1",
+        "data_hora": "2026-12-01T10:00:00Z",
+    }
+    first = (
+        await api.post("/api/v1/appointments", json=body, headers={"X-Request-ID": "trace-cli-1"})
+    ).json()
+    info = await asyncio.to_thread(cli_for, settings, "queue-info")
+    assert info.returncode == 0 and "normalization  length=1" in info.stdout
+    health = await asyncio.to_thread(cli_for, settings, "queue-health")
+    assert health.returncode == 1 and "NOBODY CONSUMING" in health.stdout  # no worker yet
+
+    cancelled = await asyncio.to_thread(cli_for, settings, "cancel", first["job_id"])
+    assert cancelled.returncode == 0 and f"{first['job_id']}: cancelled" in cancelled.stdout
+    again = await asyncio.to_thread(cli_for, settings, "cancel", first["job_id"])
+    assert again.returncode == 1 and "already cancelled" in again.stderr
+    retried = await asyncio.to_thread(cli_for, settings, "retry", first["job_id"])
+    next_id = first["job_id"].rsplit(":", 1)[0] + ":2"
+    assert retried.returncode == 0 and f"→ {next_id}: queued" in retried.stdout
+
+    await run_burst_worker()
+    story = await asyncio.to_thread(cli_for, settings, "job", next_id)
+    assert story.returncode == 0
+    assert "request_id=trace-cli-1" in story.stdout
+    assert (
+        f"{first['job_id']}: cancelled" in story.stdout
+        and f"{next_id}: succeeded after 1 attempt" in story.stdout
+    )
+
+    workers = await asyncio.to_thread(cli_for, settings, "workers")
+    assert workers.returncode == 0 and workers.stdout.startswith("WORKER")
+    cleaned = await asyncio.to_thread(cli_for, settings, "cleanup", "--older-than", "0")
+    assert cleaned.returncode == 0 and "deleted 2 ledger records" in cleaned.stdout

@@ -131,7 +131,8 @@ class QueueAdmin:
             raise Conflict(f"job {job_id} is still on the queue; it will run again by itself")
         latest = await self._repository.latest_job(record.logical_key)
         generation = (latest.generation if latest else record.generation) + 1
-        successor = record.envelope.model_copy(update={"generation": generation, "request_id": request_id})
+        trace = request_id or record.envelope.request_id  # keep the original request traceable
+        successor = record.envelope.model_copy(update={"generation": generation, "request_id": trace})
         result = (await self._tasks.enqueue_many([successor], record.queue, progress=record.progress))[0]
         log.info("job retried", job_id=job_id, next_job_id=result.job_id)
         return RetryReport(previous_job_id=job_id, job_id=result.job_id, status=result.status)
