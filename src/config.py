@@ -25,6 +25,7 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "passwor
 
 
 UNKNOWN_VERSION = "unknown"
+ROLES = ("reader", "writer", "operator")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -55,7 +56,10 @@ class Environment(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a refused setting must not print the secrets it was given
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     # environment
     environment: Environment = Environment.DEVELOPMENT
@@ -109,7 +113,9 @@ class Settings(BaseSettings):
     batch_chunk_size: int = Field(default=500, ge=1)
 
     # api
-    api_access_token: SecretStr | None = None
+    api_access_token: SecretStr | None = None  # full access (operator), kept for simple set-ups
+    api_tokens: SecretStr | None = None  # named tokens with roles: "name:role:token,name:role:token"
+    rate_limit_per_minute: int = Field(default=600, ge=0)  # per token, in memory; 0 disables
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_import_rows: int = Field(default=100_000, ge=1)
 
@@ -135,6 +141,25 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_api_tokens(self) -> Settings:
+        if self.api_tokens is None:
+            return self
+        names: set[str] = set()
+        for raw in self.api_tokens.get_secret_value().split(","):
+            if not raw.strip():
+                continue
+            parts = raw.split(":", 2)
+            if len(parts) != 3 or not all(p.strip() for p in parts):
+                raise ValueError("API_TOKENS entries are name:role:token, separated by commas")
+            name, role = parts[0].strip(), parts[1].strip()
+            if role not in ROLES:
+                raise ValueError(f"API_TOKENS entry {name!r}: role must be one of {', '.join(ROLES)}")
+            if name in names:
+                raise ValueError(f"API_TOKENS names must be unique: {name!r} appears twice")
+            names.add(name)
+        return self
+
+    @model_validator(mode="after")
     def _check_lifecycle(self) -> Settings:
         every = self.reconcile_every_seconds
         if not (60 % every == 0 or (every % 60 == 0 and 3600 % every == 0)):
@@ -155,9 +180,25 @@ class Settings(BaseSettings):
             secret: SecretStr | None = getattr(self, name)
             if secret is not None and secret.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(f"{name.upper()} holds a placeholder value; set a real secret")
-        if self.api_access_token is None:
-            raise ValueError("API_ACCESS_TOKEN must be set outside development")
+        if self.api_access_token is None and not self.named_tokens:
+            raise ValueError("API_ACCESS_TOKEN or API_TOKENS must be set outside development")
+        for name, _, token in self.named_tokens:
+            if len(token) < 16 or token.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"API_TOKENS entry {name!r} needs a real token of at least 16 characters")
         return self
+
+    @property
+    def named_tokens(self) -> list[tuple[str, str, str]]:
+        """API_TOKENS parsed as (name, role, token); the format is checked when settings load."""
+        if self.api_tokens is None:
+            return []
+        entries = []
+        for raw in self.api_tokens.get_secret_value().split(","):
+            if not raw.strip():
+                continue
+            name, role, token = (part.strip() for part in raw.split(":", 2))
+            entries.append((name, role, token))
+        return entries
 
     @property
     def is_production(self) -> bool:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from src.api.auth import Caller, RateLimiter, Role, TokenBook
 from src.application.ports import Repository
 from src.application.services.appointment_service import AppointmentService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.logging import bind_context
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -62,34 +64,57 @@ QueueAdminDep = Annotated[QueueAdmin, Depends(get_queue_admin)]
 RegistryDep = Annotated[DeploymentRegistry, Depends(get_registry)]
 
 
-def require_token(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The one auth check of the API: `Authorization: Bearer <API_ACCESS_TOKEN>`, in constant time.
+def get_token_book(request: Request) -> TokenBook:
+    book: TokenBook = request.app.state.token_book
+    return book
 
-    Returns the caller's name; the security issue adds named tokens with roles here.
-    """
-    expected = settings.api_access_token
-    if expected is None:
-        # Only reachable in development/test (Settings refuses a missing token elsewhere).
-        return "anonymous-dev"
-    if credentials is None or credentials.scheme.lower() != "bearer":
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+def authenticate(
+    book: Annotated[TokenBook, Depends(get_token_book)],
+    limiter: Annotated[RateLimiter, Depends(get_rate_limiter)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """The one auth check of the API: `Authorization: Bearer <token>`, then the caller's rate limit."""
+    if book.open:
+        caller = Caller("anonymous-dev", Role.OPERATOR)
+    elif credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
-    if not secrets.compare_digest(credentials.credentials.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid token")
-    return "api-access-token"
-
-
-CallerDep = Annotated[str, Depends(require_token)]
-
-
-def require_operator(caller: CallerDep) -> str:
-    """Cancel, retry, cleanup and version commands. With the single API_ACCESS_TOKEN every caller is
-    an operator; named tokens with roles plug in here."""
+    else:
+        found = book.identify(credentials.credentials)
+        if found is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid token")
+        caller = found
+    wait = limiter.retry_after(caller.name)
+    if wait > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "rate limit exceeded for this token",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    bind_context(caller=caller.name)
     return caller
 
 
-OperatorDep = Annotated[str, Depends(require_operator)]
+def require(role: Role) -> Callable[[Caller], Caller]:
+    def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+        if caller.role < role:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this token's role may not do this (needs {role.name.lower()})"
+            )
+        return caller
+
+    return check
+
+
+# Reading is open to any valid token; writing needs writer; cancel, retry, cleanup, versions and
+# metrics need operator.
+CallerDep = Annotated[Caller, Depends(require(Role.READER))]
+WriterDep = Annotated[Caller, Depends(require(Role.WRITER))]
+OperatorDep = Annotated[Caller, Depends(require(Role.OPERATOR))]

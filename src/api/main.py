@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
+from src.api.auth import RateLimiter, TokenBook
 from src.api.errors import install_error_handlers
 from src.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from src.api.routes import appointments, batches, health, metrics, queue, workers
@@ -69,8 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.registry = registry
         app.state.queue_admin = QueueAdmin(repository, tasks)
-        if settings.api_access_token is None:
-            log.warning("API_ACCESS_TOKEN is not set: the API is open (development only)")
+        if app.state.token_book.open:
+            log.warning("no API token is configured: the API is open (development only)")
         log.info(
             "api ready",
             version=settings.app_version,
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Clinic normalization API", version=settings.app_version, lifespan=lifespan)
     app.state.settings = settings
+    app.state.token_book = TokenBook(settings)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     install_error_handlers(app)
     routers = (
         health.router,

@@ -64,3 +64,23 @@ def test_coolify_guide_defaults() -> None:
         3600,
         32,
     )
+
+
+def test_named_tokens_are_parsed_and_checked() -> None:
+    """API_TOKENS is name:role:token entries; bad roles, duplicates and short tokens are refused."""
+    s = make(api_tokens="bi:reader:aaaaaaaaaaaaaaaaaaaa, ops:operator:bbbbbbbbbbbbbbbbbbbb")
+    assert s.named_tokens == [("bi", "reader", "a" * 20), ("ops", "operator", "b" * 20)]
+    for bad, reason in (("x:admin:" + "c" * 20, "role must be one of"), ("nocolons", "name:role:token"),
+                        ("a:reader:" + "t" * 20 + ",a:writer:" + "u" * 20, "unique")):  # fmt: skip
+        with pytest.raises(ValidationError, match=reason):
+            make(api_tokens=bad)
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        make(environment="production", api_tokens="bi:reader:short")
+    assert make(environment="production", api_tokens="bi:reader:" + "r" * 20).named_tokens
+
+
+def test_refused_settings_never_echo_the_secrets_given() -> None:
+    """A validation error of the settings does not print the input values (tokens, keys)."""
+    with pytest.raises(ValidationError) as refused:
+        make(environment="production", api_access_token="changeme", openai_api_key="sk-very-secret-1234")
+    assert "sk-very-secret-1234" not in str(refused.value) and "changeme" not in str(refused.value)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile, status
 
-from src.api.deps import AppointmentServiceDep, CallerDep, RequestIdDep
+from src.api.deps import AppointmentServiceDep, CallerDep, RequestIdDep, WriterDep
 from src.application.services.appointment_service import CreatedAppointment, ImportReport, NewAppointment
 from src.domain.appointments import Appointment
 from src.errors import InvalidInput
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/appointments", tags=["appointments"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CreatedAppointment)
 async def create_appointment(
-    body: NewAppointment, service: AppointmentServiceDep, request_id: RequestIdDep, _: CallerDep
+    body: NewAppointment, service: AppointmentServiceDep, request_id: RequestIdDep, _: WriterDep
 ) -> CreatedAppointment:
     """Store the appointment and enqueue its normalization."""
     return await service.create(body, request_id=request_id)
@@ -27,7 +27,7 @@ async def create_appointment(
 async def import_appointments(
     service: AppointmentServiceDep,
     request_id: RequestIdDep,
-    _: CallerDep,
+    _: WriterDep,
     file: Annotated[
         UploadFile, File(description="a .xlsx or .csv with paciente, documento, endereco, data_hora")
     ],
