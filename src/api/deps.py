@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from src.api.auth import Caller, RateLimiter, Role, TokenBook
-from src.application.ports import Repository
+from src.application.ports import IdempotencyStore, Repository
 from src.application.services.appointment_service import AppointmentService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
@@ -50,6 +50,11 @@ def get_registry(request: Request) -> DeploymentRegistry:
     return registry
 
 
+def get_idempotency(request: Request) -> IdempotencyStore:
+    store: IdempotencyStore = request.app.state.idempotency
+    return store
+
+
 def get_request_id(request: Request) -> str | None:
     value = request.scope.get("state", {}).get("request_id")
     return str(value) if value else None
@@ -62,6 +67,7 @@ AppointmentServiceDep = Annotated[AppointmentService, Depends(get_appointment_se
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
 QueueAdminDep = Annotated[QueueAdmin, Depends(get_queue_admin)]
 RegistryDep = Annotated[DeploymentRegistry, Depends(get_registry)]
+IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency)]
 
 
 def get_token_book(request: Request) -> TokenBook:

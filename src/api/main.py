@@ -19,6 +19,7 @@ from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
 from src.domain.workers import data_fingerprint
 from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.idempotency import RedisIdempotencyStore
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from src.logging import configure_logging
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.registry = registry
         app.state.queue_admin = QueueAdmin(repository, tasks)
+        app.state.idempotency = RedisIdempotencyStore(pool)
         if app.state.token_book.open:
             log.warning("no API token is configured: the API is open (development only)")
         log.info(

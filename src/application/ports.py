@@ -133,3 +133,14 @@ class WorkerDirectory(Protocol):
 
     async def seen_workers(self, since: datetime) -> set[str]:
         """Ids of every worker that beat since `since`, including those that have exited."""
+
+
+class IdempotencyStore(Protocol):
+    """Shared across API processes: the first `reserve` of a scope wins; the others see its answer."""
+
+    async def reserve(self, scope: str) -> str | None:
+        """None when the caller now owns the scope; else the stored value (`pending` or an answer)."""
+
+    async def complete(self, scope: str, answer: str) -> None: ...
+
+    async def release(self, scope: str) -> None: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -89,3 +90,19 @@ async def test_rate_limit_per_token(redis_server: RedisServer, tmp_path: Path, a
             limited = await client.get("/api/v1/queue/info", headers=bearer(READER))
             assert int(limited.headers["retry-after"]) >= 1
             assert (await client.get("/api/v1/queue/info", headers=bearer("test-token"))).status_code == 200
+
+
+async def test_every_api_route_requires_a_token(roles_api: httpx.AsyncClient) -> None:
+    """Each /api/v1 route and /metrics answers 401 without a token (a route that forgot its auth
+    dependency fails here), whatever its method, parameters or body."""
+    app = roles_api._transport.app  # type: ignore[attr-defined]
+    checked = 0
+    for path, operations in app.openapi()["paths"].items():
+        if not path.startswith(("/api/v1", "/metrics")):
+            continue
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        for method in operations:
+            response = await roles_api.request(method.upper(), concrete)
+            assert response.status_code == 401, f"{method.upper()} {path} answered {response.status_code}"
+            checked += 1
+    assert checked >= 15

@@ -8,18 +8,19 @@ chunk jobs of `chunk_size` rows, each resumable from its checkpoint.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 
 import structlog
 from pydantic import BaseModel, EmailStr
 
-from src.application.ports import Repository
+from src.application.ports import IdempotencyStore, Repository
 from src.application.services.spreadsheet_parser import RowError, parse_spreadsheet
 from src.application.services.task_service import EnqueueResult, TaskService
 from src.domain.appointments import Appointment, Batch, BatchCounts
 from src.domain.jobs import JobEnvelope, JobName
-from src.errors import NotFound
+from src.errors import Conflict, NotFound
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +114,36 @@ class AppointmentService:
             producer_version=self._version,
         )
         return await self._tasks.enqueue(envelope)
+
+    async def import_once(
+        self,
+        content: bytes,
+        filename: str,
+        *,
+        request_id: str | None,
+        idempotency: IdempotencyStore,
+        scope: str,
+        wait_s: float = 15.0,
+    ) -> ImportReport:
+        """Import at most once per idempotency scope: concurrent or repeated submissions with the same
+        key get the first one's report (same batch); Conflict if it is still running after `wait_s`."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            stored = await idempotency.reserve(scope)
+            if stored is None:
+                break
+            if stored != "pending":
+                return ImportReport.model_validate_json(stored)
+            if time.monotonic() > deadline:
+                raise Conflict("an import with this Idempotency-Key is still being processed; retry shortly")
+            await asyncio.sleep(0.1)
+        try:
+            report = await self.import_spreadsheet(content, filename, request_id=request_id)
+        except BaseException:
+            await idempotency.release(scope)  # a failed import may be retried with the same key
+            raise
+        await idempotency.complete(scope, report.model_dump_json())
+        return report
 
     async def import_spreadsheet(
         self, content: bytes, filename: str, *, request_id: str | None

@@ -1,0 +1,37 @@
+"""Idempotency keys in Redis: the first request to `SET NX` a key does the work; the others get its
+stored answer. The guarantee comes from Redis, so it holds across API processes and hosts."""
+
+from __future__ import annotations
+
+import hashlib
+
+from arq.connections import ArqRedis
+
+from src.domain.jobs import PROTOCOL_VERSION
+
+PENDING = "pending"
+KEY_PREFIX = f"idem:{PROTOCOL_VERSION}:"
+
+
+def _key(scope: str) -> str:
+    # hashed: the client's key never appears in Redis as such, and its length is bounded
+    return KEY_PREFIX + hashlib.sha256(scope.encode()).hexdigest()
+
+
+class RedisIdempotencyStore:
+    def __init__(self, pool: ArqRedis, ttl_s: int = 24 * 3600) -> None:
+        self._pool = pool
+        self._ttl_s = ttl_s
+
+    async def reserve(self, scope: str) -> str | None:
+        """None when this caller now owns the key; otherwise what is stored (`pending` or an answer)."""
+        if await self._pool.set(_key(scope), PENDING, nx=True, ex=self._ttl_s):
+            return None
+        stored = await self._pool.get(_key(scope))
+        return PENDING if stored is None else stored.decode()
+
+    async def complete(self, scope: str, answer: str) -> None:
+        await self._pool.set(_key(scope), answer, ex=self._ttl_s)
+
+    async def release(self, scope: str) -> None:
+        await self._pool.delete(_key(scope))
