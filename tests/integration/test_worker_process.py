@@ -84,3 +84,46 @@ async def test_worker_warns_when_redis_may_evict(
         await arq_pool.config_set("maxmemory-policy", "noeviction")
     err = capsys.readouterr().err
     assert "maxmemory-policy is not noeviction" in err and "allkeys-lru" in err
+
+
+async def test_worker_recycles_itself_over_max_rss(settings: Settings, arq_pool: ArqRedis) -> None:
+    """WORKER_MAX_RSS_MB: a worker over its memory budget drains and stops by itself at the next beat."""
+    small = settings.model_copy(update={"worker_max_rss_mb": 1})
+    await publish_deployment(small)
+    worker = build_worker(small, handle_signals=False)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(worker.async_run(), timeout=30 * settings.worker_heartbeat_interval + 10)
+    await worker.close()
+    assert worker.heartbeat.draining
+
+
+async def test_retiring_a_version_releases_its_running_job_without_burning_a_try(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
+    """A worker whose version is retired mid-job is fenced at its next beat and puts the job back:
+    the ledger records an interruption, not an application failure, and the job runs again later."""
+    from src.infrastructure.deployment_registry import DeploymentRegistry
+    from src.infrastructure.repository_factory import build_repository
+
+    slow = settings.model_copy(update={"test_item_delay_ms": 60_000})
+    job_id = await stored_and_enqueued(settings, arq_pool, "fence1")
+    await publish_deployment(slow)
+    worker = build_worker(slow, handle_signals=False)
+    run = asyncio.create_task(worker.async_run())
+    repository = build_repository(settings)
+    await repository.init()
+    deadline = time.monotonic() + 40 * settings.worker_heartbeat_interval
+    while (record := await repository.get_job(job_id)) is None or record.status != "running":
+        assert time.monotonic() < deadline, "the job never started"
+        await asyncio.sleep(0.05)
+    await DeploymentRegistry(arq_pool).retire_version(settings.app_version)
+    while (record := await repository.get_job(job_id)) is not None and record.status == "running":
+        assert time.monotonic() < deadline, "the fenced worker kept the job"
+        await asyncio.sleep(0.05)
+    assert record is not None and record.status == "interrupted"
+    assert record.interruptions == 1 and record.app_failures == 0
+    assert await arq_pool.zscore(queue_key(QueueName.NORMALIZATION), job_id) is not None  # back on the queue
+    assert worker.heartbeat.state.value == "fenced"
+    await worker.close()
+    await asyncio.gather(run, return_exceptions=True)
+    await repository.close()
