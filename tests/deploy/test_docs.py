@@ -9,7 +9,12 @@ import pytest
 
 from tests.deploy.tools import ROOT, SINGLE_CONTAINER_HEALTHCHECK
 
-DOCS = [ROOT / "docs" / "deployment.md", ROOT / "deploy" / "coolify" / "README.md"]
+DOCS = [
+    ROOT / "docs" / "deployment.md",
+    ROOT / "deploy" / "coolify" / "README.md",
+    ROOT / "README.md",
+    ROOT / "docs" / "operations.md",
+]
 SHELL_BLOCK = re.compile(r"^```(?:bash|sh|shell|console)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 NEEDS = ("# needs: a Docker engine", "# needs: Coolify")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
