@@ -141,3 +141,10 @@ async def test_unknown_writer_and_implausibly_fast_results_are_named(
     assert status == 1
     assert "written by worker ghost-run-20b2282c3e52, which never registered" in output
     assert "worker ghost-run-20b2282c3e52 finishes normalize_appointment in 218 ms" in output
+
+
+async def test_unreachable_redis_is_named(settings: Settings) -> None:
+    """With Redis unreachable doctor exits 1 and says so first."""
+    down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    status, output, _ = await asyncio.to_thread(doctor, down)
+    assert status == 1 and "Redis unreachable" in output
