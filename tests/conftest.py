@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from arq.connections import ArqRedis
 
@@ -104,20 +106,29 @@ def run_burst_worker(settings: Settings, arq_pool: ArqRedis) -> RunBurstWorker:
     return run
 
 
-@pytest.fixture
-async def api(settings: Settings, arq_pool: ArqRedis) -> AsyncIterator[object]:
-    """An httpx client bound to the app (lifespan run), authenticated with the test token."""
-    import httpx
-
+@asynccontextmanager
+async def app_client(
+    settings: Settings, token: str | None = "test-token"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app built from `settings` with its lifespan running, and an httpx client bound to it
+    (sending `token` as the bearer token unless it is None)."""
     from src.api.main import create_app
 
     app = create_app(settings)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", headers={"Authorization": "Bearer test-token"}
+            transport=transport, base_url="http://testserver", headers=headers
         ) as client:
             yield client
+
+
+@pytest.fixture
+async def api(settings: Settings, arq_pool: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client bound to the app (lifespan run), authenticated with the test token."""
+    async with app_client(settings) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,9 @@ import pytest
 from arq.connections import ArqRedis
 
 from scripts.local_redis import RedisServer
-from src.api.main import create_app
 from src.config import Settings
 from src.worker.settings import build_worker
-from tests.conftest import make_settings, publish_deployment
+from tests.conftest import app_client, make_settings, publish_deployment
 from tests.fakes.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.e2e
@@ -40,14 +39,8 @@ def llm_settings(
 
 @pytest.fixture
 async def llm_api(llm_settings: Settings, arq_pool: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(llm_settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://testserver",
-            headers={"Authorization": "Bearer test-token"},
-        ) as client:
-            yield client
+    async with app_client(llm_settings) as client:
+        yield client
 
 
 async def run_worker(settings: Settings) -> None:

@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 from scripts.local_redis import RedisServer
 from src.api.main import create_app
 from src.domain.jobs import QueueName, queue_key
-from tests.conftest import make_settings
+from tests.conftest import app_client, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +30,8 @@ async def small_api(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An app with tiny upload and row limits."""
     settings = make_settings(redis_server.url, tmp_path, max_upload_bytes=4096, max_import_rows=5)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://testserver",
-            headers={"Authorization": "Bearer test-token"},
-        ) as client:
-            yield client
+    async with app_client(settings) as client:
+        yield client
 
 
 def csv_rows(n: int) -> bytes:
@@ -148,17 +142,12 @@ async def test_row_errors_are_reported_and_valid_rows_accepted(small_api: httpx.
 async def test_appointment_is_kept_when_redis_is_down(redis_server: RedisServer, tmp_path: Path) -> None:
     """Redis unreachable: the appointment is still stored (201, enqueue deferred) and its job stays queued."""
     settings = make_settings("redis://127.0.0.1:1/0", tmp_path, redis_pool_timeout=1.0)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://t",
-            headers={"Authorization": "Bearer test-token"},
-        ) as client:
-            created = await client.post("/api/v1/appointments", json=GOOD)
-            assert created.status_code == 201
-            assert created.json()["enqueue_status"] == "deferred"
-            stored = await client.get(f"/api/v1/appointments/{created.json()['appointment_id']}")
-            assert stored.status_code == 200 and stored.json()["normalization_status"] == "pending"
-            record = await app.state.repository.get_job(created.json()["job_id"])
-            assert record is not None and record.status == "queued"
+    async with app_client(settings) as client:
+        created = await client.post("/api/v1/appointments", json=GOOD)
+        assert created.status_code == 201
+        assert created.json()["enqueue_status"] == "deferred"
+        stored = await client.get(f"/api/v1/appointments/{created.json()['appointment_id']}")
+        assert stored.status_code == 200 and stored.json()["normalization_status"] == "pending"
+        repository = client._transport.app.state.repository  # type: ignore[attr-defined]
+        record = await repository.get_job(created.json()["job_id"])
+        assert record is not None and record.status == "queued"
