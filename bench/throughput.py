@@ -9,7 +9,7 @@ job finished" (enqueueing and start-up are not timed).
 - ours: `AppWorker` built as `build_worker` builds it (JSON serializers, leased batched claims,
   lease-fenced finish, heartbeat, registry, version fencing and fingerprint, our start-up hook), after
   publishing the deployment; the no-op task goes through `JobRunner`, so every job pays the ledger's
-  claim, read and finish in SQLite. Jobs are enqueued with `TaskService.enqueue_many`.
+  claim and finish in SQLite. Jobs are enqueued with `TaskService.enqueue_many`.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ async def _noop_body(run: RunInfo) -> dict[str, Any]:
 
 async def ledger_noop(ctx: WorkerContext, envelope: dict[str, Any]) -> dict[str, Any]:
     """A thin task like `src.worker.tasks`, whose body does nothing: what remains is the envelope,
-    the per-job log context and line, and the ledger claim, read and finish through `JobRunner`."""
+    the per-job log context and line, and the ledger claim and finish through `JobRunner`."""
     env = JobEnvelope.model_validate(envelope)
     bind_context(job_id=env.job_id, request_id=env.request_id, batch_id=env.batch_id, task=env.task.value)
     try:
