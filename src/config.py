@@ -182,6 +182,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name.upper()} holds a placeholder value; set a real secret")
         if self.api_access_token is None and not self.named_tokens:
             raise ValueError("API_ACCESS_TOKEN or API_TOKENS must be set outside development")
+        if self.api_access_token is not None and len(self.api_access_token.get_secret_value()) < 16:
+            raise ValueError("API_ACCESS_TOKEN needs at least 16 characters outside development")
         for name, _, token in self.named_tokens:
             if len(token) < 16 or token.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(f"API_TOKENS entry {name!r} needs a real token of at least 16 characters")

@@ -51,7 +51,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     # (each worker logs a summary a minute instead); arq's warnings and errors are untouched.
     arq_worker = logging.getLogger("arq.worker")
     arq_worker.filters[:] = [_ArqPerJobLinesToDebug()]
-    for noisy in ("httpx", "httpcore", "openai._base_client"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai._base_client"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,13 +29,22 @@ def _safe_details(exc: AppError) -> dict[str, object]:
     return {k: v for k, v in exc.details.items() if isinstance(v, int | float | bool | str | list | dict)}
 
 
+def _safe_message(err: Any) -> str:
+    """pydantic's message without any detail that may quote the input: validators such as the
+    e-mail one append the offending characters after a colon."""
+    message = str(err.get("msg", "invalid"))
+    if str(err.get("type", "")).startswith("value_error"):
+        message = message.split(": ", 1)[0]
+    return message
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """422 listing where and what is wrong; pydantic's `input`/`ctx` (personal data) are dropped."""
     assert isinstance(exc, RequestValidationError)
     errors = [
         {
             "loc": list(err.get("loc", ())),
-            "msg": err.get("msg", "invalid"),
+            "msg": _safe_message(err),
             "type": err.get("type", "value_error"),
         }
         for err in exc.errors()

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from src.api.auth import RateLimiter, TokenBook
 from src.api.errors import install_error_handlers
 from src.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from src.api.routes import appointments, batches, health, metrics, queue, workers
+from src.api.routes import appointments, batches, dashboard, health, metrics, queue, workers
 from src.application.services.appointment_service import AppointmentService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue.router,
         workers.router,
         metrics.router,
+        dashboard.router,
     )
     for router in routers:
         app.include_router(router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -161,7 +162,10 @@ class JobRunner:
                     error_message=message,
                 ),
             )
-            log.exception("job crashed")
+            # type and place only: an exception's message may quote personal data
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f"{frame.filename}:{frame.lineno}" if frame else "?"
+            log.error("job crashed", error_type=type(exc).__name__, where=where)
             raise JobFailed(message, ErrorCategory.PERMANENT) from None
         await self._finish(job_id, attempt, outcome(JobStatus.SUCCEEDED, result=result))
         return result

@@ -44,7 +44,9 @@ def test_placeholders_and_missing_token_are_refused_in_production() -> None:
         make(environment="production", api_access_token="changeme")
     with pytest.raises(ValidationError, match="API_ACCESS_TOKEN"):
         make(environment="production")
-    assert make(environment="production", api_access_token="a-real-token").is_production
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        make(environment="production", api_access_token="short-token")
+    assert make(environment="production", api_access_token="a-real-token-of-length").is_production
 
 
 def test_llm_mode_needs_a_key_or_a_base_url() -> None:

@@ -20,6 +20,7 @@ from src.application.services.queue_admin import CleanupReport, FailedJobs, Queu
 from src.domain.jobs import JobRecord, JobStatus
 
 router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
+MAX_RETENTION_S = 10 * 366 * 24 * 3600  # ten years
 
 
 @router.get("/info", response_model=list[QueueInfo])
@@ -80,7 +81,10 @@ async def cleanup(
     admin: QueueAdminDep,
     settings: SettingsDep,
     _: OperatorDep,
-    older_than_s: Annotated[float | None, Query(ge=0, description="default: ARQ_KEEP_RESULT")] = None,
+    older_than_s: Annotated[
+        float | None,
+        Query(ge=0, le=MAX_RETENTION_S, allow_inf_nan=False, description="default: ARQ_KEEP_RESULT"),
+    ] = None,
 ) -> CleanupReport:
     """Delete ledger records and results of jobs finished longer ago than the retention window."""
     return await admin.cleanup(

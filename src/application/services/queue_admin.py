@@ -140,7 +140,10 @@ class QueueAdmin:
     async def cleanup(self, *, older_than_s: float, limit: int = 10_000) -> CleanupReport:
         """Delete ledger records and cached results of jobs that finished more than `older_than_s`
         ago; queued, running and interrupted jobs are never touched."""
-        before = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        try:
+            before = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        except OverflowError:  # a window longer than the calendar: everything finished is older
+            before = datetime.min.replace(tzinfo=UTC)
         deleted = await self._repository.delete_finished_jobs(before, limit=limit)
         results = await self._tasks.delete_results(deleted)
         if deleted:
