@@ -104,3 +104,17 @@ def test_no_auto_reload_anywhere() -> None:
     for path in paths:
         text = path.read_text()
         assert "--reload" not in text and "reload=True" not in text, path
+
+
+def test_nothing_secret_goes_into_the_image() -> None:
+    """The image copies named paths only (never the whole context), `.env` is excluded from the build
+    context, and no secret setting is given a value in the Dockerfile."""
+    text = (ROOT / "Dockerfile").read_text()
+    for line in text.splitlines():
+        if line.startswith("COPY") and "--from=" not in line:
+            sources = line.split()[1:-1]
+            assert "." not in sources and "./" not in sources, line
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".git", ".venv"} <= set(ignored)
+    for secret in ("API_ACCESS_TOKEN", "API_TOKENS", "REDIS_PASSWORD", "OPENAI_API_KEY", "MONGODB_URL"):
+        assert secret not in text, f"{secret} must come from the environment at run time, not the image"
