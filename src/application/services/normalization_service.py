@@ -16,7 +16,7 @@ import structlog
 
 from src.application.ports import AddressNormalizer, EffectsLog, Repository
 from src.domain.appointments import Appointment, NormalizationResult, NormalizationStatus, Provenance
-from src.domain.documents import normalize_document
+from src.domain.documents import mask_document, normalize_document
 from src.domain.jobs import JobProgress
 from src.errors import NotFound, PolicyError
 
@@ -143,6 +143,14 @@ class NormalizationService:
             await asyncio.sleep(self._item_delay_s)  # test hook: lets fault tests land kills mid-flight
         async with self._limit:
             document = normalize_document(appointment.documento) if self._documents_enabled else None
+            if document is not None and not document.valid:
+                # masked (***.982.247-**): never a whole document in a log line
+                log.debug(
+                    "invalid document",
+                    appointment_id=appointment.id,
+                    document=mask_document(appointment.documento),
+                    reason=document.reason,
+                )
             address = (
                 await self._addresses.normalize(appointment.endereco) if self._addresses_enabled else None
             )
