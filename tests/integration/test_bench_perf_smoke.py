@@ -1,0 +1,48 @@
+"""The bulk-enqueue and import benchmarks run end to end in smoke mode (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_smoke(module: str, figures_path: Path) -> dict[str, object]:
+    completed = subprocess.run(
+        [sys.executable, "-m", module, "--smoke", "--json", str(figures_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    figures: dict[str, object] = json.loads(figures_path.read_text())
+    return figures
+
+
+def finite_positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_enqueue_benchmark_smoke_prints_finite_positive_figures(tmp_path: Path) -> None:
+    """`python -m bench.enqueue --smoke` exits 0 with finite positive jobs/s and ratio."""
+    figures = run_smoke("bench.enqueue", tmp_path / "enqueue.json")
+    for key in ("ours_jobs_per_s", "arq_jobs_per_s", "ratio"):
+        assert finite_positive(figures[key]), (key, figures)
+
+
+def test_import_benchmark_smoke_prints_finite_positive_figures(tmp_path: Path) -> None:
+    """`python -m bench.import50k --smoke` exits 0: every row finished, finite positive figures."""
+    figures = run_smoke("bench.import50k", tmp_path / "import.json")
+    for key in ("end_to_end_s", "parse_s", "appointments_per_s", "ratio", "health_p99_ms"):
+        assert finite_positive(figures[key]), (key, figures)
+    rss = figures["worker_max_rss_mb"]
+    assert isinstance(rss, list) and rss and all(finite_positive(mb) for mb in rss), figures
