@@ -13,8 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from src.application.ports import Repository
 from src.config import Settings, get_settings
 from src.domain.jobs import QueueName
+from src.errors import StoreUnavailable
 
 PREFLIGHT_TIMEOUT_S = 10.0
 RELOAD_FLAGS = ("--reload", "--watch")
@@ -58,12 +60,29 @@ async def preflight(settings: Settings) -> str | None:
         await pool.aclose(close_connection_pool=True)
     repository = build_repository(settings)
     try:
-        await asyncio.wait_for(repository.init(), PREFLIGHT_TIMEOUT_S / 2)
+        await asyncio.wait_for(_init_store(repository), PREFLIGHT_TIMEOUT_S / 2)
+    except StoreUnavailable as exc:
+        return f"store {repository.identity()} is unreachable ({exc.message})"
     except Exception as exc:  # noqa: BLE001
         return f"store {repository.identity()} is unreachable ({type(exc).__name__})"
     finally:
         await repository.close()
     return None
+
+
+async def _init_store(repository: Repository) -> None:
+    """Initialize the store, retrying while it is momentarily unavailable (processes of one
+    deployment start together; the caller bounds the wait)."""
+    while True:
+        try:
+            await repository.init()
+            return
+        except StoreUnavailable as exc:
+            last = exc
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            raise last from None
 
 
 async def check(settings: Settings) -> tuple[int, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +39,7 @@ from src.infrastructure.sqlite_write_batcher import WriteBatcher
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+INIT_LOCK_RETRY_S = 4.0  # within the 5 s workers.py gives the store at start-up
 _TERMINAL = ", ".join(f"'{status}'" for status in codec.TERMINAL_STATUSES)
 
 _SCHEMA = (
@@ -97,8 +99,19 @@ class SQLiteRepository:
     # lifecycle
 
     async def init(self) -> None:
-        """Create tables/indexes and the init marker; safe to call on every start."""
-        self._store_id = await self._run(self._init)
+        """Create tables/indexes and the init marker; safe to call on every start, and by several
+        processes at once on a new file (switching it to WAL can fail fast while another process
+        holds the lock, so a locked attempt is retried for a while)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + INIT_LOCK_RETRY_S
+        while True:
+            try:
+                self._store_id = await self._run(self._init)
+                return
+            except StoreUnavailable as exc:
+                if not exc.details.get("locked") or loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.05 + random.random() * 0.2)
 
     async def close(self) -> None:
         if self._closed:
@@ -313,7 +326,9 @@ class SQLiteRepository:
                 raise
             if code not in _LOCK_CODES:
                 self._close_connection()  # reopen on the next call: the file may be back by then
-            raise StoreUnavailable(f"SQLite store unavailable: {exc}", store=self.identity()) from exc
+            raise StoreUnavailable(
+                f"SQLite store unavailable: {exc}", store=self.identity(), locked=code in _LOCK_CODES
+            ) from exc
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)

@@ -203,3 +203,33 @@ async def _work(path: str, worker: int, start_at: float) -> Report:
         }
     finally:
         await repo.close()
+
+
+def test_several_processes_initialize_a_new_file_at_once(tmp_path: Path) -> None:
+    """API and workers starting together on a new file all initialize it (none fails on the lock)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    path = tmp_path / "fresh.sqlite3"
+    start = time.time() + 3.0  # every process imports first, then all initialize at this instant
+    code = (
+        "import asyncio, sys, time\n"
+        "from src.infrastructure.sqlite_repository import SQLiteRepository\n"
+        "async def main():\n"
+        "    repo = SQLiteRepository(sys.argv[1])\n"
+        "    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together\n"
+        "    await repo.init()\n"
+        "    print(repo.identity())\n"
+        "    await repo.close()\n"
+        "asyncio.run(main())\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(path), str(start)], cwd=root, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
+    outputs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 8
+    assert len(set(outputs)) == 1  # one store, one identity
