@@ -9,7 +9,6 @@ from pathlib import Path
 
 from scripts.local_redis import RedisServer, start_redis_server
 from src.config import Environment, Settings
-from src.domain.workers import data_fingerprint
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
@@ -54,16 +53,13 @@ async def publish_deployment(settings: Settings) -> str:
     await repository.init()
     pool = create_redis_pool(settings)
     try:
-        fingerprint = data_fingerprint(settings.redis_db, repository.identity())
         registry = DeploymentRegistry(pool)
-        await registry.allow_version(settings.app_version)
-        await registry.publish_fingerprint(
-            fingerprint, store=repository.identity(), redis_db=settings.redis_db
+        return await registry.announce(
+            settings.app_version, store=repository.identity(), redis_db=settings.redis_db
         )
     finally:
         await pool.aclose(close_connection_pool=True)
         await repository.close()
-    return fingerprint
 
 
 def median(values: list[float]) -> float:

@@ -39,8 +39,7 @@ from src.infrastructure.repository_factory import build_repository
 from src.logging import bind_context, clear_context
 from src.worker.arq_worker import AppWorker
 from src.worker.context import WorkerContext
-from src.worker.heartbeat import LifecycleConfig
-from src.worker.settings import ARQ_TRY_CEILING, new_worker_id, worker_settings
+from src.worker.settings import ARQ_TRY_CEILING, build_worker
 
 log = structlog.get_logger(__name__)
 
@@ -202,29 +201,13 @@ def ours_settings(redis_url: str, workdir: Path, config: ThroughputConfig) -> Se
 
 def build_bench_worker(settings: Settings, *, ledger: bool = True) -> AppWorker:
     """`build_worker`, with the no-op task registered under the normalize_appointment name."""
-    worker_id = new_worker_id()
-    kwargs = worker_settings(settings, QueueName.NORMALIZATION, worker_id=worker_id, burst=True)
-    kwargs["functions"] = [
-        func(
-            cast(WorkerCoroutine, ledger_noop if ledger else plain_noop),
-            name=JobName.NORMALIZE_APPOINTMENT.value,
-            timeout=settings.arq_job_timeout,
-            max_tries=ARQ_TRY_CEILING,
-        )
-    ]
-    pool = create_redis_pool(settings)
-    pool.default_queue_name = kwargs["queue_name"]
-    lifecycle = LifecycleConfig(
-        version=settings.app_version,
-        beat_interval_s=settings.worker_heartbeat_interval,
-        lease_s=settings.job_lease_seconds,
-        max_jobs_before_restart=settings.worker_max_jobs_before_restart,
-        max_rss_mb=settings.worker_max_rss_mb,
-        state_dir=settings.worker_state_dir,
+    noop = func(
+        cast(WorkerCoroutine, ledger_noop if ledger else plain_noop),
+        name=JobName.NORMALIZE_APPOINTMENT.value,
+        timeout=settings.arq_job_timeout,
+        max_tries=ARQ_TRY_CEILING,
     )
-    return AppWorker(
-        redis_pool=pool, handle_signals=False, worker_id=worker_id, lifecycle=lifecycle, **kwargs
-    )
+    return build_worker(settings, QueueName.NORMALIZATION, burst=True, handle_signals=False, functions=[noop])
 
 
 async def enqueue_ours(settings: Settings, jobs: int, tag: str) -> None:

@@ -69,7 +69,6 @@ RunBurstWorker = Callable[..., Awaitable[AppWorker]]
 
 async def publish_deployment(settings: Settings) -> str:
     """Do what the API does at start: allow its version and publish the data fingerprint."""
-    from src.domain.workers import data_fingerprint
     from src.infrastructure.deployment_registry import DeploymentRegistry
     from src.infrastructure.repository_factory import build_repository
 
@@ -77,16 +76,13 @@ async def publish_deployment(settings: Settings) -> str:
     await repository.init()
     pool = create_redis_pool(settings)
     try:
-        fingerprint = data_fingerprint(settings.redis_db, repository.identity())
         registry = DeploymentRegistry(pool)
-        await registry.allow_version(settings.app_version)
-        await registry.publish_fingerprint(
-            fingerprint, store=repository.identity(), redis_db=settings.redis_db
+        return await registry.announce(
+            settings.app_version, store=repository.identity(), redis_db=settings.redis_db
         )
     finally:
         await pool.aclose(close_connection_pool=True)
         await repository.close()
-    return fingerprint
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from src.application.services.appointment_service import AppointmentService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
-from src.domain.workers import data_fingerprint
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.idempotency import RedisIdempotencyStore
 from src.infrastructure.redis_pool import create_redis_pool
@@ -27,16 +26,15 @@ from src.logging import configure_logging
 log = structlog.get_logger(__name__)
 
 
-async def keep_deployment_published(
-    registry: DeploymentRegistry, settings: Settings, fingerprint: str, store: str
-) -> None:
+async def keep_deployment_published(registry: DeploymentRegistry, settings: Settings, store: str) -> None:
     """Allow this API's own version (never retiring others) and publish its data fingerprint, again
     every heartbeat interval so both come back by themselves after Redis restarts empty."""
     announced = False
     while True:
         try:
-            await registry.allow_version(settings.app_version)
-            await registry.publish_fingerprint(fingerprint, store=store, redis_db=settings.redis_db)
+            fingerprint = await registry.announce(
+                settings.app_version, store=store, redis_db=settings.redis_db
+            )
             if not announced:
                 log.info("deployment published", version=settings.app_version, fingerprint=fingerprint)
                 announced = True
@@ -65,10 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_import_rows=settings.max_import_rows,
         )
         registry = DeploymentRegistry(pool)
-        fingerprint = data_fingerprint(settings.redis_db, repository.identity())
-        publisher = asyncio.create_task(
-            keep_deployment_published(registry, settings, fingerprint, repository.identity())
-        )
+        publisher = asyncio.create_task(keep_deployment_published(registry, settings, repository.identity()))
         app.state.registry = registry
         app.state.queue_admin = QueueAdmin(repository, tasks)
         app.state.idempotency = RedisIdempotencyStore(pool)

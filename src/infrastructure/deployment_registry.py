@@ -19,7 +19,7 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
 from src.domain.jobs import PROTOCOL_VERSION
-from src.domain.workers import WorkerRecord
+from src.domain.workers import WorkerRecord, data_fingerprint
 
 T = TypeVar("T")
 
@@ -78,16 +78,23 @@ class DeploymentRegistry:
     async def allowed_versions(self) -> set[str]:
         return {v.decode() for v in await _reply(self._pool.smembers(VERSIONS_KEY))}
 
-    # data fingerprint
-    async def publish_fingerprint(self, fingerprint: str, *, store: str, redis_db: int) -> None:
+    async def announce(self, version: str, *, store: str, redis_db: int) -> str:
+        """What an API does at start and on every beat: allow its own version (never retiring
+        others) and publish its data fingerprint, in one round trip; returns the fingerprint."""
+        fingerprint = data_fingerprint(redis_db, store)
         body = {
             "fingerprint": fingerprint,
             "store": store,
             "redis_db": redis_db,
             "published_at": datetime.now(UTC).isoformat(),
         }
-        await self._pool.set(FINGERPRINT_KEY, json.dumps(body))
+        async with self._pool.pipeline(transaction=False) as pipe:
+            pipe.sadd(VERSIONS_KEY, version)
+            pipe.set(FINGERPRINT_KEY, json.dumps(body))
+            await pipe.execute()
+        return fingerprint
 
+    # data fingerprint
     async def published_fingerprint(self) -> dict[str, object] | None:
         raw = await self._pool.get(FINGERPRINT_KEY)
         return None if raw is None else dict(json.loads(raw))

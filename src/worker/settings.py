@@ -118,10 +118,14 @@ def build_worker(
     burst: bool = False,
     handle_signals: bool = True,
     worker_id: str | None = None,
+    functions: list[Function] | None = None,
 ) -> AppWorker:
-    """Our worker on `queue`, with its own bounded blocking Redis pool."""
+    """Our worker on `queue`, with its own bounded blocking Redis pool; `functions` replaces the
+    queue's registered tasks (benchmarks run a no-op under the same lifecycle)."""
     worker_id = worker_id or new_worker_id()
     kwargs = worker_settings(settings, queue, worker_id=worker_id, burst=burst)
+    if functions is not None:
+        kwargs["functions"] = functions
     # arq's main loop + one connection per running job, bounded (never "Too many connections").
     pool = create_redis_pool(settings)
     pool.default_queue_name = kwargs["queue_name"]
