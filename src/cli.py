@@ -86,7 +86,12 @@ async def with_admin(settings: Settings, action: Callable[[QueueAdmin, TaskServi
     repository = build_repository(settings)
     try:
         await repository.init()
-        tasks = TaskService(pool=pool, repository=repository, producer_version=settings.app_version)
+        tasks = TaskService(
+            pool=pool,
+            repository=repository,
+            producer_version=settings.app_version,
+            max_payload_bytes=settings.max_job_payload_bytes,
+        )
         return await action(QueueAdmin(repository, tasks), tasks)
     except AppError as exc:
         print(f"{type(exc).__name__}: {exc.message}", file=sys.stderr)

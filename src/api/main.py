@@ -51,7 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = create_redis_pool(settings)
         repository = build_repository(settings)
         await repository.init()
-        tasks = TaskService(pool=pool, repository=repository, producer_version=settings.app_version)
+        tasks = TaskService(
+            pool=pool,
+            repository=repository,
+            producer_version=settings.app_version,
+            max_payload_bytes=settings.max_job_payload_bytes,
+        )
         app.state.settings = settings
         app.state.repository = repository
         app.state.tasks = tasks

@@ -8,7 +8,16 @@ from typing import Protocol
 
 from src.domain.addresses import NormalizedAddress
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
-from src.domain.jobs import JobClaim, JobCount, JobOutcome, JobProgress, JobRecord, JobStatus
+from src.domain.jobs import (
+    JobClaim,
+    JobCount,
+    JobEnvelope,
+    JobOutcome,
+    JobProgress,
+    JobRecord,
+    JobStatus,
+    QueueName,
+)
 from src.domain.workers import WorkerRecord
 
 
@@ -61,6 +70,17 @@ class Repository(Protocol):
     # job ledger
     async def create_jobs(self, records: Sequence[JobRecord]) -> int:
         """Insert the ledger records whose job id is new; return how many were inserted."""
+
+    async def create_queued_jobs(
+        self,
+        envelopes: Sequence[JobEnvelope],
+        queue: QueueName,
+        *,
+        enqueued_at: datetime,
+        progress: JobProgress,
+    ) -> int:
+        """`create_jobs` for freshly enqueued jobs (status queued, attempt 0), written straight from
+        their envelopes: the bulk-enqueue path, without building a `JobRecord` per job."""
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 

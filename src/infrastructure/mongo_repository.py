@@ -25,6 +25,7 @@ from src.domain.jobs import (
     ErrorCategory,
     JobClaim,
     JobCount,
+    JobEnvelope,
     JobOutcome,
     JobProgress,
     JobRecord,
@@ -188,6 +189,31 @@ class MongoRepository:
         """Insert the ledger records whose job id is new; return how many were inserted."""
         ops = [_insert_op(record.job_id, codec.job_doc(record)) for record in records]
         return await _insert_many(self._jobs, ops)
+
+    async def create_queued_jobs(
+        self,
+        envelopes: Sequence[JobEnvelope],
+        queue: QueueName,
+        *,
+        enqueued_at: datetime,
+        progress: JobProgress,
+    ) -> int:
+        # The insert's round trip dominates here, so the records go through the one document codec.
+        return await self.create_jobs(
+            [
+                JobRecord(
+                    job_id=e.job_id,
+                    logical_key=e.logical_key,
+                    generation=e.generation,
+                    task=e.task,
+                    queue=queue,
+                    envelope=e,
+                    enqueued_at=enqueued_at,
+                    progress=progress,
+                )
+                for e in envelopes
+            ]
+        )
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         with _unavailable_on_connection_errors():

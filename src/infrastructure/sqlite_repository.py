@@ -26,6 +26,7 @@ from src.domain.jobs import (
     ErrorCategory,
     JobClaim,
     JobCount,
+    JobEnvelope,
     JobOutcome,
     JobProgress,
     JobRecord,
@@ -197,6 +198,22 @@ class SQLiteRepository:
         """Insert the ledger records whose job id is new; return how many were inserted."""
         return await self._run(
             lambda conn: _write_many(conn, _INSERT_JOB, [codec.job_row(record) for record in records])
+        )
+
+    async def create_queued_jobs(
+        self,
+        envelopes: Sequence[JobEnvelope],
+        queue: QueueName,
+        *,
+        enqueued_at: datetime,
+        progress: JobProgress,
+    ) -> int:
+        at = codec.to_utc(enqueued_at).isoformat(timespec="microseconds")  # as iso_utc writes it
+        seed = progress.model_dump_json()
+        return await self._run(
+            lambda conn: _write_many(
+                conn, _INSERT_JOB, [codec.queued_job_row(e, queue.value, at, seed) for e in envelopes]
+            )
         )
 
     async def get_job(self, job_id: str) -> JobRecord | None:

@@ -25,7 +25,7 @@ from src.domain.appointments import (
     Provenance,
 )
 from src.domain.documents import NormalizedDocument
-from src.domain.jobs import JobRecord, JobStatus
+from src.domain.jobs import JobEnvelope, JobRecord, JobStatus
 
 SCHEMA_VERSION = 1
 TERMINAL_STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus if s.terminal)
@@ -175,6 +175,34 @@ def job_row(record: JobRecord) -> tuple[Any, ...]:
         record.error_message,
         result_json(record.result),
         record.envelope.model_dump_json(),
+    )
+
+
+def queued_job_row(envelope: JobEnvelope, queue: str, enqueued_at: str, progress: str) -> tuple[Any, ...]:
+    """`job_row` of a freshly enqueued job's record, from its envelope (queue, time and progress
+    already in their column form): the bulk-enqueue path, about ten times cheaper."""
+    return (
+        envelope.job_id,
+        envelope.logical_key,
+        envelope.generation,
+        envelope.task.value,
+        queue,
+        "queued",
+        0,
+        0,
+        0,
+        None,
+        None,
+        enqueued_at,
+        None,
+        None,
+        None,
+        None,
+        progress,
+        None,
+        None,
+        None,
+        envelope.model_dump_json(),
     )
 
 

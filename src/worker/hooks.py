@@ -94,7 +94,12 @@ async def startup(ctx: WorkerContext) -> None:
         active_runs=ctx["active_runs"],
         stats=ctx["task_stats"],
     )
-    ctx["tasks"] = TaskService(pool=ctx["redis"], repository=repository, producer_version=ctx["version"])
+    ctx["tasks"] = TaskService(
+        pool=ctx["redis"],
+        repository=repository,
+        producer_version=ctx["version"],
+        max_payload_bytes=settings.max_job_payload_bytes,
+    )
     ctx["reconciler"] = Reconciler(
         repository,
         ctx["tasks"],

@@ -336,6 +336,49 @@ async def test_create_jobs_is_idempotent(repo: Repository) -> None:
     assert record is not None and record.status is JobStatus.RUNNING and record.attempt == 1
 
 
+async def test_create_queued_jobs_equals_create_jobs_of_the_same_records(repo: Repository) -> None:
+    """The bulk-enqueue path stores exactly the record `create_jobs` would, skips known ids, and
+    seeds every record's progress (a successor generation resumes from it)."""
+    seed = JobProgress(done=3, total=9, cursor=41)
+    envelopes = [
+        JobEnvelope(
+            task=JobName.NORMALIZE_BATCH_CHUNK,
+            logical_key=f"chunk:b1:{n}",
+            generation=2,
+            ids={"batch_id": "b1", "seq_from": n, "seq_to": n + 9},
+            request_id="req-1",
+            batch_id="b1",
+            producer_version="1.2.3",
+        )
+        for n in range(3)
+    ]
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-3)))
+    assert (
+        await repo.create_queued_jobs(envelopes[:2], QueueName.NORMALIZATION, enqueued_at=at, progress=seed)
+        == 2
+    )
+    assert await repo.claim_job(envelopes[0].job_id, claim_by("worker-a")) == 1
+    # a replay of a known id neither inserts it again nor resets its record
+    assert (
+        await repo.create_queued_jobs(envelopes, QueueName.NORMALIZATION, enqueued_at=at, progress=seed) == 1
+    )
+    for envelope in envelopes[1:]:
+        stored = await repo.get_job(envelope.job_id)
+        expected = make_job(
+            envelope.logical_key,
+            2,
+            enqueued_at=at,
+            task=JobName.NORMALIZE_BATCH_CHUNK,
+            envelope=envelope,
+            progress=seed,
+        )
+        assert stored == expected
+        assert stored is not None
+        assert_utc(stored.enqueued_at)
+    running = await repo.get_job(envelopes[0].job_id)
+    assert running is not None and running.status is JobStatus.RUNNING and running.attempt == 1
+
+
 async def test_claim_increments_attempt_and_marks_running(repo: Repository) -> None:
     """Each claim returns the next attempt and records who runs it and since when."""
     await repo.create_jobs([make_job("normalize:appt-1")])

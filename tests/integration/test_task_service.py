@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
+from arq.jobs import serialize_job
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from src.application.services import task_service
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
 from src.domain.jobs import JobEnvelope, JobName, JobStatus, QueueName, queue_key
+from src.errors import UnsafePayload
 from src.infrastructure.repository_factory import build_repository
 
 pytestmark = pytest.mark.integration
@@ -102,4 +108,107 @@ async def test_concurrent_duplicate_enqueues_create_one_job(settings: Settings, 
     service = TaskService(pool=arq_pool, repository=repository)
     results = await asyncio.gather(*(service.enqueue(envelope(9)) for _ in range(50)))
     assert [r.status for r in results].count("queued") == 1
+    await repository.close()
+
+
+async def test_payload_is_what_arq_serializes_with_our_json_serializer(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
+    """The payload assembled around the envelope's JSON decodes to exactly arq's `serialize_job`
+    of the same job, so arq's worker code reads it unchanged."""
+    repository = build_repository(settings)
+    await repository.init()
+    env = JobEnvelope(
+        task=JobName.NORMALIZE_BATCH_CHUNK,
+        logical_key="chunk:b1:0",
+        ids={"batch_id": "b1", "seq_from": 0, "seq_to": 9},
+        request_id="req-é",  # non-ASCII survives both encodings
+        batch_id="b1",
+        producer_version="test-1",
+    )
+    await TaskService(pool=arq_pool, repository=repository).enqueue(env)
+    raw = await arq_pool.get(job_key_prefix + env.job_id)
+    assert raw is not None
+    stored = json.loads(raw)
+    expected = json.loads(
+        serialize_job(
+            env.task.value,
+            (),
+            {"envelope": env.model_dump(mode="json")},
+            None,
+            stored["et"],
+            serializer=arq_pool.job_serializer,
+        )
+    )
+    assert stored == expected
+    assert abs(stored["et"] - time.time() * 1000) < 60_000
+    await repository.close()
+
+
+async def test_bulk_enqueue_spans_chunks_and_reports_duplicates_in_order(
+    settings: Settings, arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of 7: already-queued ids inside any chunk are reported in place, the rest queued."""
+    monkeypatch.setattr(task_service, "ENQUEUE_CHUNK", 7)
+    repository = build_repository(settings)
+    await repository.init()
+    service = TaskService(pool=arq_pool, repository=repository)
+    await service.enqueue_many([envelope(i) for i in (3, 11, 12)])
+    results = await service.enqueue_many([envelope(i) for i in range(20)])
+    assert [r.job_id for r in results] == [f"normalize:a{i}:1" for i in range(20)]
+    assert [i for i, r in enumerate(results) if r.status == "already_queued"] == [3, 11, 12]
+    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 20
+    await repository.close()
+
+
+async def test_redis_failing_midway_defers_the_rest_and_loses_nothing(
+    settings: Settings, arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis fails on the second chunk: the first is queued, every later job comes back `deferred`,
+    and every job of the call has its `queued` ledger record (the reconciler's input)."""
+    monkeypatch.setattr(task_service, "ENQUEUE_CHUNK", 5)
+    real_register = arq_pool.register_script
+    calls = 0
+
+    def failing_after_first(script: str) -> object:
+        real = real_register(script)
+
+        async def run(**kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                raise RedisConnectionError("connection refused")
+            return await real(**kwargs)
+
+        return run
+
+    monkeypatch.setattr(arq_pool, "register_script", failing_after_first)
+    repository = build_repository(settings)
+    await repository.init()
+    results = await TaskService(pool=arq_pool, repository=repository).enqueue_many(
+        [envelope(i) for i in range(13)]
+    )
+    assert [r.status for r in results] == ["queued"] * 5 + ["deferred"] * 8
+    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 5
+    for i in range(13):
+        record = await repository.get_job(f"normalize:a{i}:1")
+        assert record is not None and record.status is JobStatus.QUEUED
+    await repository.close()
+
+
+async def test_oversized_payload_is_refused_before_anything_is_written(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
+    """A job whose payload exceeds the limit raises `UnsafePayload`; its chunk is neither recorded
+    nor queued (a record the reconciler could never enqueue would be left otherwise)."""
+    repository = build_repository(settings)
+    await repository.init()
+    service = TaskService(pool=arq_pool, repository=repository, max_payload_bytes=1024)
+    big = JobEnvelope(
+        task=JobName.NORMALIZE_APPOINTMENT, logical_key="normalize:big", ids={"appointment_id": "x" * 2000}
+    )
+    with pytest.raises(UnsafePayload, match="exceeds the 1024 limit"):
+        await service.enqueue_many([envelope(1), big])
+    assert await repository.get_job("normalize:a1:1") is None
+    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 0
     await repository.close()

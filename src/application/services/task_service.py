@@ -2,8 +2,11 @@
 
 The ledger record is written before the enqueue (in bulk for imports), then the arq job is added by
 a small Lua script that refuses an id that is already queued or still has a cached result, so
-enqueueing is idempotent and a duplicate is reported as "already queued", not as an error. Many jobs
-go out in one pipelined round trip.
+enqueueing is idempotent and a duplicate is reported as "already queued", not as an error.
+
+Bulk enqueues go in chunks of `ENQUEUE_CHUNK` jobs: one ledger transaction and one Lua call per
+chunk, and the Redis push of a chunk overlaps the ledger write of the next (the SQLite write runs
+in its thread), so a record is always committed before its job can be claimed.
 
 `TaskService(pool=..., repository=...)` is how the API and the worker use it. `TaskService()` with
 no arguments builds its pool from settings on first use, so the deployment check
@@ -12,37 +15,66 @@ no arguments builds its pool from settings on first use, so the deployment check
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 import structlog
 from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from src.application.ports import Repository
 from src.domain.jobs import JobEnvelope, JobProgress, JobRecord, QueueName, queue_key
-from src.errors import NotFound
+from src.errors import NotFound, UnsafePayload
 
 log = structlog.get_logger(__name__)
 
-ENQUEUE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-return 1
+# KEYS: the queue. ARGV: job key prefix, result key prefix, expiry ms, score, then (id, payload)
+# pairs. Returns one 1 (added) or 0 (already queued or has a cached result) per job, in order.
+# The job and result keys are derived in the script (single-instance Redis, as arq itself assumes),
+# so a chunk of a thousand jobs is one call instead of a thousand.
+ENQUEUE_MANY_SCRIPT = """
+local jp, rp, px, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local added, members = {}, {}
+for i = 5, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('EXISTS', jp .. id, rp .. id) == 0 then
+    redis.call('PSETEX', jp .. id, px, ARGV[i + 1])
+    members[#members + 1] = score
+    members[#members + 1] = id
+    added[#added + 1] = 1
+  else
+    added[#added + 1] = 0
+  end
+end
+if #members > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
+return added
 """
 JOB_EXPIRY_MS = 24 * 3600 * 1000  # arq's default: a job not started within a day expires
 PIPELINE_CHUNK = 1000
+ENQUEUE_CHUNK = 1000  # jobs per ledger transaction and per Lua call (Lua's unpack allows ~8,000)
+DEFAULT_MAX_PAYLOAD_BYTES = 65536  # the default of `MAX_JOB_PAYLOAD_BYTES`
 
 
-class EnqueueResult(BaseModel):
+def _deferred(chunk: Sequence[JobEnvelope]) -> list[EnqueueResult]:
+    return [EnqueueResult(job_id=e.job_id, status="deferred") for e in chunk]
+
+
+def _log_deferred(jobs: int, exc: BaseException) -> bool:
+    log.warning("queue unreachable, jobs deferred to the reconciler", jobs=jobs, error=str(exc))
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
     """`deferred`: Redis was unreachable; the ledger keeps the job `queued` and the reconciler
-    enqueues it once Redis answers again, so nothing accepted is lost."""
+    enqueues it once Redis answers again, so nothing accepted is lost. (A dataclass, not a model:
+    a bulk enqueue makes one per job.)"""
 
     job_id: str
     status: Literal["queued", "already_queued", "deferred"]
@@ -68,11 +100,13 @@ class TaskService:
         repository: Repository | None = None,
         *,
         producer_version: str | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self._pool = pool
         self._owns_pool = False
         self._repository = repository
         self._producer_version = producer_version
+        self._max_payload_bytes = max_payload_bytes
 
     async def get_pool(self) -> ArqRedis:
         """The shared pool; built from settings (and pinged) when none was injected."""
@@ -110,64 +144,79 @@ class TaskService:
         *,
         progress: JobProgress | None = None,
     ) -> list[EnqueueResult]:
-        """Write the ledger records in bulk, then enqueue every job in pipelined round trips.
-        `progress` seeds the records' checkpoint (a successor generation resumes from it)."""
+        """Write the ledger records, then enqueue every job, `ENQUEUE_CHUNK` jobs at a time (see the
+        module docstring). `progress` seeds the records' checkpoint (a successor generation resumes
+        from it). If Redis fails, the jobs not pushed yet are still recorded and come back
+        `deferred`: the reconciler enqueues them once Redis answers again."""
         if not envelopes:
             return []
         now = datetime.now(UTC)
-        await self.repository.create_jobs(
-            [
-                JobRecord(
-                    job_id=e.job_id,
-                    logical_key=e.logical_key,
-                    generation=e.generation,
-                    task=e.task,
-                    queue=queue,
-                    envelope=e,
-                    enqueued_at=now,
-                    progress=progress or JobProgress(),
-                )
-                for e in envelopes
-            ]
-        )
-        try:
-            return await self._push(envelopes, queue)
-        except (RedisError, OSError) as exc:
-            log.warning(
-                "queue unreachable, jobs deferred to the reconciler", jobs=len(envelopes), error=str(exc)
-            )
-            return [EnqueueResult(job_id=e.job_id, status="deferred") for e in envelopes]
-
-    async def _push(self, envelopes: Sequence[JobEnvelope], queue: QueueName) -> list[EnqueueResult]:
-        """Add the arq jobs with the idempotent script, `PIPELINE_CHUNK` jobs per round trip."""
-        pool = await self.get_pool()
-        script = pool.register_script(ENQUEUE_SCRIPT)
-        enqueue_ms = int(time.time() * 1000)
-        queue_name = queue_key(queue)
+        enqueue_ms = int(now.timestamp() * 1000)
+        seed = progress or JobProgress()
         results: list[EnqueueResult] = []
-        for start in range(0, len(envelopes), PIPELINE_CHUNK):
-            chunk = envelopes[start : start + PIPELINE_CHUNK]
-            async with pool.pipeline(transaction=False) as pipe:
-                for e in chunk:
-                    payload = serialize_job(
-                        e.task.value,
-                        (),
-                        {"envelope": e.model_dump(mode="json")},
-                        None,
-                        enqueue_ms,
-                        serializer=pool.job_serializer,
-                    )
-                    await script(
-                        keys=[job_key_prefix + e.job_id, result_key_prefix + e.job_id, queue_name],
-                        args=[payload, JOB_EXPIRY_MS, enqueue_ms, e.job_id],
-                        client=pipe,
-                    )
-                replies = await pipe.execute()
-            results.extend(
-                EnqueueResult(job_id=e.job_id, status="queued" if added else "already_queued")
-                for e, added in zip(chunk, replies, strict=True)
-            )
+        pushing: asyncio.Task[list[EnqueueResult]] | None = None
+        redis_down = False
+        try:
+            for start in range(0, len(envelopes), ENQUEUE_CHUNK):
+                chunk = envelopes[start : start + ENQUEUE_CHUNK]
+                payloads = [self._payload(e, enqueue_ms) for e in chunk]  # an oversized one: nothing written
+                await self.repository.create_queued_jobs(chunk, queue, enqueued_at=now, progress=seed)
+                if pushing is not None:
+                    results.extend(await pushing)
+                    pushing = None
+                if redis_down:
+                    results.extend(_deferred(chunk))
+                    continue
+                try:
+                    # the record is committed: push this chunk while the next one is written
+                    pool = await self.get_pool()
+                    pushing = asyncio.create_task(self._push_chunk(pool, chunk, payloads, queue, enqueue_ms))
+                except (RedisError, OSError) as exc:
+                    redis_down = _log_deferred(len(envelopes), exc)
+                    results.extend(_deferred(chunk))
+            if pushing is not None:
+                results.extend(await pushing)
+                pushing = None
+        finally:
+            if pushing is not None:  # the ledger write failed: let the push in flight finish
+                await asyncio.gather(pushing, return_exceptions=True)
         return results
+
+    async def _push_chunk(
+        self,
+        pool: ArqRedis,
+        chunk: Sequence[JobEnvelope],
+        payloads: Sequence[bytes],
+        queue: QueueName,
+        enqueue_ms: int,
+    ) -> list[EnqueueResult]:
+        args: list[str | bytes | int] = [job_key_prefix, result_key_prefix, JOB_EXPIRY_MS, enqueue_ms]
+        for e, payload in zip(chunk, payloads, strict=True):
+            args.append(e.job_id)
+            args.append(payload)
+        try:
+            added = await pool.register_script(ENQUEUE_MANY_SCRIPT)(keys=[queue_key(queue)], args=args)
+        except (RedisError, OSError) as exc:
+            _log_deferred(len(chunk), exc)
+            return _deferred(chunk)
+        return [
+            EnqueueResult(job_id=e.job_id, status="queued" if flag else "already_queued")
+            for e, flag in zip(chunk, added, strict=True)
+        ]
+
+    def _payload(self, envelope: JobEnvelope, enqueue_ms: int) -> bytes:
+        """arq's job payload `{"t","f","a","k","et"}` as our JSON serializer writes it, assembled
+        around the envelope's own JSON (a bulk enqueue spends most of its time here otherwise)."""
+        payload = b'{"t":null,"f":"%s","a":[],"k":{"envelope":%s},"et":%d}' % (
+            envelope.task.value.encode(),
+            envelope.model_dump_json().encode(),
+            enqueue_ms,
+        )
+        if len(payload) > self._max_payload_bytes:
+            raise UnsafePayload(
+                f"job payload of {len(payload)} bytes exceeds the {self._max_payload_bytes} limit"
+            )
+        return payload
 
     async def queue_state(self, job_id: str, queue: QueueName) -> QueueState:
         pool = await self.get_pool()
