@@ -53,7 +53,9 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 
 async def redis_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("queue unavailable", error=type(exc).__name__)
+    # redis-py's messages name the connection problem ("Too many connections", "Connection refused")
+    # and never carry request data: the incident's blind spot was logging the type alone.
+    log.warning("queue unavailable", error=f"{type(exc).__name__}: {exc}")
     return JSONResponse(
         {"detail": "queue unavailable, try again shortly", "category": "transient"}, status_code=503
     )

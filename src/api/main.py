@@ -17,6 +17,7 @@ from src.application.services.appointment_service import AppointmentService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
+from src.infrastructure.completion_feed import RedisCompletionFeed
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.idempotency import RedisIdempotencyStore
 from src.infrastructure.redis_pool import create_redis_pool
@@ -51,11 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = create_redis_pool(settings)
         repository = build_repository(settings)
         await repository.init()
+        completions = RedisCompletionFeed(pool)  # one subscription for every waiting request
         tasks = TaskService(
             pool=pool,
             repository=repository,
             producer_version=settings.app_version,
             max_payload_bytes=settings.max_job_payload_bytes,
+            completions=completions,
         )
         app.state.settings = settings
         app.state.repository = repository
@@ -85,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
+            await completions.close()
             await pool.aclose(close_connection_pool=True)
             await repository.close()
 

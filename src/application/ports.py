@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -164,3 +165,16 @@ class IdempotencyStore(Protocol):
     async def complete(self, scope: str, answer: str) -> None: ...
 
     async def release(self, scope: str) -> None: ...
+
+
+class CompletionFeed(Protocol):
+    """Announcements of finished jobs, shared by every waiter of a process (one subscription, not
+    one per waiting request). A hint only: waiters still re-read the ledger, and poll it slowly."""
+
+    def watch(self, job_id: str) -> asyncio.Event:
+        """An event set when `job_id` is announced finished; pass it to `unwatch` when done."""
+
+    def unwatch(self, job_id: str, event: asyncio.Event) -> None: ...
+
+    async def ready(self, timeout: float) -> bool:
+        """Wait (at most `timeout`) until announcements arrive; False if they do not (yet)."""

@@ -34,6 +34,17 @@ def queue_key(queue: QueueName) -> str:
     return f"jobs:{PROTOCOL_VERSION}:{queue.value}"
 
 
+def wake_channel(queue_name: str) -> str:
+    """Pub/sub channel of a queue (its Redis key, e.g. `jobs:v1:normalization`) an enqueue publishes
+    on, so idle workers claim at once instead of at their next poll (the poll stays as the net)."""
+    return f"{queue_name}:wake"
+
+
+# Pub/sub channel a worker publishes a job id on when it has finished the job (ledger and result
+# written): what callers waiting for a result listen to, through one subscription per process.
+DONE_CHANNEL = f"jobs:{PROTOCOL_VERSION}:done"
+
+
 def job_id_for(logical_key: str, generation: int) -> str:
     """`normalize:{appointment_id}` + generation 2 → `normalize:{appointment_id}:2`."""
     return f"{logical_key}:{generation}"

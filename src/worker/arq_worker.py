@@ -29,7 +29,8 @@ from arq.utils import timestamp_ms, to_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from src.domain.jobs import PROTOCOL_VERSION
+from src.domain.jobs import DONE_CHANNEL, PROTOCOL_VERSION, wake_channel
+from src.infrastructure.redis_subscription import RedisSubscription
 from src.worker.heartbeat import Heartbeat, LifecycleConfig
 
 log = structlog.get_logger(__name__)
@@ -73,7 +74,8 @@ for i = 6, #ARGV do
 end
 return claimed
 """
-# KEYS: in-progress, result, retry, job, abort set, queue.
+# KEYS: in-progress, result, retry, job, abort set, queue, done channel (a finished job's id is
+#       published there for the callers waiting on it).
 # ARGV: worker_id, finish (0|1), result or '', result px (0: keep), keep-in-progress px or '',
 #       incr score or '', job id
 FINISH_SCRIPT = """
@@ -87,6 +89,7 @@ if ARGV[2] == '1' then
   redis.call('DEL', KEYS[3], KEYS[4])
   redis.call('ZREM', KEYS[5], ARGV[7])
   redis.call('ZREM', KEYS[6], ARGV[7])
+  redis.call('PUBLISH', KEYS[7], ARGV[7])
 elseif ARGV[6] ~= '' then
   redis.call('ZINCRBY', KEYS[6], ARGV[6], ARGV[7])
 end
@@ -115,26 +118,43 @@ class AppWorker(Worker):
         self._crons_started = False
         self._slot_free = asyncio.Event()
         self._claimed = 0
+        # An enqueue publishes on the queue's wake channel: an idle worker claims at once instead of
+        # at its next poll; the poll delay stays as the safety net (and in burst mode).
+        self._woken = asyncio.Event()
+        self._wake_subscription = RedisSubscription(
+            self.pool, wake_channel(queue_name), lambda _: self._woken.set()
+        )
         original_startup = self.on_startup
 
         async def startup_then_beat(ctx: dict[Any, Any]) -> None:
             if original_startup is not None:
                 await original_startup(ctx)
             await self.heartbeat.start()
+            if not self.burst:
+                self._wake_subscription.start()
 
         self.on_startup = startup_then_beat
 
     async def _poll_iteration(self) -> None:
-        """arq's poll, with two changes. While the queue keeps giving jobs, poll again as soon as a
+        """arq's poll, with three changes. While the queue keeps giving jobs, poll again as soon as a
         slot is free instead of sleeping the poll delay (no cliff for jobs longer than the delay).
-        And survive a Redis outage: log, back off, poll again (never exit)."""
+        When it gives none, wait for a wake-up (an enqueue) for up to the poll delay and poll at once
+        when one comes; arq's loop then has no delay left to sleep. And survive a Redis outage:
+        log, back off, poll again (never exit)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.poll_delay_s
         try:
             while True:
                 self._claimed = 0
+                self._woken.clear()  # a wake-up arriving during this poll triggers the next one
                 await super()._poll_iteration()
-                if not self._claimed or not self.allow_pick_jobs:
+                if not self.allow_pick_jobs:
                     return
-                if self.job_counter >= self.max_jobs and not await self._slot_freed(self.poll_delay_s):
+                if self._claimed:
+                    if self.job_counter >= self.max_jobs and not await self._slot_freed(self.poll_delay_s):
+                        return
+                    continue
+                if self.burst or not await self._wake_or_slot(until - loop.time()):
                     return
         except (RedisError, OSError) as exc:
             log.error("redis unreachable: retrying", error=f"{type(exc).__name__}: {exc}")
@@ -172,6 +192,19 @@ class AppWorker(Worker):
         limit = self.lifecycle.max_jobs_before_restart
         if limit and self.jobs_complete + self.jobs_failed + self.jobs_retried >= limit:
             self.drain(f"WORKER_MAX_JOBS_BEFORE_RESTART reached ({limit} jobs)")
+
+    async def _wake_or_slot(self, timeout: float) -> bool:
+        """Nothing claimed: wait for an enqueue's wake-up (or, when every slot is busy, for a slot).
+        False when `timeout` passed first."""
+        if timeout <= 0:
+            return False
+        if self.job_counter >= self.max_jobs:
+            return await self._slot_freed(timeout)
+        try:
+            await asyncio.wait_for(self._woken.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def _slot_freed(self, timeout: float) -> bool:
         self._slot_free.clear()
@@ -230,6 +263,7 @@ class AppWorker(Worker):
             job_key_prefix + job_id,
             abort_jobs_ss,
             self.queue_name,
+            DONE_CHANNEL,
         ]
 
     async def run_cron(self, n: Any, delay: float, num_windows: int = 2) -> None:
@@ -265,6 +299,7 @@ class AppWorker(Worker):
         super().handle_sig_wait_for_completion(signum)
 
     async def close(self) -> None:
+        await self._wake_subscription.stop()
         await self.heartbeat.stop()
         log.info(
             "worker stopped",

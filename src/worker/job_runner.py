@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from arq import Retry
+from redis.exceptions import RedisError
 
 from src.application.ports import Repository
 from src.application.services.normalization_service import RunInfo, StaleAttempt
@@ -165,7 +166,8 @@ class JobRunner:
             # type and place only: an exception's message may quote personal data
             frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             where = f"{frame.filename}:{frame.lineno}" if frame else "?"
-            log.error("job crashed", error_type=type(exc).__name__, where=where)
+            detail = {"error": str(exc)} if isinstance(exc, RedisError) else {}  # never personal data
+            log.error("job crashed", error_type=type(exc).__name__, where=where, **detail)
             raise JobFailed(message, ErrorCategory.PERMANENT) from None
         await self._finish(job_id, attempt, outcome(JobStatus.SUCCEEDED, result=result))
         return result

@@ -167,3 +167,29 @@ async def test_workers_endpoint_flags_fenced_workers_and_skew(
     assert allowed.json() == ["old-1", "test-1"]
     await ghost.close()
     await asyncio.gather(run, return_exceptions=True)
+
+
+async def test_job_long_poll_answers_when_the_job_finishes(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    """`?wait=S` answers as soon as a running worker finishes the job (well before S), answers with
+    the current status after S when nobody runs it, and is bounded and validated."""
+    created = await create(api)
+    job_url = f"/api/v1/queue/job/{created['job_id']}"
+    idle = await api.get(job_url, params={"wait": 0.3})
+    assert idle.status_code == 200 and idle.json()["status"] == "queued"
+    assert (await api.get(job_url, params={"wait": 61})).status_code == 422
+    assert (await api.get(job_url, params={"wait": -1})).status_code == 422
+    assert (await api.get("/api/v1/queue/job/normalize:nope:1", params={"wait": 1})).status_code == 404
+
+    await publish_deployment(settings)
+    worker = build_worker(settings, handle_signals=False)
+    run = asyncio.create_task(worker.async_run())
+    try:
+        started = asyncio.get_running_loop().time()
+        answered = await api.get(job_url, params={"wait": 60})
+        assert answered.status_code == 200 and answered.json()["status"] == "succeeded"
+        assert asyncio.get_running_loop().time() - started < 30  # finished, not timed out
+    finally:
+        await worker.close()
+        await asyncio.gather(run, return_exceptions=True)

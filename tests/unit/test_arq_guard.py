@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import time
 from importlib.metadata import version
 from pathlib import Path
 
+import arq.utils
+import pytest
 from arq.worker import Worker
 
 from src.config import Settings
@@ -48,3 +51,26 @@ def test_api_and_worker_never_import_each_other() -> None:
         text = path.read_text()
         for layer in ("src.application", "src.infrastructure", "src.api", "src.worker"):
             assert layer not in text, f"{path} (domain) imports {layer}"
+
+
+async def test_arq_poll_does_not_sleep_after_an_iteration_that_used_up_the_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our `_poll_iteration` waits for wake-ups itself for up to one poll delay; that only works if
+    arq's `poll` sleeps the step *minus* the iteration's duration (so nothing after a full wait)."""
+    requested: list[float] = []
+
+    async def record_sleep(delay: float) -> None:
+        requested.append(delay)
+
+    monkeypatch.setattr(arq.utils.asyncio, "sleep", record_sleep)
+    step = 0.02
+    iterations = 0
+    async for _ in arq.utils.poll(step):
+        iterations += 1
+        if iterations == 1:
+            time.sleep(step * 1.5)  # an iteration longer than the step
+        if iterations == 3:
+            break
+    assert requested[0] == 0
+    assert 0 < requested[1] <= step

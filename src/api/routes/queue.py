@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -19,6 +20,7 @@ from src.api.schemas import JobStatusResponse, QueueHealthResponse, job_response
 from src.application.services.queue_admin import CleanupReport, FailedJobs, QueueInfo, RetryReport
 from src.domain.jobs import JobRecord, JobStatus
 
+MAX_WAIT_S = 60.0  # a long poll never outlives common proxy timeouts
 router = APIRouter(prefix="/api/v1/queue", tags=["queue"])
 MAX_RETENTION_S = 10 * 366 * 24 * 3600  # ten years
 
@@ -54,8 +56,26 @@ async def list_jobs(
 
 
 @router.get("/job/{job_id}", response_model=JobStatusResponse)
-async def get_job(job_id: str, tasks: TaskServiceDep, _: CallerDep) -> JobStatusResponse:
-    """Status, attempts, worker, version, timings, progress, error category and result of a job."""
+async def get_job(
+    job_id: str,
+    tasks: TaskServiceDep,
+    _: CallerDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_S,
+            allow_inf_nan=False,
+            description="seconds to wait for the job to finish before answering (long poll); 0: answer now",
+        ),
+    ] = 0,
+) -> JobStatusResponse:
+    """Status, attempts, worker, version, timings, progress, error category and result of a job.
+    With `wait`, the answer comes as soon as the job is final, or after `wait` seconds with its
+    current status (no Redis connection is held per waiting request)."""
+    if wait > 0:
+        with contextlib.suppress(TimeoutError):
+            await tasks.wait_for_result(job_id, wait)
     return job_response(await tasks.get_job(job_id))
 
 

@@ -16,6 +16,7 @@ no arguments builds its pool from settings on first use, so the deployment check
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,14 +29,15 @@ from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix,
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from src.application.ports import Repository
-from src.domain.jobs import JobEnvelope, JobProgress, JobRecord, QueueName, queue_key
+from src.application.ports import CompletionFeed, Repository
+from src.domain.jobs import JobEnvelope, JobProgress, JobRecord, QueueName, queue_key, wake_channel
 from src.errors import NotFound, UnsafePayload
 
 log = structlog.get_logger(__name__)
 
-# KEYS: the queue. ARGV: job key prefix, result key prefix, expiry ms, score, then (id, payload)
-# pairs. Returns one 1 (added) or 0 (already queued or has a cached result) per job, in order.
+# KEYS: the queue, its wake channel. ARGV: job key prefix, result key prefix, expiry ms, score, then
+# (id, payload) pairs. Returns one 1 (added) or 0 (already queued or has a cached result) per job, in
+# order, and wakes idle workers when it added any.
 # The job and result keys are derived in the script (single-instance Redis, as arq itself assumes),
 # so a chunk of a thousand jobs is one call instead of a thousand.
 ENQUEUE_MANY_SCRIPT = """
@@ -52,13 +54,20 @@ for i = 5, #ARGV, 2 do
     added[#added + 1] = 0
   end
 end
-if #members > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
+if #members > 0 then
+  redis.call('ZADD', KEYS[1], unpack(members))
+  redis.call('PUBLISH', KEYS[2], #members / 2)
+end
 return added
 """
 JOB_EXPIRY_MS = 24 * 3600 * 1000  # arq's default: a job not started within a day expires
 PIPELINE_CHUNK = 1000
 ENQUEUE_CHUNK = 1000  # jobs per ledger transaction and per Lua call (Lua's unpack allows ~8,000)
 DEFAULT_MAX_PAYLOAD_BYTES = 65536  # the default of `MAX_JOB_PAYLOAD_BYTES`
+# Waiting for a result re-reads the ledger at these intervals (doubling) even with a completion feed:
+# an announcement lost while the subscription was down costs latency, never the result.
+RESULT_POLL_FIRST_S = 0.05
+RESULT_POLL_MAX_S = 1.0
 
 
 def _deferred(chunk: Sequence[JobEnvelope]) -> list[EnqueueResult]:
@@ -101,12 +110,14 @@ class TaskService:
         *,
         producer_version: str | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        completions: CompletionFeed | None = None,
     ) -> None:
         self._pool = pool
         self._owns_pool = False
         self._repository = repository
         self._producer_version = producer_version
         self._max_payload_bytes = max_payload_bytes
+        self._completions = completions
 
     async def get_pool(self) -> ArqRedis:
         """The shared pool; built from settings (and pinged) when none was injected."""
@@ -195,7 +206,10 @@ class TaskService:
             args.append(e.job_id)
             args.append(payload)
         try:
-            added = await pool.register_script(ENQUEUE_MANY_SCRIPT)(keys=[queue_key(queue)], args=args)
+            queue_name = queue_key(queue)
+            added = await pool.register_script(ENQUEUE_MANY_SCRIPT)(
+                keys=[queue_name, wake_channel(queue_name)], args=args
+            )
         except (RedisError, OSError) as exc:
             _log_deferred(len(chunk), exc)
             return _deferred(chunk)
@@ -217,6 +231,40 @@ class TaskService:
                 f"job payload of {len(payload)} bytes exceeds the {self._max_payload_bytes} limit"
             )
         return payload
+
+    async def wait_for_result(self, job_id: str, timeout: float) -> JobRecord:
+        """Wait until the job's ledger record is final (succeeded, failed or cancelled) and return it.
+
+        Woken by the completion feed (one subscription per process, no connection held per
+        waiter) and re-reading the ledger with backoff in any case. `NotFound` for an unknown
+        job; `TimeoutError` when it is not final within `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        feed = self._completions
+        announced = feed.watch(job_id) if feed is not None else None
+        try:
+            if feed is not None:
+                await feed.ready(min(timeout, 1.0))  # subscribed before the first read: no lost wake-up
+            pause = RESULT_POLL_FIRST_S
+            while True:
+                record = await self.repository.get_job(job_id)
+                if record is None:
+                    raise NotFound(f"job {job_id} not found")
+                if record.status.terminal:
+                    return record
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError(f"job {job_id} is still {record.status.value} after {timeout} s")
+                if announced is None:
+                    await asyncio.sleep(min(pause, remaining))
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(announced.wait(), min(pause, remaining))
+                    announced.clear()
+                pause = min(RESULT_POLL_MAX_S, pause * 2)
+        finally:
+            if feed is not None and announced is not None:
+                feed.unwatch(job_id, announced)
 
     async def queue_state(self, job_id: str, queue: QueueName) -> QueueState:
         pool = await self.get_pool()
