@@ -22,16 +22,27 @@ from arq.constants import (
     abort_jobs_ss,
     in_progress_key_prefix,
     job_key_prefix,
+    keep_cronjob_progress,
     result_key_prefix,
     retry_key_prefix,
 )
-from arq.utils import timestamp_ms, to_ms
-from arq.worker import Worker
+from arq.cron import CronJob
+from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
+from arq.utils import ms_to_datetime, timestamp_ms, to_ms
+from arq.worker import (
+    Function,
+    JobExecutionFailed,
+    Retry,
+    RetryJob,
+    Worker,
+    no_result,
+)
 from redis.exceptions import RedisError
 
 from src.domain.jobs import DONE_CHANNEL, PROTOCOL_VERSION, wake_channel
 from src.infrastructure.redis_subscription import RedisSubscription
 from src.worker.heartbeat import Heartbeat, LifecycleConfig
+from src.worker.job_runner import JobFailed
 
 log = structlog.get_logger(__name__)
 
@@ -44,8 +55,10 @@ RELIED_ON_ARQ_METHODS: dict[str, tuple[str, ...]] = {
     "run": (),
     "async_run": (),
     "close": (),
-    "run_job": ("job_id", "score"),
-    "start_jobs": ("job_ids",),
+    "run_job": ("job_id", "score"),  # ours for the jobs our claim fetched; arq's otherwise
+    "_jobs_started": (),
+    "_cancel_aborted_jobs": (),
+    "heart_beat": (),
     "finish_job": ("job_id", "finish", "result_data", "result_timeout_s", "keep_result_forever",
                    "incr_score", "keep_in_progress"),
     "finish_failed_job": ("job_id", "result_data"),
@@ -54,26 +67,37 @@ RELIED_ON_ARQ_METHODS: dict[str, tuple[str, ...]] = {
     "run_cron": ("n", "delay", "num_windows"),
     "_poll_iteration": (),
 }  # fmt: skip
+# Worker attributes read or set here (checked by the guard test on a built worker).
+RELIED_ON_ARQ_ATTRIBUTES = ("queue_read_limit", "max_burst_jobs", "allow_abort_jobs", "allow_pick_jobs",
+                            "job_counter", "sem", "tasks", "job_tasks", "in_progress_timeout_s")  # fmt: skip
 
-# ARGV: now_ms, worker_id, lease_ms, in-progress prefix, job ids...  →  flat [id, score, ...]
-# ARGV: now_ms, worker_id, lease_ms, in-progress prefix, limit, job ids...  →  flat [id, score, ...]
+# Read the ready jobs, claim up to `limit` of them and fetch what running them needs, in one call
+# (arq reads, then claims per job, then fetches per job in a transaction of its own).
+# KEYS: queue, abort set. ARGV: now_ms, worker_id, lease_ms, in-progress prefix, limit, read count,
+# job key prefix, retry key prefix.
+# Returns {ids read, then per claimed job: id, score, payload or false, try, aborted (0|1)}. Each
+# claim is a lease (the in-progress key, valued with this worker's id) only this worker's finish
+# clears; the try count and abort flag are arq's (`INCR` of its retry key, `ZREM` from its abort set).
 CLAIM_SCRIPT = """
-local claimed = {}
-local now = tonumber(ARGV[1])
+local ready = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[6])
+local claimed = {#ready / 2}
 local limit = tonumber(ARGV[5])
-for i = 6, #ARGV do
-  if #claimed >= 2 * limit then break end
-  local id = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) <= now then
-    if redis.call('SET', ARGV[4] .. id, ARGV[2], 'NX', 'PX', ARGV[3]) then
-      claimed[#claimed + 1] = id
-      claimed[#claimed + 1] = score
-    end
+for i = 1, #ready, 2 do
+  if (#claimed - 1) / 5 >= limit then break end
+  local id = ready[i]
+  if redis.call('SET', ARGV[4] .. id, ARGV[2], 'NX', 'PX', ARGV[3]) then
+    local try = redis.call('INCR', ARGV[8] .. id)
+    redis.call('EXPIRE', ARGV[8] .. id, 88400)
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = ready[i + 1]
+    claimed[#claimed + 1] = redis.call('GET', ARGV[7] .. id)
+    claimed[#claimed + 1] = try
+    claimed[#claimed + 1] = redis.call('ZREM', KEYS[2], id)
   end
 end
 return claimed
 """
+RETRY_KEY_TTL_S = 88400  # arq's
 # KEYS: in-progress, result, retry, job, abort set, queue, done channel (a finished job's id is
 #       published there for the callers waiting on it).
 # ARGV: worker_id, finish (0|1), result or '', result px (0: keep), keep-in-progress px or '',
@@ -117,7 +141,8 @@ class AppWorker(Worker):
         self.heartbeat = Heartbeat(self)
         self._crons_started = False
         self._slot_free = asyncio.Event()
-        self._claimed = 0
+        self._abort_checked_at = float("-inf")
+        self._fetched: dict[str, tuple[bytes | None, int, bool]] = {}  # what the claim read, per job
         # An enqueue publishes on the queue's wake channel: an idle worker claims at once instead of
         # at its next poll; the poll delay stays as the safety net (and in burst mode).
         self._woken = asyncio.Event()
@@ -136,21 +161,21 @@ class AppWorker(Worker):
         self.on_startup = startup_then_beat
 
     async def _poll_iteration(self) -> None:
-        """arq's poll, with three changes. While the queue keeps giving jobs, poll again as soon as a
-        slot is free instead of sleeping the poll delay (no cliff for jobs longer than the delay).
-        When it gives none, wait for a wake-up (an enqueue) for up to the poll delay and poll at once
-        when one comes; arq's loop then has no delay left to sleep. And survive a Redis outage:
-        log, back off, poll again (never exit)."""
+        """arq's poll iteration, changed in four ways. Reading the ready jobs and claiming them is one
+        Lua call. While the queue may hold more ready jobs, claim again as soon as a slot is free
+        instead of sleeping the poll delay (no cliff for jobs longer than the delay). When it is
+        drained, wait for a wake-up (an enqueue) for up to the poll delay and claim at once when one
+        comes; arq's loop then has no delay left to sleep. And survive a Redis outage: log, back
+        off, poll again (never exit)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self.poll_delay_s
         try:
             while True:
-                self._claimed = 0
                 self._woken.clear()  # a wake-up arriving during this poll triggers the next one
-                await super()._poll_iteration()
+                more = await self._poll_once()
                 if not self.allow_pick_jobs:
                     return
-                if self._claimed:
+                if more:
                     if self.job_counter >= self.max_jobs and not await self._slot_freed(self.poll_delay_s):
                         return
                     continue
@@ -160,31 +185,172 @@ class AppWorker(Worker):
             log.error("redis unreachable: retrying", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(min(2.0, 10 * self.poll_delay_s))
 
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Claim the ids read by this poll in batches of the free slots (one Lua call per batch, each
-        claim a lease held by this worker). Between batches it waits for a slot to free up instead of
-        for the next poll, so short jobs are not capped at `max_jobs` per poll delay."""
-        candidates = [i for i in (j.decode() for j in job_ids) if i not in self.tasks]
-        lease_ms = int(self.lifecycle.lease_s * 1000)
-        while candidates and self.allow_pick_jobs:
-            free = self.max_jobs - self.job_counter
-            if free <= 0:
-                if not await self._slot_freed(self.poll_delay_s):
-                    return  # nothing finished within a poll delay: let the poll loop run (heartbeat, aborts)
-                continue
-            batch, candidates = candidates[: free * 4], candidates[free * 4 :]
-            reply = await self._claim(
-                keys=[self.queue_name],
-                args=[timestamp_ms(), self.worker_id, lease_ms, in_progress_key_prefix, free, *batch],
+    async def _poll_once(self) -> bool:
+        """One pass of arq's `_poll_iteration` (claim, aborts, finished tasks, health and crons);
+        True when the queue may still hold ready jobs this worker could claim."""
+        more = False
+        count = self.queue_read_limit
+        if self.burst and self.max_burst_jobs >= 0:
+            count = min(count, self.max_burst_jobs - self._jobs_started())
+        if count > 0 and self.allow_pick_jobs and self.job_counter < self.max_jobs:
+            more = await self._claim_ready(count)
+        if self.allow_abort_jobs and self._abort_check_due():
+            await self._cancel_aborted_jobs()
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # as arq does: an error of run_job itself surfaces here
+        await self.heart_beat()
+        return more
+
+    async def _claim_ready(self, count: int) -> bool:
+        free = self.max_jobs - self.job_counter
+        reply = await self._claim(
+            keys=[self.queue_name, abort_jobs_ss],
+            args=[timestamp_ms(), self.worker_id, int(self.lifecycle.lease_s * 1000), in_progress_key_prefix,
+                  free, count, job_key_prefix, retry_key_prefix],
+        )  # fmt: skip
+        read, taken = int(reply[0]), (len(reply) - 1) // 5
+        for i in range(1, len(reply), 5):
+            job_id_b, score_b, payload, job_try, aborted = reply[i : i + 5]
+            job_id = job_id_b.decode() if isinstance(job_id_b, bytes) else str(job_id_b)
+            self._fetched[job_id] = (payload or None, int(job_try), bool(aborted))
+            await self.sem.acquire()
+            self.job_counter += 1
+            task = self.loop.create_task(self.run_job(job_id, int(float(score_b))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
+        # More may be ready: the read was full, or every free slot was used and ids were left over.
+        # Nothing claimed (a window of jobs others hold): wait for a wake-up or the poll delay, not spin.
+        return taken > 0 and (read >= count or (taken >= free and read > taken))
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's `run_job` for a job our claim fetched (payload, try, abort flag came with the claim:
+        no per-job transaction), with the same outcomes: result stored, retried with defer, put back
+        on cancellation, failed; arq's own path for anything else."""
+        fetched = self._fetched.pop(job_id, None)
+        if fetched is None:
+            await super().run_job(job_id, score)
+            return
+        payload, job_try, abort_requested = fetched
+        start_ms = timestamp_ms()
+        function_name, enqueue_time_ms = "<unknown>", 0
+        args: tuple[Any, ...] = ()
+        kwargs: dict[Any, Any] = {}
+
+        async def failed_before_start(exc: BaseException) -> None:
+            self.jobs_failed += 1
+            result_data = serialize_result(
+                function_name, args, kwargs, job_try, enqueue_time_ms, False, exc, start_ms, timestamp_ms(),
+                f"{job_id}:{function_name}", self.queue_name, job_id=job_id, serializer=self.job_serializer,
+            )  # fmt: skip
+            await asyncio.shield(self.finish_failed_job(job_id, result_data))
+
+        if payload is None:
+            log.warning("job expired before it started", job_id=job_id)
+            return await failed_before_start(JobExecutionFailed("job expired"))
+        try:
+            function_name, args, kwargs, enqueue_job_try, enqueue_time_ms = deserialize_job_raw(
+                payload, deserializer=self.job_deserializer
             )
-            for job_id_b, score_b in zip(reply[::2], reply[1::2], strict=True):
-                job_id = job_id_b.decode() if isinstance(job_id_b, bytes) else str(job_id_b)
-                await self.sem.acquire()
-                self.job_counter += 1
-                task = self.loop.create_task(self.run_job(job_id, int(float(score_b))))
-                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-                self.tasks[job_id] = task
-                self._claimed += 1
+        except SerializationError as exc:
+            log.error("job payload refused", job_id=job_id, error=str(exc.__cause__ or exc))
+            return await failed_before_start(exc)
+        if abort_requested:
+            log.info("job aborted before it started", job_id=job_id)
+            return await failed_before_start(asyncio.CancelledError())
+        function = self.functions.get(function_name)
+        if function is None:
+            log.warning("job of an unknown function", job_id=job_id, function=function_name)
+            return await failed_before_start(JobExecutionFailed(f"function {function_name!r} not found"))
+        if enqueue_job_try and enqueue_job_try > job_try:
+            job_try = enqueue_job_try
+            await self.pool.setex(retry_key_prefix + job_id, RETRY_KEY_TTL_S, str(job_try))
+        max_tries = self.max_tries if function.max_tries is None else function.max_tries
+        if job_try > max_tries:
+            log.warning("job exceeded its tries", job_id=job_id, max_tries=max_tries)
+            return await failed_before_start(JobExecutionFailed(f"max {max_tries} retries exceeded"))
+        await self._run_function(job_id, score, function, args, kwargs, job_try, enqueue_time_ms)
+
+    async def _run_function(
+        self,
+        job_id: str,
+        score: int,
+        function: Function | CronJob,
+        args: tuple[Any, ...],
+        kwargs: dict[Any, Any],
+        job_try: int,
+        enqueue_time_ms: int,
+    ) -> None:
+        """The second half of arq's `run_job`: run under the timeout, classify the outcome as arq
+        does, store the result and finish under the lease."""
+        is_cron = isinstance(function, CronJob)
+        ref = function.name if is_cron else f"{job_id}:{function.name}"
+        ctx = {**self.ctx, "job_id": job_id, "job_try": job_try, "score": score,
+               "enqueue_time": ms_to_datetime(enqueue_time_ms)}  # fmt: skip
+        if self.on_job_start:
+            await self.on_job_start(ctx)
+        timeout_s = self.job_timeout_s if function.timeout_s is None else function.timeout_s
+        result: Any = no_result
+        finish, success, incr_score = False, False, None
+        start_ms = timestamp_ms()
+        try:
+            self.job_tasks[job_id] = task = self.loop.create_task(function.coroutine(ctx, *args, **kwargs))
+            try:
+                result = await asyncio.wait_for(task, timeout_s)
+            finally:
+                del self.job_tasks[job_id]
+        except (Exception, asyncio.CancelledError) as exc:
+            if self.retry_jobs and isinstance(exc, Retry):
+                incr_score = exc.defer_score + (timestamp_ms() - score) if exc.defer_score else None
+                self.jobs_retried += 1
+            elif job_id in self.aborting_tasks and isinstance(exc, asyncio.CancelledError):
+                result, finish = exc, True
+                self.aborting_tasks.remove(job_id)
+                self.jobs_failed += 1
+            elif self.retry_jobs and isinstance(exc, asyncio.CancelledError | RetryJob):
+                self.jobs_retried += 1  # shutdown: back on the queue for another worker
+            else:
+                result, finish = exc, True
+                self.jobs_failed += 1
+                if not isinstance(exc, JobFailed):  # JobRunner has logged those, with their category
+                    log.error("job raised", job_id=job_id, error_type=type(exc).__name__)
+        else:
+            success, finish = True, True
+            self.jobs_complete += 1
+        finished_ms = timestamp_ms()
+        keep_forever = (
+            self.keep_result_forever if function.keep_result_forever is None else function.keep_result_forever
+        )
+        keep_s = self.keep_result_s if function.keep_result_s is None else function.keep_result_s
+        result_data = None
+        if result is not no_result and (keep_forever or keep_s > 0):
+            result_data = serialize_result(
+                function.name, args, kwargs, job_try, enqueue_time_ms, success, result, start_ms, finished_ms,
+                ref, self.queue_name, job_id=job_id, serializer=self.job_serializer,
+            )  # fmt: skip
+        if self.on_job_end:
+            await self.on_job_end(ctx)
+        await asyncio.shield(
+            self.finish_job(
+                job_id, finish, result_data, keep_s, keep_forever, incr_score,
+                keep_cronjob_progress if is_cron else None,
+            )
+        )  # fmt: skip
+        if self.after_job_end:
+            await self.after_job_end(ctx)
+
+    def _abort_check_due(self) -> bool:
+        """arq checks its abort set on every poll; ours polls on every wake-up, so check only while a
+        job is running (only running jobs can be aborted here; queued ones are checked when they
+        start) and at most once per poll delay, as arq's cadence."""
+        if not any(not task.done() for task in self.tasks.values()):
+            return False
+        now = asyncio.get_running_loop().time()
+        if now - self._abort_checked_at < self.poll_delay_s:
+            return False
+        self._abort_checked_at = now
+        return True
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import arq.utils
 import pytest
-from arq.worker import Worker
+from arq.worker import Worker, func
 
 from src.config import Settings
 from src.domain.jobs import JobName, QueueName
-from src.worker.arq_worker import RELIED_ON_ARQ_METHODS
+from src.worker.arq_worker import RELIED_ON_ARQ_ATTRIBUTES, RELIED_ON_ARQ_METHODS
 from src.worker.settings import ARQ_TRY_CEILING, CRONS_BY_QUEUE, TASKS_BY_QUEUE, task_functions
 
 
@@ -30,6 +30,18 @@ def test_every_relied_on_arq_method_exists_with_its_parameters() -> None:
         signature = inspect.signature(method)
         for param in params:
             assert param in signature.parameters, f"arq Worker.{name} lost its {param!r} parameter"
+
+
+def test_every_relied_on_arq_attribute_exists_on_a_built_worker() -> None:
+    """Each arq Worker attribute our poll loop reads or sets is still set by arq's `__init__`."""
+    async def noop(ctx: dict[str, object]) -> None:
+        return None
+
+    worker = Worker(functions=[func(noop, name="noop")], queue_name="q", handle_signals=False)
+    for name in RELIED_ON_ARQ_ATTRIBUTES:
+        assert hasattr(worker, name), f"arq Worker no longer has {name!r}"
+    assert worker.queue_read_limit >= worker.max_jobs  # a read can fill every free slot
+    worker.loop.close()  # arq's __init__ made it
 
 
 def test_every_job_name_is_registered_with_a_worker() -> None:
