@@ -40,6 +40,7 @@ from arq.worker import (
 from redis.exceptions import RedisError
 
 from src.domain.jobs import DONE_CHANNEL, PROTOCOL_VERSION, wake_channel
+from src.infrastructure.redis_script_batcher import ScriptBatcher
 from src.infrastructure.redis_subscription import RedisSubscription
 from src.worker.heartbeat import Heartbeat, LifecycleConfig
 from src.worker.job_runner import JobFailed
@@ -137,7 +138,7 @@ class AppWorker(Worker):
         self.in_progress_timeout_s = lifecycle.lease_s
         self.allow_pick_jobs = False  # until the first beat says this worker may claim
         self._claim = self.pool.register_script(CLAIM_SCRIPT)
-        self._finish = self.pool.register_script(FINISH_SCRIPT)
+        self._finish = ScriptBatcher(self.pool, FINISH_SCRIPT)  # jobs finishing together: one round trip
         self.heartbeat = Heartbeat(self)
         self._crons_started = False
         self._slot_free = asyncio.Event()
@@ -395,8 +396,8 @@ class AppWorker(Worker):
         """arq's finish, applied only while this worker holds the job's lease."""
         expire_ms = 0 if keep_result_forever or not result_timeout_s else to_ms(result_timeout_s)
         applied = await self._finish(
-            keys=self._finish_keys(job_id),
-            args=[
+            self._finish_keys(job_id),
+            [
                 self.worker_id,
                 "1" if finish else "0",
                 result_data or b"",

@@ -1,0 +1,69 @@
+"""ScriptBatcher against a real redis-server: calls made together share one round trip, each keeps
+its own reply or error, and a flushed script cache (Redis restarted) is reloaded transparently."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from arq.connections import ArqRedis
+from redis.exceptions import ResponseError
+
+from src.infrastructure.redis_script_batcher import ScriptBatcher
+
+pytestmark = pytest.mark.integration
+
+# Adds ARGV[1] to KEYS[1]; a negative amount is refused with an error of its own.
+SCRIPT = """
+if tonumber(ARGV[1]) < 0 then return redis.error_reply('negative amount') end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+
+
+async def test_calls_made_together_share_one_round_trip(
+    arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batcher = ScriptBatcher(arq_pool, SCRIPT)
+    trips: list[int] = []
+    real_send = batcher._send
+
+    async def counting_send(batch: list[object]) -> list[object]:
+        trips.append(len(batch))
+        return await real_send(batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batcher, "_send", counting_send)
+    await batcher(["warm"], [1])  # a lone call: plain EVALSHA, loads the script
+    replies = await asyncio.gather(*(batcher([f"k{i % 3}"], [1]) for i in range(30)))
+    assert trips == [30]
+    assert sorted(replies)[-1] == 10 and await arq_pool.get("k0") == b"10"
+
+
+async def test_each_call_keeps_its_own_error(arq_pool: ArqRedis) -> None:
+    batcher = ScriptBatcher(arq_pool, SCRIPT)
+    results = await asyncio.gather(
+        batcher(["a"], [2]), batcher(["a"], [-1]), batcher(["a"], [3]), return_exceptions=True
+    )
+    assert results[0] == 2 and results[2] == 5
+    assert isinstance(results[1], ResponseError) and "negative amount" in str(results[1])
+
+
+async def test_a_flushed_script_cache_is_reloaded(arq_pool: ArqRedis) -> None:
+    batcher = ScriptBatcher(arq_pool, SCRIPT)
+    await batcher(["b"], [1])
+    await arq_pool.script_flush()
+    replies = await asyncio.gather(*(batcher(["b"], [1]) for _ in range(5)))
+    assert sorted(replies) == [2, 3, 4, 5, 6]
+    await arq_pool.script_flush()
+    assert await batcher(["b"], [1]) == 7  # the lone path reloads too
+
+
+async def test_calls_during_a_round_trip_go_in_the_next_one(arq_pool: ArqRedis) -> None:
+    """Nothing is lost or left waiting: calls arriving while a batch is in flight are sent after it."""
+    batcher = ScriptBatcher(arq_pool, SCRIPT)
+
+    async def later(delay: float) -> int:
+        await asyncio.sleep(delay)
+        return int(await batcher(["c"], [1]))
+
+    replies = await asyncio.gather(*(later(i * 0.0005) for i in range(200)))
+    assert sorted(replies) == list(range(1, 201))
