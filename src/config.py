@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     llm_concurrency_hard_cap: int = Field(default=32, ge=1)
 
     # worker
-    arq_max_jobs: int = Field(default=10, ge=1)
+    arq_max_jobs: int = Field(default=40, ge=1)
     arq_job_timeout: int = Field(default=300, ge=1)
     arq_keep_result: int = Field(default=3600, ge=0)
     arq_max_tries: int = Field(default=5, ge=1)
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     # test hooks (fault tests): slow each item, log each side effect; refused in production
     test_item_delay_ms: int = Field(default=0, ge=0)
     test_effects_path: str | None = None
-    batch_chunk_size: int = Field(default=500, ge=1)
+    batch_chunk_size: int = Field(default=100, ge=1)
 
     # api
     api_access_token: SecretStr | None = None  # full access (operator), kept for simple set-ups

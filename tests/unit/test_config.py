@@ -58,14 +58,12 @@ def test_llm_mode_needs_a_key_or_a_base_url() -> None:
 
 
 def test_coolify_guide_defaults() -> None:
-    """The defaults named by the deployment guide."""
+    """The defaults named by the deployment guide, but for the slots: the guide's 10 could never
+    use the LLM cap of 32 (docs/configuration.md, "Slots and the LLM cap"), so they are cap + 8."""
     s = make()
-    assert (s.arq_max_jobs, s.arq_job_timeout, s.arq_keep_result, s.llm_concurrency_hard_cap) == (
-        10,
-        300,
-        3600,
-        32,
-    )
+    assert (s.arq_job_timeout, s.arq_keep_result, s.llm_concurrency_hard_cap) == (300, 3600, 32)
+    assert s.arq_max_jobs == s.llm_concurrency_hard_cap + 8 == 40
+    assert s.batch_chunk_size == 100
 
 
 def test_named_tokens_are_parsed_and_checked() -> None:

@@ -24,7 +24,7 @@ def test_banner_lists_what_the_guide_expects_and_masks_the_password() -> None:
         "  - normalize_appointment",
         "Redis: ***@clinic-redis:6379/0",
         "Queue: jobs:v1:normalization",
-        "Max concurrent jobs: 10",
+        "Max concurrent jobs: 40",
         "Job timeout: 300 seconds",
         "Result retention: 3600 seconds",
         "Code version: abc123",

@@ -1,0 +1,43 @@
+"""The LLM-mode benchmark runs end to end in smoke mode against the fake OpenAI server (no timing is
+asserted): every appointment normalized by the LLM, no server above the concurrency cap."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_llm_mode_benchmark_smoke(tmp_path: Path) -> None:
+    """`python -m bench.llm_mode --smoke` (jobs and import) exits 0 with correct, finite figures."""
+    figures_path = tmp_path / "llm_mode.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.llm_mode", "--smoke", "--json", str(figures_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    runs = json.loads(figures_path.read_text())["runs"]
+    assert [run["mode"] for run in runs] == ["jobs", "import"]
+    for run in runs:
+        count = run["appointments"]
+        assert count > 0 and run["normalized"] == count and run["failed"] == 0, run
+        assert run["sources"] == {"llm": count}, run  # never the rules fallback
+        servers = run["servers"]
+        assert len(servers) == run["workers"] == 2, run
+        assert all(server["max_in_flight"] <= run["cap"] for server in servers), servers
+        # every appointment cost exactly one successful call, and nothing else was asked
+        assert sum(server["requests_total"] for server in servers) == count, servers
+        assert all(set(server["by_status"]) <= {"200"} for server in servers), servers
+        rate = run["steady_per_s"]
+        assert isinstance(rate, int | float) and math.isfinite(rate) and rate > 0, run
