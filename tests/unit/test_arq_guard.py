@@ -34,6 +34,7 @@ def test_every_relied_on_arq_method_exists_with_its_parameters() -> None:
 
 def test_every_relied_on_arq_attribute_exists_on_a_built_worker() -> None:
     """Each arq Worker attribute our poll loop reads or sets is still set by arq's `__init__`."""
+
     async def noop(ctx: dict[str, object]) -> None:
         return None
 
