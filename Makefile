@@ -66,6 +66,18 @@ api: install
 sample: install
 	$(PY) scripts/generate_sample.py --rows 1000 --out data/sample_appointments.xlsx
 
+# The full benchmarks behind docs/benchmarks.md (about an hour, figures in var/bench/; the peers
+# are installed in their own venv, var/bench-peers-venv). `make test` runs their smoke modes only.
+bench: install
+	mkdir -p var/bench
+	$(PY) -m bench.compare --reps 3 --json var/bench/compare.json --chart docs/img/bench-compare.png
+	$(PY) -m bench.scaling --json var/bench/scaling.json
+	$(PY) -m bench.enqueue --jobs 50000 --json var/bench/enqueue.json
+	$(PY) -m bench.import50k --rows 50000 --json var/bench/import50k.json
+	$(PY) -m bench.llm_mode --json var/bench/llm_mode.json
+	$(PY) -m bench.loadtest --json var/bench/loadtest.json
+	$(PY) -m bench.lifecycle --json var/bench/lifecycle.json
+
 # regenerate the image's runtime lock after any change to requirements.lock
 runtime-lock: install
 	$(PY) -m tests.deploy.runtime_lock > deploy/requirements-runtime.lock

@@ -67,6 +67,10 @@ def envelopes(prefix: str, count: int) -> list[JobEnvelope]:
     ]
 
 
+def start_workers(redis_url: str, workdir: Path, args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+    return [start_worker(redis_url, workdir, args) for _ in range(args.workers)]
+
+
 def start_worker(redis_url: str, workdir: Path, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "bench.ours_worker", "--redis-url", redis_url, "--workdir", str(workdir),
@@ -101,12 +105,12 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         enqueued = await command_calls(redis)
         if sum(r.status == "queued" for r in results) != args.jobs:
             raise RuntimeError("not every job was queued")
-        worker = start_worker(args.redis_url, workdir, args)
+        workers = start_workers(args.redis_url, workdir, args)
         try:
             deadline = time.monotonic() + max(60.0, 5 * args.jobs / 200)
             while (t1 := await redis.get("bench:t1")) is None:
-                if worker.poll() is not None:
-                    raise RuntimeError(f"the worker exited ({worker.returncode}) before the last job")
+                if any(w.poll() is not None for w in workers):
+                    raise RuntimeError("a worker exited before the last job")
                 if time.monotonic() > deadline:
                     done = await redis.get("bench:done")
                     raise RuntimeError(f"timed out with {done!r} of {args.jobs} jobs done")
@@ -114,7 +118,8 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             t0 = float(await redis.get("bench:t0") or 0)
             processed = await command_calls(redis)
         finally:
-            stop_worker(worker)
+            for worker in workers:
+                stop_worker(worker)
         return {
             "jobs_per_s": (args.jobs - 1) / (float(t1) - t0),
             "enqueue_cmds_per_job": (enqueued - before) / args.jobs,
@@ -192,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (throughput scenarios)")
     args = parser.parse_args(argv)
     figures = asyncio.run(run(args))
     args.json.write_text(json.dumps(figures))

@@ -46,3 +46,13 @@ def test_import_benchmark_smoke_prints_finite_positive_figures(tmp_path: Path) -
         assert finite_positive(figures[key]), (key, figures)
     rss = figures["worker_max_rss_mb"]
     assert isinstance(rss, list) and rss and all(finite_positive(mb) for mb in rss), figures
+
+
+def test_scaling_benchmark_smoke_prints_finite_positive_figures(tmp_path: Path) -> None:
+    """`python -m bench.scaling --smoke` exits 0 with jobs/s for 1 and 2 processes and their ratio."""
+    figures = run_smoke("bench.scaling", tmp_path / "scaling.json")
+    for scenario in ("noop", "io50"):
+        by_workers = figures[scenario]
+        assert isinstance(by_workers, dict)
+        for key in ("1", "2", "ratio"):
+            assert finite_positive(by_workers[key]), (scenario, key, figures)

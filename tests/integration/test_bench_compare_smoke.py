@@ -1,0 +1,48 @@
+"""The peer comparison (bench/compare.py) runs end to end in smoke mode (no timing is asserted).
+
+The first run on a machine also builds var/bench-peers-venv (pip install of bench/peers/requirements.txt),
+hence the long timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LIBS = ("arq-100", "saq")
+
+
+def finite_positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_compare_smoke_prints_finite_positive_figures_per_lib_and_scenario(tmp_path: Path) -> None:
+    """`python -m bench.compare --smoke --libs arq-100 saq` exits 0 with every figure finite and > 0."""
+    figures_path = tmp_path / "compare.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "--smoke", "--libs", *LIBS, "--json", str(figures_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    figures = json.loads(figures_path.read_text())
+    results = figures["results"]
+    for lib in LIBS:
+        for scenario in ("noop", "io50"):
+            summary = results[lib][scenario]
+            for key in ("jobs_per_s", "enqueue_cmds_per_job", "worker_cmds_per_job"):
+                assert finite_positive(summary[key]), (lib, scenario, key, summary)
+        latency = results[lib]["latency"]
+        for key in ("p50_ms", "p99_ms"):
+            assert finite_positive(latency[key]), (lib, key, latency)
+    assert len(figures["gates"]) == 3, figures["gates"]
