@@ -35,11 +35,14 @@ from src.domain.jobs import (
 )
 from src.errors import StoreUnavailable
 from src.infrastructure import store_codec as codec
+from src.infrastructure.sqlite_checkpointer import WalCheckpointer
 from src.infrastructure.sqlite_write_batcher import WriteBatcher
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+AUTOCHECKPOINT_PAGES = 10000  # about 40 MB of WAL (SQLite's default: 1000)
+INLINE_MAX_ROWS = 16  # point reads and writes of at most this many rows run on the event loop's thread
 INIT_LOCK_RETRY_S = 4.0  # within the 5 s workers.py gives the store at start-up
 _TERMINAL = ", ".join(f"'{status}'" for status in codec.TERMINAL_STATUSES)
 
@@ -93,9 +96,11 @@ class SQLiteRepository:
         self._path = os.path.abspath(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
+        self._inline_conn: sqlite3.Connection | None = None  # touched only on the event loop's thread
         self._store_id: str | None = None
         self._closed = False
         self._batcher = WriteBatcher(self._run_in_transaction)
+        self.checkpointer = WalCheckpointer(self._path)
 
     # lifecycle
 
@@ -108,6 +113,7 @@ class SQLiteRepository:
         while True:
             try:
                 self._store_id = await self._run(self._init)
+                self.checkpointer.start()
                 return
             except StoreUnavailable as exc:
                 if not exc.details.get("locked") or loop.time() > deadline:
@@ -118,6 +124,8 @@ class SQLiteRepository:
         if self._closed:
             return
         self._closed = True
+        await self.checkpointer.stop()
+        self._close_inline()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close_connection)
         await asyncio.to_thread(self._executor.shutdown)
 
@@ -141,7 +149,7 @@ class SQLiteRepository:
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:
         sql = f"SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments WHERE id = ?"
-        row = await self._run(lambda conn: conn.execute(sql, (appointment_id,)).fetchone())
+        row = await self._run(lambda conn: conn.execute(sql, (appointment_id,)).fetchone(), inline=True)
         return None if row is None else codec.appointment_from_row(row)
 
     async def list_batch_appointments(
@@ -164,7 +172,7 @@ class SQLiteRepository:
             rows = [(*codec.normalization_row(result), job_id, attempt) for result in results]
             return _write_many(conn, _SAVE_NORMALIZATION, rows)
 
-        return await self._run(save)
+        return await self._run(save, inline=len(results) <= INLINE_MAX_ROWS)
 
     async def insert_batch(self, batch: Batch) -> bool:
         """Insert the batch if its id is new; True when inserted."""
@@ -213,7 +221,8 @@ class SQLiteRepository:
         return await self._run(
             lambda conn: _write_many(
                 conn, _INSERT_JOB, [codec.queued_job_row(e, queue.value, at, seed) for e in envelopes]
-            )
+            ),
+            inline=len(envelopes) <= INLINE_MAX_ROWS,
         )
 
     async def get_job(self, job_id: str) -> JobRecord | None:
@@ -330,9 +339,49 @@ class SQLiteRepository:
 
     # plumbing (the functions passed to `_run` execute on the store's thread)
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
+        """Run `fn` on the store's thread; with `inline` (a point read or a write of a few rows),
+        first right here on the event loop's thread, without waiting for the lock: a thread hop
+        costs more than such a statement, and it is most of a single job's latency. When another
+        connection holds the write lock, `fn` goes to the store's thread, which waits its turn."""
+        if inline:
+            try:
+                return self._call_inline(fn)
+            except _Busy:
+                pass
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._inline_conn or self._connect_inline())
+        except sqlite3.Error as exc:
+            code = _primary_code(exc)
+            if code in _LOCK_CODES:
+                raise _Busy from exc
+            if code in _UNAVAILABLE_CODES:
+                self._close_inline()
+                raise StoreUnavailable(
+                    f"SQLite store unavailable: {exc}", store=self.identity(), locked=False
+                ) from exc
+            raise
+
+    def _connect_inline(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")  # never wait on the loop's thread: fall back instead
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # never checkpoint on the loop's thread
+        except BaseException:
+            conn.close()
+            raise
+        self._inline_conn = conn
+        return conn
+
+    def _close_inline(self) -> None:
+        if self._inline_conn is not None:
+            self._inline_conn.close()
+            self._inline_conn = None
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -353,6 +402,8 @@ class SQLiteRepository:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL").fetchall()
             conn.execute("PRAGMA synchronous = NORMAL")
+            # The background checkpointer keeps the WAL short; this is the net if none runs.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         except BaseException:
             conn.close()
             raise
@@ -377,19 +428,23 @@ class SQLiteRepository:
 
     async def _one_job(self, clause: str, args: tuple[object, ...]) -> JobRecord | None:
         sql = f"SELECT {codec.JOB_COLUMNS} FROM jobs {clause}"
-        row = await self._run(lambda conn: conn.execute(sql, args).fetchone())
+        row = await self._run(lambda conn: conn.execute(sql, args).fetchone(), inline=True)
         return None if row is None else codec.job_from_row(row)
 
     async def _update_one(self, sql: str, args: tuple[object, ...]) -> bool:
         """One conditional update, written in the next batch with the other runs' writes."""
         return await self._batcher.submit(lambda conn: conn.execute(sql, args).rowcount == 1)
 
-    async def _run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run_in_transaction(self, fn: Callable[[sqlite3.Connection], T], writes: int) -> T:
         def in_transaction(conn: sqlite3.Connection) -> T:
             with _write(conn):
                 return fn(conn)
 
-        return await self._run(in_transaction)
+        return await self._run(in_transaction, inline=writes <= INLINE_MAX_ROWS)
+
+
+class _Busy(Exception):
+    """The inline connection met a lock held by another connection: run on the store's thread."""
 
 
 @contextmanager

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 Write = Callable[[sqlite3.Connection], Any]
+# (the batch's writes as one function, how many writes it holds) → their outcomes
 RunInTransaction = Callable[
-    [Callable[[sqlite3.Connection], list[tuple[bool, Any]]]], Awaitable[list[tuple[bool, Any]]]
+    [Callable[[sqlite3.Connection], list[tuple[bool, Any]]], int], Awaitable[list[tuple[bool, Any]]]
 ]
 
 
@@ -53,7 +54,7 @@ class WriteBatcher:
             return outcomes
 
         try:
-            outcomes = await self._run(run_all)
+            outcomes = await self._run(run_all, len(batch))
         except BaseException as exc:
             for _, future in batch:
                 if not future.done():
