@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from importlib.metadata import version
@@ -32,7 +33,7 @@ def test_every_relied_on_arq_method_exists_with_its_parameters() -> None:
             assert param in signature.parameters, f"arq Worker.{name} lost its {param!r} parameter"
 
 
-def test_every_relied_on_arq_attribute_exists_on_a_built_worker() -> None:
+async def test_every_relied_on_arq_attribute_exists_on_a_built_worker() -> None:
     """Each arq Worker attribute our poll loop reads or sets is still set by arq's `__init__`."""
 
     async def noop(ctx: dict[str, object]) -> None:
@@ -42,7 +43,7 @@ def test_every_relied_on_arq_attribute_exists_on_a_built_worker() -> None:
     for name in RELIED_ON_ARQ_ATTRIBUTES:
         assert hasattr(worker, name), f"arq Worker no longer has {name!r}"
     assert worker.queue_read_limit >= worker.max_jobs  # a read can fill every free slot
-    worker.loop.close()  # arq's __init__ made it
+    assert worker.loop is asyncio.get_running_loop()  # arq's __init__ took the running loop
 
 
 def test_every_job_name_is_registered_with_a_worker() -> None:
