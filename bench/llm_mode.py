@@ -611,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=None, help="default 200 (smoke: 50)")
     parser.add_argument("--cap", type=int, default=32, help="LLM_CONCURRENCY_HARD_CAP")
     parser.add_argument("--slots", type=int, default=None, help="ARQ_MAX_JOBS (default: cap + 8)")
-    parser.add_argument("--chunk-size", type=int, default=100, help="BATCH_CHUNK_SIZE (import mode)")
+    parser.add_argument("--chunk-size", type=int, default=50, help="BATCH_CHUNK_SIZE (import mode)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     count = args.appointments or (200 if args.smoke else 8000)

@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     # test hooks (fault tests): slow each item, log each side effect; refused in production
     test_item_delay_ms: int = Field(default=0, ge=0)
     test_effects_path: str | None = None
-    batch_chunk_size: int = Field(default=100, ge=1)
+    batch_chunk_size: int = Field(default=50, ge=1)
 
     # api
     api_access_token: SecretStr | None = None  # full access (operator), kept for simple set-ups

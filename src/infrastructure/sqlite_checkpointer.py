@@ -57,6 +57,7 @@ class WalCheckpointer:
     def _checkpoint(self) -> None:
         if self._conn is None:
             self._conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+            self._conn.execute("PRAGMA cache_size = -256")  # it only copies pages: keep its cache small
         row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if row is not None and row[2] > 0:
             self.frames_checkpointed += int(row[2])

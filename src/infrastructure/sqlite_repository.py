@@ -372,6 +372,7 @@ class SQLiteRepository:
             conn.execute("PRAGMA busy_timeout = 0")  # never wait on the loop's thread: fall back instead
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # never checkpoint on the loop's thread
+            conn.execute("PRAGMA cache_size = -512")  # point reads and writes: a small cache is enough
         except BaseException:
             conn.close()
             raise

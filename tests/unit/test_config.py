@@ -63,7 +63,7 @@ def test_coolify_guide_defaults() -> None:
     s = make()
     assert (s.arq_job_timeout, s.arq_keep_result, s.llm_concurrency_hard_cap) == (300, 3600, 32)
     assert s.arq_max_jobs == s.llm_concurrency_hard_cap + 8 == 40
-    assert s.batch_chunk_size == 100
+    assert s.batch_chunk_size == 50
 
 
 def test_named_tokens_are_parsed_and_checked() -> None:
