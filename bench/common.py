@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,12 @@ async def publish_deployment(settings: Settings) -> str:
     finally:
         await pool.aclose(close_connection_pool=True)
         await repository.close()
+
+
+def api_command(port: int) -> list[str]:
+    """The API process every benchmark starts: uvicorn on the app factory, loopback, warnings only."""
+    return [sys.executable, "-m", "uvicorn", "--factory", "src.api.main:app_from_env",
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
 
 
 def median(values: list[float]) -> float:

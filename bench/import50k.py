@@ -34,6 +34,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import api_command
 from scripts.generate_sample import generate_rows, write_xlsx
 from scripts.local_redis import free_port, start_redis_server
 from src.application.services.spreadsheet_parser import parse_spreadsheet
@@ -233,19 +234,7 @@ def run(rows: int, workers: int, workdir: Path) -> ImportFigures:
     try:
         processes.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "src.api.main:app_from_env",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
+                api_command(port),
                 cwd=ROOT,
                 env=env,
             )  # fmt: skip

@@ -60,6 +60,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import api_command
 from bench.import50k import stop_all, wait_ready, wait_workers
 from scripts.generate_sample import generate_rows, write_xlsx
 from scripts.local_redis import free_port, start_redis_server
@@ -469,19 +470,7 @@ def run(
         try:
             processes.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "--factory",
-                        "src.api.main:app_from_env",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--log-level",
-                        "warning",
-                    ],
+                    api_command(port),
                     cwd=ROOT,
                     env=env,
                 )

@@ -63,7 +63,7 @@ from typing import IO
 import httpx
 import redis
 
-from bench.common import bench_settings
+from bench.common import api_command, bench_settings
 from bench.import50k import stop_all, wait_ready, wait_workers
 from scripts.generate_sample import generate_rows
 from scripts.local_redis import RedisServer, free_port, start_redis_server
@@ -642,9 +642,7 @@ def run(
     sampler: ClientSampler | None = None
     try:
         api = start_process(
-            [sys.executable, "-m", "uvicorn", "--factory", "src.api.main:app_from_env",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env, workdir / "api.log", opened,
+            api_command(port), env, workdir / "api.log", opened,
         )  # fmt: skip
         processes.append(api)
 

@@ -346,25 +346,11 @@ class SQLiteRepository:
         connection holds the write lock, `fn` goes to the store's thread, which waits its turn."""
         if inline:
             try:
-                return self._call_inline(fn)
+                return self._call(fn, inline=True)
             except _Busy:
                 pass
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
-
-    def _call_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return fn(self._inline_conn or self._connect_inline())
-        except sqlite3.Error as exc:
-            code = _primary_code(exc)
-            if code in _LOCK_CODES:
-                raise _Busy from exc
-            if code in _UNAVAILABLE_CODES:
-                self._close_inline()
-                raise StoreUnavailable(
-                    f"SQLite store unavailable: {exc}", store=self.identity(), locked=False
-                ) from exc
-            raise
 
     def _connect_inline(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
@@ -384,17 +370,25 @@ class SQLiteRepository:
             self._inline_conn.close()
             self._inline_conn = None
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _call(self, fn: Callable[[sqlite3.Connection], T], inline: bool = False) -> T:
+        """Run `fn` on the store's connection (or, `inline`, the event loop's one) and map the
+        errors that mean "the file or its locks" to `StoreUnavailable`; an inline call that meets
+        another connection's lock raises `_Busy` instead, to be retried on the store's thread."""
         try:
+            if inline:
+                return fn(self._inline_conn or self._connect_inline())
             return fn(self._conn or self._connect())
         except sqlite3.Error as exc:
             code = _primary_code(exc)
             if code not in _UNAVAILABLE_CODES:
                 raise
-            if code not in _LOCK_CODES:
-                self._close_connection()  # reopen on the next call: the file may be back by then
+            locked = code in _LOCK_CODES
+            if inline and locked:
+                raise _Busy from exc
+            if not locked:  # reopen on the next call: the file may be back by then
+                self._close_inline() if inline else self._close_connection()
             raise StoreUnavailable(
-                f"SQLite store unavailable: {exc}", store=self.identity(), locked=code in _LOCK_CODES
+                f"SQLite store unavailable: {exc}", store=self.identity(), locked=locked
             ) from exc
 
     def _connect(self) -> sqlite3.Connection:

@@ -74,9 +74,8 @@ def _deferred(chunk: Sequence[JobEnvelope]) -> list[EnqueueResult]:
     return [EnqueueResult(job_id=e.job_id, status="deferred") for e in chunk]
 
 
-def _log_deferred(jobs: int, exc: BaseException) -> bool:
+def _log_deferred(jobs: int, exc: BaseException) -> None:
     log.warning("queue unreachable, jobs deferred to the reconciler", jobs=jobs, error=str(exc))
-    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +182,8 @@ class TaskService:
                     pool = await self.get_pool()
                     pushing = asyncio.create_task(self._push_chunk(pool, chunk, payloads, queue, enqueue_ms))
                 except (RedisError, OSError) as exc:
-                    redis_down = _log_deferred(len(envelopes), exc)
+                    _log_deferred(len(envelopes), exc)
+                    redis_down = True
                     results.extend(_deferred(chunk))
             if pushing is not None:
                 results.extend(await pushing)
