@@ -21,7 +21,6 @@ import json
 import math
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from arq.connections import RedisSettings, create_pool
 
 from bench.common import BENCH_VERSION, bench_settings, redis_server
 from src.application.services.task_service import TaskService
+from src.domain.appointments import new_appointment_id
 from src.domain.jobs import JobEnvelope, JobName
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.sqlite_repository import SQLiteRepository
@@ -57,7 +57,7 @@ class EnqueueFigures:
 
 
 def appointment_ids(n: int) -> list[str]:
-    return [uuid.uuid4().hex for _ in range(n)]
+    return [new_appointment_id() for _ in range(n)]  # as AppointmentService.create makes them
 
 
 async def time_ours(redis_url: str, workdir: Path, ids: list[str]) -> float:

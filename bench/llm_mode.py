@@ -51,7 +51,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -68,7 +67,7 @@ from src.application.services.appointment_service import normalize_key
 from src.application.services.spreadsheet_parser import ParsedRow, parse_spreadsheet
 from src.application.services.task_service import TaskService
 from src.domain.addresses import AddressSource
-from src.domain.appointments import Appointment, NormalizationStatus
+from src.domain.appointments import Appointment, NormalizationStatus, new_appointment_id
 from src.domain.jobs import JobEnvelope, JobName
 from src.infrastructure.llm_address_normalizer import LLMAddressAnswer, answer_to_address
 from src.infrastructure.redis_pool import create_redis_pool
@@ -269,7 +268,7 @@ async def produce_jobs(settings_env: dict[str, str], rows: list[ParsedRow]) -> l
         now = datetime.now(UTC)
         appointments = [
             Appointment(
-                id=uuid.uuid4().hex,
+                id=new_appointment_id(),
                 paciente=r.paciente,
                 documento=r.documento,
                 endereco=r.endereco,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, EmailStr
 from src.application.ports import IdempotencyStore, Repository
 from src.application.services.spreadsheet_parser import RowError, parse_spreadsheet
 from src.application.services.task_service import EnqueueResult, TaskService
-from src.domain.appointments import Appointment, Batch, BatchCounts
+from src.domain.appointments import Appointment, Batch, BatchCounts, new_appointment_id
 from src.domain.jobs import JobEnvelope, JobName
 from src.errors import Conflict, NotFound
 
@@ -86,7 +86,7 @@ class AppointmentService:
 
     async def create(self, data: NewAppointment, *, request_id: str | None) -> CreatedAppointment:
         appointment = Appointment(
-            id=uuid.uuid4().hex,
+            id=new_appointment_id(),
             paciente=data.paciente,
             documento=data.documento,
             endereco=data.endereco,
