@@ -145,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     from src.worker.banner import render_banner
+    from src.worker.event_loop import new_event_loop
     from src.worker.settings import build_worker
 
     # arq's Worker binds to the current event loop at construction.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    asyncio.set_event_loop(new_event_loop(settings.worker_event_loop))
     worker = build_worker(settings, QueueName(args.queue), burst=args.burst)
     banner = render_banner(
         settings, queue_name=worker.queue_name, tasks=list(worker.functions), worker_id=worker.worker_id

@@ -29,6 +29,7 @@ from src.config import Settings
 from src.domain.jobs import JobEnvelope, JobName, QueueName
 from src.logging import configure_logging
 from src.worker.context import WorkerContext
+from src.worker.event_loop import new_event_loop
 from src.worker.settings import ARQ_TRY_CEILING, build_worker
 
 IO_WAIT_S = 0.05
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout=settings.arq_job_timeout,
         max_tries=ARQ_TRY_CEILING,
     )
+    asyncio.set_event_loop(new_event_loop(settings.worker_event_loop))  # as workers.py does
     worker = build_worker(settings, QueueName.NORMALIZATION, functions=[task])
     worker.run()
     return 0

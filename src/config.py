@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     arq_max_tries: int = Field(default=5, ge=1)
     arq_poll_delay: float = Field(default=0.5, gt=0)
     arq_job_completion_wait: int = Field(default=25, ge=0)
+    worker_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     max_job_payload_bytes: int = Field(default=65536, ge=1024)
 
     # lifecycle safety
