@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_timeout: float = Field(default=30.0, gt=0)
     openai_max_retries: int = Field(default=2, ge=0)
+    openai_http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     llm_concurrency_hard_cap: int = Field(default=32, ge=1)
 
     # worker

@@ -38,6 +38,7 @@ def build_address_normalizer(settings: Settings, ctx: WorkerContext) -> AddressN
         base_url=settings.openai_base_url,
         timeout_s=settings.openai_timeout,
         max_retries=settings.openai_max_retries,
+        transport=settings.openai_http_transport,
     )
     ctx["openai_client"] = client
     log.info(

@@ -52,14 +52,17 @@ def rules() -> StubRules:
     return StubRules()
 
 
-@pytest.fixture
-async def make_normalizer(fake_openai: FakeOpenAIServer, rules: StubRules) -> AsyncIterator[MakeNormalizer]:
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def make_normalizer(
+    request: pytest.FixtureRequest, fake_openai: FakeOpenAIServer, rules: StubRules
+) -> AsyncIterator[MakeNormalizer]:
+    """Every behaviour below holds over both of the SDK's HTTP transports (OPENAI_HTTP_TRANSPORT)."""
     clients: list[openai.AsyncOpenAI] = []
 
     def make(
         *, timeout_s: float = 5.0, max_retries: int = 2, concurrency: asyncio.Semaphore | int = 8
     ) -> LLMAddressNormalizer:
-        client = build_openai_client("test-key", fake_openai.base_url, timeout_s, max_retries)
+        client = build_openai_client("test-key", fake_openai.base_url, timeout_s, max_retries, request.param)
         clients.append(client)
         return LLMAddressNormalizer(client, MODEL_ID, rules, concurrency)
 
@@ -73,6 +76,13 @@ def test_build_openai_client_uses_the_sdk_settings() -> None:
     client = build_openai_client("k", "http://127.0.0.1:9/v1", 1.5, 1)
     assert (client.timeout, client.max_retries) == (1.5, 1)
     assert str(client.base_url).startswith("http://127.0.0.1:9/v1")
+
+
+def test_build_openai_client_transport_is_aiohttp_unless_httpx_is_asked_for() -> None:
+    aiohttp_client = build_openai_client("k", "http://127.0.0.1:9/v1", 1.0, 0)
+    httpx_client = build_openai_client("k", "http://127.0.0.1:9/v1", 1.0, 0, "httpx")
+    assert isinstance(aiohttp_client._client, openai.DefaultAioHttpClient)
+    assert not isinstance(httpx_client._client, openai.DefaultAioHttpClient)
 
 
 def test_build_openai_client_without_key_for_a_local_server(monkeypatch: pytest.MonkeyPatch) -> None:
