@@ -41,3 +41,22 @@ def test_llm_mode_benchmark_smoke(tmp_path: Path) -> None:
         assert all(set(server["by_status"]) <= {"200"} for server in servers), servers
         rate = run["steady_per_s"]
         assert isinstance(rate, int | float) and math.isfinite(rate) and rate > 0, run
+
+
+def test_llm_client_cpu_benchmark_smoke(tmp_path: Path) -> None:
+    """`python -m bench.llm_client_cpu --smoke` exits 0 with both transports measured, every call
+    answered by the LLM path (the benchmark raises otherwise)."""
+    figures_path = tmp_path / "llm_client_cpu.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.llm_client_cpu", "--smoke", "--json", str(figures_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    figures = json.loads(figures_path.read_text())
+    assert set(figures["medians"]) == {"httpx", "aiohttp"}
+    for medians in figures["medians"].values():
+        assert all(math.isfinite(v) and v > 0 for v in medians.values()), figures
+    assert figures["ratio"] > 0
