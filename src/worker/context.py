@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from arq.connections import ArqRedis
-from openai import AsyncOpenAI
 
 from src.application.ports import AddressNormalizer, Repository
 from src.application.services.normalization_service import NormalizationService
@@ -14,6 +13,9 @@ from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.workers import TaskStats
 from src.worker.job_runner import JobRunner
+
+if TYPE_CHECKING:  # the SDK (and its aiohttp) costs tens of MB: imported only in LLM mode
+    from openai import AsyncOpenAI
 
 
 class WorkerContext(TypedDict, total=False):
