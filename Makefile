@@ -75,6 +75,7 @@ bench: install
 	$(PY) -m bench.enqueue --jobs 50000 --json var/bench/enqueue.json
 	$(PY) -m bench.import50k --rows 50000 --json var/bench/import50k.json
 	$(PY) -m bench.llm_mode --json var/bench/llm_mode.json
+	$(PY) -m bench.llm_client_cpu --json var/bench/llm_client_cpu.json
 	$(PY) -m bench.loadtest --json var/bench/loadtest.json
 	$(PY) -m bench.lifecycle --json var/bench/lifecycle.json
 
