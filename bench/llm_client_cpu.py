@@ -15,28 +15,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
+from bench.common import cpu_seconds
 from src.application.services.rules_address_normalizer import RulesAddressNormalizer
-from src.infrastructure.llm_address_normalizer import (
-    HttpTransport,
-    LLMAddressNormalizer,
-    build_openai_client,
-)
+from src.config import HttpTransport
+from src.infrastructure.llm_address_normalizer import LLMAddressNormalizer, build_openai_client
 from src.worker.event_loop import new_event_loop
 from tests.fakes.openai_server import run_fake_openai_server
 
 TRANSPORTS: tuple[HttpTransport, ...] = ("httpx", "aiohttp")
 WARMUP_CALLS = 50
-
-
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def calls(url: str, transport: HttpTransport, count: int, concurrency: int) -> tuple[float, float, int]:
@@ -56,13 +47,13 @@ async def calls(url: str, transport: HttpTransport, count: int, concurrency: int
 
 def measure(transport: HttpTransport, count: int, concurrency: int) -> dict[str, float]:
     with run_fake_openai_server() as server:
-        before = process_cpu_s(server.process.pid)
+        before = cpu_seconds(server.process.pid)
         loop = new_event_loop("uvloop")
         try:
             client_ms, rate, used = loop.run_until_complete(calls(server.url, transport, count, concurrency))
         finally:
             loop.close()
-        server_ms = (process_cpu_s(server.process.pid) - before) / (count + WARMUP_CALLS) * 1000
+        server_ms = (cpu_seconds(server.process.pid) - before) / (count + WARMUP_CALLS) * 1000
     if used != count:
         raise RuntimeError(f"{transport}: {used} of {count} calls answered by the LLM path")
     return {"client_cpu_ms": client_ms, "server_cpu_ms": server_ms, "calls_per_s": rate}

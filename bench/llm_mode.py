@@ -59,7 +59,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import api_command
+from bench.common import api_command, cpu_seconds
 from bench.import50k import stop_all, wait_ready, wait_workers
 from scripts.generate_sample import generate_rows, write_xlsx
 from scripts.local_redis import free_port, start_redis_server
@@ -80,7 +80,6 @@ POLL_S = 0.25
 SAMPLE_S = 0.1
 RUN_TIMEOUT_S = 900.0
 RECORD_WAIT_S = 12.0  # > 2 heartbeats (WORKER_HEARTBEAT_INTERVAL 5 s)
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -182,15 +181,6 @@ def usable_rows(count: int, workdir: Path) -> tuple[list[dict[str, object]], lis
 
 
 # --- process accounting ----------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of stat(5)
 
 
 def runqueue_wait_seconds(pid: int) -> float:

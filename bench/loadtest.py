@@ -63,7 +63,7 @@ from typing import IO
 import httpx
 import redis
 
-from bench.common import api_command, bench_settings
+from bench.common import api_command, bench_settings, cpu_seconds
 from bench.import50k import stop_all, wait_ready, wait_workers
 from scripts.generate_sample import generate_rows
 from scripts.local_redis import RedisServer, free_port, start_redis_server
@@ -522,15 +522,6 @@ class ClientSampler:
                 for name, count in counts.items():
                     per_process[name] = max(per_process.get(name, 0), count)
         return max(values, default=0), len(values), per_process
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (/proc/PID/stat), 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def log_sizes(logs: Sequence[Path]) -> dict[Path, int]:

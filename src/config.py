@@ -25,6 +25,8 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "passwor
 
 
 UNKNOWN_VERSION = "unknown"
+EventLoopKind = Literal["uvloop", "asyncio"]  # WORKER_EVENT_LOOP
+HttpTransport = Literal["aiohttp", "httpx"]  # OPENAI_HTTP_TRANSPORT: the OpenAI SDK's HTTP client
 ROLES = ("reader", "writer", "operator")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +90,7 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_timeout: float = Field(default=30.0, gt=0)
     openai_max_retries: int = Field(default=2, ge=0)
-    openai_http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    openai_http_transport: HttpTransport = "aiohttp"
     llm_concurrency_hard_cap: int = Field(default=32, ge=1)
 
     # worker
@@ -98,7 +100,7 @@ class Settings(BaseSettings):
     arq_max_tries: int = Field(default=5, ge=1)
     arq_poll_delay: float = Field(default=0.5, gt=0)
     arq_job_completion_wait: int = Field(default=25, ge=0)
-    worker_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    worker_event_loop: EventLoopKind = "uvloop"
     max_job_payload_bytes: int = Field(default=65536, ge=1024)
 
     # lifecycle safety

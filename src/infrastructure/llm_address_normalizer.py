@@ -16,7 +16,6 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
 
 import openai
 import structlog
@@ -24,6 +23,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from pydantic import BaseModel, ValidationError
 
 from src.application.ports import AddressNormalizer
+from src.config import HttpTransport
 from src.domain.addresses import (
     AddressSource,
     NormalizedAddress,
@@ -85,8 +85,6 @@ def strict_response_format(model: type[BaseModel]) -> dict[str, object]:
 
 RESPONSE_FORMAT = strict_response_format(LLMAddressAnswer)
 
-HttpTransport = Literal["aiohttp", "httpx"]
-
 
 @dataclass
 class LLMNormalizerCounters:
@@ -142,7 +140,7 @@ def build_openai_client(
 
     `transport` "aiohttp" is the SDK's documented `DefaultAioHttpClient` (the `openai[aiohttp]`
     extra): the same SDK, retries and errors over aiohttp, at about two thirds of the CPU per call
-    of the default httpx transport (bench/llm_mode.py); "httpx" is the SDK's default client."""
+    of the default httpx transport (bench/llm_client_cpu.py); "httpx" is the SDK's default client."""
     if api_key is None and base_url is not None:
         api_key = LOCAL_SERVER_API_KEY
     http_client = openai.DefaultAioHttpClient() if transport == "aiohttp" else None

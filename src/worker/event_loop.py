@@ -9,13 +9,12 @@ does not build on Windows).
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 import structlog
 
-log = structlog.get_logger(__name__)
+from src.config import EventLoopKind
 
-EventLoopKind = Literal["uvloop", "asyncio"]
+log = structlog.get_logger(__name__)
 
 
 def new_event_loop(kind: EventLoopKind) -> asyncio.AbstractEventLoop:
