@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     arq_poll_delay: float = Field(default=0.5, gt=0)
     arq_job_completion_wait: int = Field(default=25, ge=0)
     worker_event_loop: EventLoopKind = "uvloop"
+    worker_direct_handoff: bool = True  # an idle worker is handed new jobs by the enqueue itself
     max_job_payload_bytes: int = Field(default=65536, ge=1024)
 
     # lifecycle safety

@@ -7,7 +7,9 @@ What it changes, and why:
 - finishing a job (result, queue removal) only happens while this worker still holds the lease, so a
   paused-then-resumed zombie cannot overwrite or delete what a newer owner is doing;
 - a heartbeat (`src/worker/heartbeat.py`) renews the leases, publishes the registry record and
-  decides whether this worker may claim at all (version fencing, data fingerprint, drain).
+  decides whether this worker may claim at all (version fencing, data fingerprint, drain);
+- an idle worker waits for a direct hand-off (`src/worker/handoff.py`): an enqueue gives it the job,
+  lease included, without a wake-up and a claim round trip.
 It refuses to run without JSON (de)serializers or on a queue outside our protocol's namespace.
 Every arq method overridden or relied on is in `RELIED_ON_ARQ_METHODS`, checked by a guard test.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from arq.constants import (
@@ -40,9 +42,10 @@ from arq.worker import (
 )
 from redis.exceptions import RedisError
 
-from src.domain.jobs import DONE_CHANNEL, PROTOCOL_VERSION, wake_channel
+from src.domain.jobs import DONE_CHANNEL, PROTOCOL_VERSION, HandedJob, wake_channel
 from src.infrastructure.redis_script_batcher import ScriptBatcher
 from src.infrastructure.redis_subscription import RedisSubscription
+from src.worker.handoff import Handoff
 from src.worker.heartbeat import Heartbeat, LifecycleConfig
 from src.worker.job_runner import JobFailed
 
@@ -100,6 +103,7 @@ end
 return claimed
 """
 RETRY_KEY_TTL_S = 88400  # arq's
+HANDOFF_SETTLE_S = 0.005
 CLAIM_GATHER_S = 0.002
 # KEYS: in-progress, result, retry, job, abort set, queue, done channel (a finished job's id is
 #       published there for the callers waiting on it).
@@ -133,6 +137,7 @@ class AppWorker(Worker):
             raise ValueError(f"queue {queue_name!r} is outside the jobs:{PROTOCOL_VERSION}: namespace")
         if kwargs.get("job_serializer") is None or kwargs.get("job_deserializer") is None:
             raise ValueError("AppWorker needs the JSON job serializer and deserializer (never pickle)")
+        self._handoff: Handoff | None = None  # before arq's __init__ sets allow_pick_jobs
         super().__init__(*args, **kwargs)
         self.worker_id = worker_id
         self.lifecycle = lifecycle
@@ -153,6 +158,9 @@ class AppWorker(Worker):
         self._wake_subscription = RedisSubscription(
             self.pool, wake_channel(queue_name), lambda _: self._woken.set()
         )
+        if lifecycle.direct_handoff and not self.burst:
+            self._handoff = Handoff(self.pool, queue_name, worker_id, int(lifecycle.lease_s * 1000))
+        self.jobs_handed_off = 0
         original_startup = self.on_startup
 
         async def startup_then_beat(ctx: dict[Any, Any]) -> None:
@@ -164,39 +172,71 @@ class AppWorker(Worker):
 
         self.on_startup = startup_then_beat
 
+    @property
+    def allow_pick_jobs(self) -> bool:
+        return self._allow_pick_jobs
+
+    @allow_pick_jobs.setter
+    def allow_pick_jobs(self, allowed: bool) -> None:
+        """arq's flag, set by arq on a signal and by the heartbeat each beat; a worker that may no
+        longer claim stops waiting for hand-offs at once."""
+        self._allow_pick_jobs = allowed
+        if not allowed and self._handoff is not None and self._handoff.waiting:
+            asyncio.ensure_future(self._unblock_handoff())
+
+    async def _unblock_handoff(self) -> None:
+        if self._handoff is not None:
+            try:
+                await self._handoff.unblock()
+            except (RedisError, OSError) as exc:  # the wait ends at its timeout instead
+                log.warning("could not end the hand-off wait", error=type(exc).__name__)
+
     async def _poll_iteration(self) -> None:
         """arq's poll iteration, changed in four ways. Reading the ready jobs and claiming them is one
         Lua call. While the queue may hold more ready jobs, claim again as soon as a slot is free
         instead of sleeping the poll delay (no cliff for jobs longer than the delay). When it is
-        drained, wait for a wake-up (an enqueue) for up to the poll delay and claim at once when one
-        comes; arq's loop then has no delay left to sleep. And survive a Redis outage: log, back
-        off, poll again (never exit)."""
+        drained, wait up to the poll delay for a hand-off (a job given to this worker by the enqueue)
+        or a wake-up (jobs enqueued for anyone: claim at once); arq's loop then has no delay left
+        to sleep. And survive a Redis outage: log, back off, poll again (never exit)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self.poll_delay_s
+        claim = True
         try:
             while True:
-                self._woken.clear()  # a wake-up arriving during this poll triggers the next one
-                more = await self._poll_once()
+                if claim:
+                    self._woken.clear()  # a wake-up arriving during this poll triggers the next one
+                more = await self._poll_once(claim)
+                claim = True
                 if not self.allow_pick_jobs:
                     return
                 if more:
                     if self.job_counter >= self.max_jobs and not await self._slots_freed(self.poll_delay_s):
                         return
                     continue
-                if self.burst or not await self._wake_or_slot(until - loop.time()):
+                if self.burst:
+                    return
+                if self._handoff and self.job_counter < self.max_jobs and not self._woken.is_set():
+                    waited = await self._wait_for_handoff(until - loop.time())
+                    if waited is None:
+                        return
+                    # Handed a job: the queue held nothing for us at the last claim, and any job
+                    # enqueued since without a hand-off set `_woken` (checked before the next wait).
+                    claim = waited == "woken"
+                    continue
+                if not await self._wake_or_slot(until - loop.time()):
                     return
         except (RedisError, OSError) as exc:
             log.error("redis unreachable: retrying", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(min(2.0, 10 * self.poll_delay_s))
 
-    async def _poll_once(self) -> bool:
-        """One pass of arq's `_poll_iteration` (claim, aborts, finished tasks, health and crons);
-        True when the queue may still hold ready jobs this worker could claim."""
+    async def _poll_once(self, claim: bool = True) -> bool:
+        """One pass of arq's `_poll_iteration` (claim unless told not to, aborts, finished tasks,
+        health and crons); True when the queue may still hold ready jobs this worker could claim."""
         more = False
         count = self.queue_read_limit
         if self.burst and self.max_burst_jobs >= 0:
             count = min(count, self.max_burst_jobs - self._jobs_started())
-        if count > 0 and self.allow_pick_jobs and self.job_counter < self.max_jobs:
+        if claim and count > 0 and self.allow_pick_jobs and self.job_counter < self.max_jobs:
             more = await self._claim_ready(count)
         if self.allow_abort_jobs and self._abort_check_due():
             await self._cancel_aborted_jobs()
@@ -221,15 +261,64 @@ class AppWorker(Worker):
         for i in range(1, len(reply), 5):
             job_id_b, score_b, payload, job_try, aborted = reply[i : i + 5]
             job_id = job_id_b.decode() if isinstance(job_id_b, bytes) else str(job_id_b)
-            self._fetched[job_id] = (payload or None, int(job_try), bool(aborted))
-            await self.sem.acquire()
-            self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, int(float(score_b))))
-            task.add_done_callback(partial(self._job_done, job_id))
-            self.tasks[job_id] = task
+            await self._start_job(job_id, int(float(score_b)), payload or None, int(job_try), bool(aborted))
         # More may be ready: the read was full, or every free slot was used and ids were left over.
         # Nothing claimed (a window of jobs others hold): wait for a wake-up or the poll delay, not spin.
         return taken > 0 and (read >= count or (taken >= free and read > taken))
+
+    async def _start_job(
+        self, job_id: str, score: int, payload: bytes | None, job_try: int, aborted: bool
+    ) -> None:
+        """Run a job this worker holds the lease of, with what its claim (or hand-off) fetched."""
+        self._fetched[job_id] = (payload, job_try, aborted)
+        await self.sem.acquire()
+        self.job_counter += 1
+        task = self.loop.create_task(self.run_job(job_id, score))
+        task.add_done_callback(partial(self._job_done, job_id))
+        self.tasks[job_id] = task
+
+    async def _wait_for_handoff(self, timeout: float) -> Literal["handed", "woken"] | None:
+        """Idle with free slots: register for a hand-off and wait up to `timeout` for one, or for a
+        wake-up (then stop waiting, to claim). None when the time passed with neither."""
+        if timeout <= 0 or self._handoff is None:
+            return None
+        handoff = self._handoff
+        waiting = asyncio.ensure_future(handoff.wait(timeout))
+        woken = asyncio.ensure_future(self._woken.wait())
+        try:
+            await asyncio.wait((waiting, woken), return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                await handoff.unblock()
+            jobs = await waiting
+        finally:
+            woken.cancel()
+            waiting.cancel()  # cancelled itself (shutdown): what it was handed, `close` gives back
+        started = [task for job in jobs if (task := await self._run_handed(job)) is not None]
+        if started:
+            await self._let_run(started)
+        if self._woken.is_set() or not self.allow_pick_jobs:
+            return "woken"
+        return "handed" if jobs else None
+
+    async def _run_handed(self, job: HandedJob) -> asyncio.Task[None] | None:
+        if self.allow_pick_jobs and not self.heartbeat.draining and self.job_counter < self.max_jobs:
+            self.jobs_handed_off += 1
+            await self._start_job(job.job_id, job.score, job.payload, job.job_try, job.aborted)
+            return self.tasks[job.job_id]
+        if self._handoff is not None:
+            await self._handoff.release(job)
+        return None
+
+    async def _let_run(self, started: list[asyncio.Task[None]]) -> None:
+        """Leave the event loop to a job just handed over until it finishes, waits on I/O for a
+        while (`HANDOFF_SETTLE_S`) or a wake-up comes: registering again at once would make the
+        job share the loop with that round trip, and a lone job's latency is what a hand-off is
+        for. Jobs enqueued meanwhile are not lost: nobody hands them to this worker, so they wake it."""
+        woken = asyncio.ensure_future(self._woken.wait())
+        try:
+            await asyncio.wait([*started, woken], timeout=HANDOFF_SETTLE_S, return_when="FIRST_COMPLETED")
+        finally:
+            woken.cancel()
 
     async def run_job(self, job_id: str, score: int) -> None:
         """arq's `run_job` for a job our claim fetched (payload, try, abort flag came with the claim:
@@ -496,11 +585,13 @@ class AppWorker(Worker):
     async def close(self) -> None:
         await self._wake_subscription.stop()
         await self.heartbeat.stop()
+        await self._give_back_handed_jobs()
         log.info(
             "worker stopped",
             jobs_complete=self.jobs_complete,
             jobs_failed=self.jobs_failed,
             jobs_retried=self.jobs_retried,
+            jobs_handed_off=self.jobs_handed_off,
         )
         try:
             await super().close()
@@ -510,6 +601,16 @@ class AppWorker(Worker):
                 await self.on_shutdown(self.ctx)
             await self.pool.aclose(close_connection_pool=True)
             self._pool = None
+
+    async def _give_back_handed_jobs(self) -> None:
+        """Deregister, and give back any job handed over that never ran."""
+        if self._handoff is None:
+            return
+        try:
+            for job in await self._handoff.take_leftovers():
+                await self._handoff.release(job)
+        except (RedisError, OSError) as exc:  # their leases lapse, then another worker claims them
+            log.warning("Redis unreachable: handed jobs left to their leases", error=type(exc).__name__)
 
     async def wait_idle(self, timeout: float) -> None:
         """Test helper: wait until no job task is running (bounded)."""

@@ -39,6 +39,7 @@ class LifecycleConfig:
     max_jobs_before_restart: int
     max_rss_mb: int
     state_dir: str
+    direct_handoff: bool = True  # WORKER_DIRECT_HANDOFF: idle workers wait for jobs handed to them
 
     @property
     def record_ttl_ms(self) -> int:

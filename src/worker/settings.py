@@ -136,6 +136,7 @@ def build_worker(
         max_jobs_before_restart=settings.worker_max_jobs_before_restart,
         max_rss_mb=settings.worker_max_rss_mb,
         state_dir=settings.worker_state_dir,
+        direct_handoff=settings.worker_direct_handoff,
     )
     return AppWorker(
         redis_pool=pool, handle_signals=handle_signals, worker_id=worker_id, lifecycle=lifecycle, **kwargs

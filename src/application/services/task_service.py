@@ -25,39 +25,82 @@ from typing import Literal
 
 import structlog
 from arq.connections import ArqRedis
-from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from src.application.ports import CompletionFeed, Repository
-from src.domain.jobs import JobEnvelope, JobProgress, JobRecord, QueueName, queue_key, wake_channel
+from src.domain.jobs import (
+    JobEnvelope,
+    JobProgress,
+    JobRecord,
+    QueueName,
+    idle_workers_key,
+    inbox_key,
+    queue_key,
+    wake_channel,
+)
 from src.errors import NotFound, UnsafePayload
 
 log = structlog.get_logger(__name__)
 
-# KEYS: the queue, its wake channel. ARGV: job key prefix, result key prefix, expiry ms, score, then
-# (id, payload) pairs. Returns one 1 (added) or 0 (already queued or has a cached result) per job, in
-# order, and wakes idle workers when it added any.
+# KEYS: the queue, its wake channel, its idle workers, arq's abort set.
+# ARGV: job key prefix, result key prefix, expiry ms, score, in-progress prefix, retry prefix, inbox
+# prefix, then (id, payload) pairs. Returns one 1 (added) or 0 (already queued or has a cached
+# result) per job, in order.
+# Each added job goes to one idle worker registered for a direct hand-off while any is left: the
+# job's lease is set to that worker (as its claim would) and the job, with its try count, pushed to
+# the worker's inbox, where it is waiting in a blocking pop (no wake-up, no claim round trip). The
+# job stays in the queue, as a claimed job does: if that worker died, its lease lapses and any
+# worker claims it. Idle workers are woken (pub/sub) for the jobs nobody was handed.
 # The job and result keys are derived in the script (single-instance Redis, as arq itself assumes),
 # so a chunk of a thousand jobs is one call instead of a thousand.
 ENQUEUE_MANY_SCRIPT = """
 local jp, rp, px, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local added, members = {}, {}
-for i = 5, #ARGV, 2 do
-  local id = ARGV[i]
+local ipp, rtp, inbox = ARGV[5], ARGV[6], ARGV[7]
+local idle, handed = {}, 0
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local t = redis.call('TIME')
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)))
+  idle = redis.call('ZRANGE', KEYS[3], 0, -1)
+end
+local added, members, unhanded = {}, {}, 0
+for i = 8, #ARGV, 2 do
+  local id, payload = ARGV[i], ARGV[i + 1]
   if redis.call('EXISTS', jp .. id, rp .. id) == 0 then
-    redis.call('PSETEX', jp .. id, px, ARGV[i + 1])
+    redis.call('PSETEX', jp .. id, px, payload)
     members[#members + 1] = score
     members[#members + 1] = id
     added[#added + 1] = 1
+    local given = false
+    if handed < #idle then
+      local member = idle[handed + 1]
+      local lease, worker = string.match(member, '^(%d+) (.+)$')
+      if redis.call('SET', ipp .. id, worker, 'NX', 'PX', lease) then
+        handed = handed + 1
+        redis.call('ZREM', KEYS[3], member)
+        local try = redis.call('INCR', rtp .. id)
+        redis.call('EXPIRE', rtp .. id, 88400)
+        local aborted = redis.call('ZREM', KEYS[4], id)
+        local item = table.concat({try, score, aborted, #id, id .. payload}, ' ')
+        redis.call('RPUSH', inbox .. worker, item)
+        redis.call('PEXPIRE', inbox .. worker, lease)
+        given = true
+      end
+    end
+    if not given then unhanded = unhanded + 1 end
   else
     added[#added + 1] = 0
   end
 end
-if #members > 0 then
-  redis.call('ZADD', KEYS[1], unpack(members))
-  redis.call('PUBLISH', KEYS[2], #members / 2)
-end
+if #members > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
+if unhanded > 0 then redis.call('PUBLISH', KEYS[2], unhanded) end
 return added
 """
 JOB_EXPIRY_MS = 24 * 3600 * 1000  # arq's default: a job not started within a day expires
@@ -201,14 +244,18 @@ class TaskService:
         queue: QueueName,
         enqueue_ms: int,
     ) -> list[EnqueueResult]:
-        args: list[str | bytes | int] = [job_key_prefix, result_key_prefix, JOB_EXPIRY_MS, enqueue_ms]
+        queue_name = queue_key(queue)
+        args: list[str | bytes | int] = [
+            job_key_prefix, result_key_prefix, JOB_EXPIRY_MS, enqueue_ms,
+            in_progress_key_prefix, retry_key_prefix, inbox_key(queue_name),
+        ]  # fmt: skip
         for e, payload in zip(chunk, payloads, strict=True):
             args.append(e.job_id)
             args.append(payload)
         try:
-            queue_name = queue_key(queue)
             added = await pool.register_script(ENQUEUE_MANY_SCRIPT)(
-                keys=[queue_name, wake_channel(queue_name)], args=args
+                keys=[queue_name, wake_channel(queue_name), idle_workers_key(queue_name), abort_jobs_ss],
+                args=args,
             )
         except (RedisError, OSError) as exc:
             _log_deferred(len(chunk), exc)
