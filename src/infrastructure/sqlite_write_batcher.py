@@ -4,6 +4,7 @@ With 100 jobs running, each claims, heartbeats and finishes in the ledger: one t
 thread hop apiece would make the store the bottleneck. Writes submitted while a batch is being
 written wait and go out together in the next one: one thread hop, one commit. Each write keeps its
 own result or error; an error of the transaction itself (the store is unavailable) goes to all.
+Each write is one SQL statement, so a batch of one needs no transaction around it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class WriteBatcher:
         self._flushing = False
 
     async def submit(self, write: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `write` (statements only: the batcher owns the transaction) in the next batch."""
+        """Run `write` (one statement: the batcher owns the transaction) in the next batch."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((write, future))
         if not self._flushing:
