@@ -155,9 +155,7 @@ class AppWorker(Worker):
         # An enqueue publishes on the queue's wake channel: an idle worker claims at once instead of
         # at its next poll; the poll delay stays as the safety net (and in burst mode).
         self._woken = asyncio.Event()
-        self._wake_subscription = RedisSubscription(
-            self.pool, wake_channel(queue_name), lambda _: self._woken.set()
-        )
+        self._wake_subscription = RedisSubscription(self.pool, wake_channel(queue_name), self._on_wake)
         if lifecycle.direct_handoff and not self.burst:
             self._handoff = Handoff(self.pool, queue_name, worker_id, int(lifecycle.lease_s * 1000))
         self.jobs_handed_off = 0
@@ -182,6 +180,12 @@ class AppWorker(Worker):
         longer claim stops waiting for hand-offs at once."""
         self._allow_pick_jobs = allowed
         if not allowed and self._handoff is not None and self._handoff.waiting:
+            asyncio.ensure_future(self._unblock_handoff())
+
+    def _on_wake(self, _message: bytes) -> None:
+        """Jobs were enqueued that nobody was handed: claim them (a wait for a hand-off ends)."""
+        self._woken.set()
+        if self._handoff is not None and self._handoff.waiting:
             asyncio.ensure_future(self._unblock_handoff())
 
     async def _unblock_handoff(self) -> None:
@@ -217,11 +221,12 @@ class AppWorker(Worker):
                     return
                 if self._handoff and self.job_counter < self.max_jobs and not self._woken.is_set():
                     waited = await self._wait_for_handoff(until - loop.time())
-                    if waited is None:
+                    if waited is None and loop.time() >= until:
                         return
                     # Handed a job: the queue held nothing for us at the last claim, and any job
                     # enqueued since without a hand-off set `_woken` (checked before the next wait).
-                    claim = waited == "woken"
+                    # Nothing but time left (a stale stop token): claim, then wait the rest.
+                    claim = waited != "handed"
                     continue
                 if not await self._wake_or_slot(until - loop.time()):
                     return
@@ -278,21 +283,13 @@ class AppWorker(Worker):
         self.tasks[job_id] = task
 
     async def _wait_for_handoff(self, timeout: float) -> Literal["handed", "woken"] | None:
-        """Idle with free slots: register for a hand-off and wait up to `timeout` for one, or for a
-        wake-up (then stop waiting, to claim). None when the time passed with neither."""
+        """Idle with free slots: register for a hand-off and wait up to `timeout` for one; a
+        wake-up or losing the right to claim ends the wait early (`_on_wake`, the `allow_pick_jobs`
+        setter). None when the time passed with neither. A wait cancelled by shutdown leaves what it
+        was handed to `close`, which gives it back."""
         if timeout <= 0 or self._handoff is None:
             return None
-        handoff = self._handoff
-        waiting = asyncio.ensure_future(handoff.wait(timeout))
-        woken = asyncio.ensure_future(self._woken.wait())
-        try:
-            await asyncio.wait((waiting, woken), return_when=asyncio.FIRST_COMPLETED)
-            if not waiting.done():
-                await handoff.unblock()
-            jobs = await waiting
-        finally:
-            woken.cancel()
-            waiting.cancel()  # cancelled itself (shutdown): what it was handed, `close` gives back
+        jobs = await self._handoff.wait(timeout)
         started = [task for job in jobs if (task := await self._run_handed(job)) is not None]
         if started:
             await self._let_run(started)

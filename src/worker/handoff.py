@@ -8,8 +8,9 @@ The protocol, and why nothing is lost:
   the inbox in one round trip. An enqueue that hands a job over removes the registration in the same
   script, so a worker gets at most one job per registration.
 - `unblock` ends a wait early (the worker was woken for jobs nobody was handed, or may no longer
-  claim): it deregisters and pushes an empty item, so the blocking pop returns at once; a job handed
-  over just before is returned by that pop all the same.
+  claim): it deregisters and pushes that wait's stop token, so the blocking pop returns at once (or
+  the registration, if the token overtook it, does not happen); a job handed over just before is
+  returned by that pop all the same.
 - Items left in the inbox (a job pushed as a wait timed out) are collected by the next registration,
   or by `take_leftovers` when the worker stops, and given back with `release`.
 - A job handed to a worker that dies before running it keeps its lease until the lease lapses
@@ -28,19 +29,25 @@ from src.domain.jobs import HandedJob, idle_workers_key, inbox_key, parse_handed
 
 log = structlog.get_logger(__name__)
 
-# KEYS: idle workers, inbox. ARGV: member, wait ms.
-# Jobs left in the inbox come back (and the blocking pop sent with this call is released by an empty
-# item); otherwise registers until now + wait on Redis's clock and returns nothing.
+# Job items start with their try count (a digit); anything else in an inbox is a stop token: '' (the
+# registration found jobs waiting) or 'stop:<wait number>' (`unblock` of that wait).
+# KEYS: idle workers, inbox. ARGV: member, wait ms, wait number.
+# Jobs left in the inbox come back, and so does an `unblock` of this very wait that overtook the
+# registration (it travels on another connection): in both cases the worker is not registered and
+# the blocking pop sent with this call is released at once. Otherwise registers until now + wait on
+# Redis's clock and returns nothing. Stop tokens of earlier waits are dropped.
 REGISTER_SCRIPT = """
 local items = redis.call('LRANGE', KEYS[2], 0, -1)
 redis.call('DEL', KEYS[2])
-local jobs = {}
+local jobs, stopped = {}, false
 for _, item in ipairs(items) do
-  if item ~= '' then jobs[#jobs + 1] = item end
+  if string.find(item, '^%d') then jobs[#jobs + 1] = item
+  elseif item == 'stop:' .. ARGV[3] then stopped = true end
 end
-if #jobs > 0 then
+if #jobs > 0 or stopped then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('RPUSH', KEYS[2], '')
+  redis.call('PEXPIRE', KEYS[2], 60000)
   return jobs
 end
 local t = redis.call('TIME')
@@ -50,7 +57,7 @@ if redis.call('PTTL', KEYS[1]) < wait + 60000 then redis.call('PEXPIRE', KEYS[1]
 return jobs
 """
 # KEYS: idle workers, inbox. ARGV: member, take (1: return the inbox's jobs and delete it;
-# 0: release a blocking pop on the inbox with an empty item).
+# 0: release the blocking pop of wait number ARGV[3] with its stop token).
 STOP_SCRIPT = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 if ARGV[2] == '1' then
@@ -58,11 +65,11 @@ if ARGV[2] == '1' then
   redis.call('DEL', KEYS[2])
   local jobs = {}
   for _, item in ipairs(items) do
-    if item ~= '' then jobs[#jobs + 1] = item end
+    if string.find(item, '^%d') then jobs[#jobs + 1] = item end
   end
   return jobs
 end
-redis.call('RPUSH', KEYS[2], '')
+redis.call('RPUSH', KEYS[2], 'stop:' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[2], 60000)
 return {}
 """
@@ -93,32 +100,39 @@ class Handoff:
         self._stop = redis.register_script(STOP_SCRIPT)
         self._release = redis.register_script(RELEASE_SCRIPT)
         self.waiting = False  # a wait is in flight (registered or about to be)
+        self._wait_number = 0  # tells this wait's stop token from a stale one
+        self._unblocking = False
 
     async def wait(self, timeout: float) -> list[HandedJob]:
         """Register and block up to `timeout` s for a job; the jobs handed over (none on timeout or
         `unblock`). EVAL, not EVALSHA: the pair is pipelined and must not fail on an empty script
         cache (a restarted Redis) while the pop behind it blocks; Redis caches the compiled script."""
         timeout = max(MIN_WAIT_S, timeout)
-        self.waiting = True
+        self._wait_number += 1
+        self.waiting, self._unblocking = True, False
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.eval(REGISTER_SCRIPT, 2, *self._keys, self._member, str(int(timeout * 1000)))
+                pipe.eval(REGISTER_SCRIPT, 2, *self._keys, self._member, str(int(timeout * 1000)),
+                          str(self._wait_number))  # fmt: skip
                 pipe.execute_command("BLPOP", self._keys[1], f"{timeout:.3f}")  # seconds, fractional
                 leftovers, popped = await pipe.execute()
         finally:
             self.waiting = False
         items: list[bytes] = list(leftovers)
-        if popped is not None and popped[1]:
+        if popped is not None:
             items.append(popped[1])
         return _parsed(items)
 
     async def unblock(self) -> None:
-        """End a wait in flight: deregister and release its blocking pop."""
-        await self._stop(keys=self._keys, args=[self._member, "0"])
+        """End the wait in flight (once; nothing when none is): deregister and release its pop."""
+        if not self.waiting or self._unblocking:
+            return
+        self._unblocking = True
+        await self._stop(keys=self._keys, args=[self._member, "0", str(self._wait_number)])
 
     async def take_leftovers(self) -> list[HandedJob]:
         """Deregister and take what the inbox still holds (the worker is stopping)."""
-        items = await self._stop(keys=self._keys, args=[self._member, "1"])
+        items = await self._stop(keys=self._keys, args=[self._member, "1", "0"])
         return _parsed(items)
 
     async def release(self, job: HandedJob) -> None:
@@ -134,6 +148,8 @@ class Handoff:
 def _parsed(items: list[bytes]) -> list[HandedJob]:
     jobs = []
     for item in items:
+        if not item[:1].isdigit():
+            continue  # a stop token
         try:
             jobs.append(parse_handed_job(item))
         except ValueError as exc:  # not ours to run: its lease lapses and a claim takes it then

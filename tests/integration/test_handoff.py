@@ -28,7 +28,7 @@ from src.infrastructure.completion_feed import RedisCompletionFeed
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from src.worker.arq_worker import AppWorker
-from src.worker.handoff import REGISTER_SCRIPT, Handoff
+from src.worker.handoff import REGISTER_SCRIPT, STOP_SCRIPT, Handoff
 from src.worker.settings import build_worker
 from tests.conftest import make_settings, publish_deployment
 from tests.integration.test_wakeups import appointment, envelope
@@ -281,3 +281,20 @@ async def test_a_job_handed_to_a_dead_worker_runs_elsewhere_after_its_lease(
         await asyncio.gather(run, return_exceptions=True)
         await pool.aclose(close_connection_pool=True)
         await repository.close()
+
+
+async def test_a_stop_token_that_overtakes_its_registration_still_ends_that_wait(arq_pool: ArqRedis) -> None:
+    """`unblock` travels on another connection than the wait it ends, so it may reach Redis first:
+    that wait then neither registers nor blocks. A stale token (an earlier wait's) is dropped."""
+    handoff = Handoff(arq_pool, QUEUE, "w-1", lease_ms=3000)
+    keys = (idle_workers_key(QUEUE), inbox_key(QUEUE, "w-1"))
+    await arq_pool.eval(STOP_SCRIPT, 2, *keys, "3000 w-1", "0", "1")  # the token of wait number 1
+    assert await asyncio.wait_for(handoff.wait(20.0), 5.0) == []  # wait number 1: at once
+    assert await arq_pool.zcard(idle_workers_key(QUEUE)) == 0
+    await arq_pool.eval(STOP_SCRIPT, 2, *keys, "3000 w-1", "0", "1")  # stale by the next wait
+    waiting = asyncio.create_task(handoff.wait(20.0))
+    while not await arq_pool.zcard(idle_workers_key(QUEUE)):  # registered despite the stale token
+        await asyncio.sleep(0.01)
+    assert not waiting.done()
+    await handoff.unblock()
+    assert await asyncio.wait_for(waiting, 5.0) == []

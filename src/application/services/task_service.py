@@ -306,7 +306,8 @@ class TaskService:
                     await asyncio.sleep(min(pause, remaining))
                 else:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(announced.wait(), min(pause, remaining))
+                        async with asyncio.timeout(min(pause, remaining)):  # no task, unlike wait_for
+                            await announced.wait()
                     announced.clear()
                 pause = min(RESULT_POLL_MAX_S, pause * 2)
         finally:
