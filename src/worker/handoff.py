@@ -35,7 +35,8 @@ log = structlog.get_logger(__name__)
 # Jobs left in the inbox come back, and so does an `unblock` of this very wait that overtook the
 # registration (it travels on another connection): in both cases the worker is not registered and
 # the blocking pop sent with this call is released at once. Otherwise registers until now + wait on
-# Redis's clock and returns nothing. Stop tokens of earlier waits are dropped.
+# Redis's clock and returns nothing. Stop tokens of earlier waits are dropped, and registrations
+# that lapsed (workers that died waiting) removed.
 REGISTER_SCRIPT = """
 local items = redis.call('LRANGE', KEYS[2], 0, -1)
 redis.call('DEL', KEYS[2])
@@ -51,8 +52,9 @@ if #jobs > 0 or stopped then
   return jobs
 end
 local t = redis.call('TIME')
-local wait = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + wait), ARGV[1])
+local now, wait = t[1] * 1000 + math.floor(t[2] / 1000), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))  -- lapsed (dead) workers
+redis.call('ZADD', KEYS[1], string.format('%d', now + wait), ARGV[1])
 if redis.call('PTTL', KEYS[1]) < wait + 60000 then redis.call('PEXPIRE', KEYS[1], wait + 60000) end
 return jobs
 """

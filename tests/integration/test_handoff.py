@@ -103,13 +103,18 @@ async def test_jobs_nobody_was_handed_wake_the_other_workers(arq_pool: ArqRedis,
         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
-async def test_a_lapsed_registration_is_skipped_and_cleaned(arq_pool: ArqRedis, tasks: TaskService) -> None:
+async def test_a_lapsed_registration_is_skipped_and_removed_by_the_next(
+    arq_pool: ArqRedis, tasks: TaskService
+) -> None:
     await register_only(arq_pool, "w-gone", lease_ms=3000, wait_ms=50)
     await asyncio.sleep(0.2)  # 4 x the registration's wait
     await tasks.enqueue(job(1))
     assert await arq_pool.exists(in_progress_key_prefix + job(1).job_id) == 0
     assert await arq_pool.llen(inbox_key(QUEUE, "w-gone")) == 0
-    assert await arq_pool.zcard(idle_workers_key(QUEUE)) == 0
+    await register_only(arq_pool, "w-live", lease_ms=3000, wait_ms=10_000)
+    assert await arq_pool.zrange(idle_workers_key(QUEUE), 0, -1) == [b"3000 w-live"]
+    await tasks.enqueue(job(2))
+    assert await arq_pool.get(in_progress_key_prefix + job(2).job_id) == b"w-live"
 
 
 async def test_unblock_ends_a_wait_at_once_and_deregisters(arq_pool: ArqRedis, tasks: TaskService) -> None:

@@ -58,18 +58,18 @@ log = structlog.get_logger(__name__)
 # job's lease is set to that worker (as its claim would) and the job, with its try count, pushed to
 # the worker's inbox, where it is waiting in a blocking pop (no wake-up, no claim round trip). The
 # job stays in the queue, as a claimed job does: if that worker died, its lease lapses and any
-# worker claims it. Idle workers are woken (pub/sub) for the jobs nobody was handed.
+# worker claims it. Idle workers are woken (pub/sub) for the jobs nobody was handed. Lapsed
+# registrations are skipped here and removed by the next registration (this script stays short: it
+# runs on a Redis that has often just woken up, where every call costs several times its usual).
 # The job and result keys are derived in the script (single-instance Redis, as arq itself assumes),
 # so a chunk of a thousand jobs is one call instead of a thousand.
 ENQUEUE_MANY_SCRIPT = """
 local jp, rp, px, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ipp, rtp, inbox = ARGV[5], ARGV[6], ARGV[7]
-local idle, handed = {}, 0
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  local t = redis.call('TIME')
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)))
-  idle = redis.call('ZRANGE', KEYS[3], 0, -1)
-end
+local t = redis.call('TIME')
+local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+local idle = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'LIMIT', 0, (#ARGV - 7) / 2)
+local handed = 0
 local added, members, unhanded = {}, {}, 0
 for i = 8, #ARGV, 2 do
   local id, payload = ARGV[i], ARGV[i + 1]
@@ -85,8 +85,11 @@ for i = 8, #ARGV, 2 do
       if redis.call('SET', ipp .. id, worker, 'NX', 'PX', lease) then
         handed = handed + 1
         redis.call('ZREM', KEYS[3], member)
-        local try = redis.call('INCR', rtp .. id)
-        redis.call('EXPIRE', rtp .. id, 88400)
+        local try = 1
+        if not redis.call('SET', rtp .. id, 1, 'EX', 88400, 'NX') then
+          try = redis.call('INCR', rtp .. id)
+          redis.call('EXPIRE', rtp .. id, 88400)
+        end
         local aborted = redis.call('ZREM', KEYS[4], id)
         local item = table.concat({try, score, aborted, #id, id .. payload}, ' ')
         redis.call('RPUSH', inbox .. worker, item)
