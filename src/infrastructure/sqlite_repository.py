@@ -99,7 +99,7 @@ class SQLiteRepository:
         self._inline_conn: sqlite3.Connection | None = None  # touched only on the event loop's thread
         self._store_id: str | None = None
         self._closed = False
-        self._batcher = WriteBatcher(self._run_in_transaction)
+        self._batcher = WriteBatcher(self._run_in_transaction, self._run_now)
         self.checkpointer = WalCheckpointer(self._path)
 
     # lifecycle
@@ -431,15 +431,33 @@ class SQLiteRepository:
         return await self._batcher.submit(lambda conn: conn.execute(sql, args).rowcount == 1)
 
     async def _run_in_transaction(self, fn: Callable[[sqlite3.Connection], T], writes: int) -> T:
-        """Run a batch of the batcher's writes, each one statement: several in one transaction, a lone
-        one as it is (SQLite makes a statement atomic by itself; BEGIN IMMEDIATE and COMMIT would
-        cost more than the statement, on every idle worker's job)."""
+        """Run a batch of the batcher's writes (see `_as_transaction`) on the store's thread: the
+        batcher tried `_run_now` first."""
+        return await self._run(_as_transaction(fn, writes))
 
-        def in_transaction(conn: sqlite3.Connection) -> T:
-            with _write(conn):
-                return fn(conn)
+    def _run_now(self, fn: Callable[[sqlite3.Connection], T], writes: int) -> T | None:
+        """The batcher's synchronous first try: a short batch, inline; None when it must go to the
+        store's thread (too many rows, or another connection holds the write lock)."""
+        if writes > INLINE_MAX_ROWS:
+            return None
+        try:
+            return self._call(_as_transaction(fn, writes), inline=True)
+        except _Busy:
+            return None
 
-        return await self._run(fn if writes == 1 else in_transaction, inline=writes <= INLINE_MAX_ROWS)
+
+def _as_transaction(fn: Callable[[sqlite3.Connection], T], writes: int) -> Callable[[sqlite3.Connection], T]:
+    """The batcher's writes, each one statement: several in one transaction, a lone one as it is
+    (SQLite makes a statement atomic by itself; BEGIN IMMEDIATE and COMMIT would cost more than the
+    statement, on every idle worker's job)."""
+    if writes == 1:
+        return fn
+
+    def in_transaction(conn: sqlite3.Connection) -> T:
+        with _write(conn):
+            return fn(conn)
+
+    return in_transaction
 
 
 class _Busy(Exception):

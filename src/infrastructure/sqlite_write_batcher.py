@@ -5,6 +5,11 @@ thread hop apiece would make the store the bottleneck. Writes submitted while a 
 written wait and go out together in the next one: one thread hop, one commit. Each write keeps its
 own result or error; an error of the transaction itself (the store is unavailable) goes to all.
 Each write is one SQL statement, so a batch of one needs no transaction around it.
+
+A batch is first offered to `run_now`, which writes it right there on the event loop's thread when it
+can (a short batch, no other connection holding the lock): no task and no loop turn between the
+submit and the commit, which is most of a lone job's ledger time. Otherwise it runs through
+`run_in_transaction`, awaited in a task of its own.
 """
 
 from __future__ import annotations
@@ -16,16 +21,20 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 Write = Callable[[sqlite3.Connection], Any]
+Outcomes = list[tuple[bool, Any]]
+RunAll = Callable[[sqlite3.Connection], Outcomes]
 # (the batch's writes as one function, how many writes it holds) → their outcomes
-RunInTransaction = Callable[
-    [Callable[[sqlite3.Connection], list[tuple[bool, Any]]], int], Awaitable[list[tuple[bool, Any]]]
-]
+RunInTransaction = Callable[[RunAll, int], Awaitable[Outcomes]]
+# the same, synchronously, or None when it cannot run here and now
+RunNow = Callable[[RunAll, int], Outcomes | None]
+Batch = list[tuple[Write, "asyncio.Future[Any]"]]
 
 
 class WriteBatcher:
-    def __init__(self, run_in_transaction: RunInTransaction) -> None:
+    def __init__(self, run_in_transaction: RunInTransaction, run_now: RunNow | None = None) -> None:
         self._run = run_in_transaction
-        self._pending: list[tuple[Write, asyncio.Future[Any]]] = []
+        self._run_now = run_now
+        self._pending: Batch = []
         self._flushing = False
 
     async def submit(self, write: Callable[[sqlite3.Connection], T]) -> T:
@@ -40,36 +49,62 @@ class WriteBatcher:
 
     def _start(self) -> None:
         batch, self._pending = self._pending, []
+        if self._run_now is not None:
+            try:
+                outcomes = self._run_now(_run_all(batch), len(batch))
+            except BaseException as exc:  # noqa: BLE001 - the store's error belongs to every write
+                _fail(batch, exc)
+                self._next()
+                return
+            if outcomes is not None:
+                _settle(batch, outcomes)
+                self._next()
+                return
         asyncio.ensure_future(self._flush(batch))
 
-    async def _flush(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
-        def run_all(conn: sqlite3.Connection) -> list[tuple[bool, Any]]:
-            outcomes: list[tuple[bool, Any]] = []
-            for write, _ in batch:
-                try:
-                    outcomes.append((True, write(conn)))
-                except sqlite3.Error:
-                    raise  # the transaction itself is in trouble: fail the whole batch
-                except Exception as exc:  # noqa: BLE001 - one write's own error belongs to its caller
-                    outcomes.append((False, exc))
-            return outcomes
-
+    async def _flush(self, batch: Batch) -> None:
         try:
-            outcomes = await self._run(run_all, len(batch))
-        except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            outcomes = await self._run(_run_all(batch), len(batch))
+        except BaseException as exc:  # noqa: BLE001 - the store's error belongs to every write
+            _fail(batch, exc)
         else:
-            for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-                if future.done():
-                    continue  # its caller was cancelled; the write still happened, as with a plain call
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            _settle(batch, outcomes)
         finally:
-            if self._pending:
-                asyncio.get_running_loop().call_soon(self._start)
-            else:
-                self._flushing = False
+            self._next()
+
+    def _next(self) -> None:
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._start)
+        else:
+            self._flushing = False
+
+
+def _run_all(batch: Batch) -> RunAll:
+    def run_all(conn: sqlite3.Connection) -> Outcomes:
+        outcomes: Outcomes = []
+        for write, _ in batch:
+            try:
+                outcomes.append((True, write(conn)))
+            except sqlite3.Error:
+                raise  # the transaction itself is in trouble: fail the whole batch
+            except Exception as exc:  # noqa: BLE001 - one write's own error belongs to its caller
+                outcomes.append((False, exc))
+        return outcomes
+
+    return run_all
+
+
+def _settle(batch: Batch, outcomes: Outcomes) -> None:
+    for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
+        if future.done():
+            continue  # its caller was cancelled; the write still happened, as with a plain call
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _fail(batch: Batch, exc: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)

@@ -226,7 +226,11 @@ class TaskService:
                 try:
                     # the record is committed: push this chunk while the next one is written
                     pool = await self.get_pool()
-                    pushing = asyncio.create_task(self._push_chunk(pool, chunk, payloads, queue, enqueue_ms))
+                    push = self._push_chunk(pool, chunk, payloads, queue, enqueue_ms)
+                    if start + ENQUEUE_CHUNK >= len(envelopes):  # the last chunk: nothing to overlap
+                        results.extend(await push)
+                    else:
+                        pushing = asyncio.create_task(push)
                 except (RedisError, OSError) as exc:
                     _log_deferred(len(envelopes), exc)
                     redis_down = True
