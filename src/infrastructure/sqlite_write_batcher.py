@@ -31,7 +31,7 @@ Batch = list[tuple[Write, "asyncio.Future[Any]"]]
 
 
 class WriteBatcher:
-    def __init__(self, run_in_transaction: RunInTransaction, run_now: RunNow | None = None) -> None:
+    def __init__(self, run_in_transaction: RunInTransaction, run_now: RunNow) -> None:
         self._run = run_in_transaction
         self._run_now = run_now
         self._pending: Batch = []
@@ -49,18 +49,16 @@ class WriteBatcher:
 
     def _start(self) -> None:
         batch, self._pending = self._pending, []
-        if self._run_now is not None:
-            try:
-                outcomes = self._run_now(_run_all(batch), len(batch))
-            except BaseException as exc:  # noqa: BLE001 - the store's error belongs to every write
-                _fail(batch, exc)
-                self._next()
+        try:
+            outcomes = self._run_now(_run_all(batch), len(batch))
+        except BaseException as exc:  # noqa: BLE001 - the store's error belongs to every write
+            _fail(batch, exc)
+        else:
+            if outcomes is None:  # it must wait for the store's thread
+                asyncio.ensure_future(self._flush(batch))
                 return
-            if outcomes is not None:
-                _settle(batch, outcomes)
-                self._next()
-                return
-        asyncio.ensure_future(self._flush(batch))
+            _settle(batch, outcomes)
+        self._next()
 
     async def _flush(self, batch: Batch) -> None:
         try:

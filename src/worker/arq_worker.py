@@ -103,7 +103,7 @@ end
 return claimed
 """
 RETRY_KEY_TTL_S = 88400  # arq's
-HANDOFF_SETTLE_S = 0.005
+HANDOFF_SETTLE_S = 0.005  # how long a job just handed over has the loop to itself (`_let_run`)
 CLAIM_GATHER_S = 0.002
 # KEYS: in-progress, result, retry, job, abort set, queue, done channel (a finished job's id is
 #       published there for the callers waiting on it).
@@ -179,21 +179,24 @@ class AppWorker(Worker):
         """arq's flag, set by arq on a signal and by the heartbeat each beat; a worker that may no
         longer claim stops waiting for hand-offs at once."""
         self._allow_pick_jobs = allowed
-        if not allowed and self._handoff is not None and self._handoff.waiting:
-            asyncio.ensure_future(self._unblock_handoff())
+        if not allowed:
+            self._end_handoff_wait()
 
     def _on_wake(self, _message: bytes) -> None:
         """Jobs were enqueued that nobody was handed: claim them (a wait for a hand-off ends)."""
         self._woken.set()
-        if self._handoff is not None and self._handoff.waiting:
-            asyncio.ensure_future(self._unblock_handoff())
+        self._end_handoff_wait()
 
-    async def _unblock_handoff(self) -> None:
-        if self._handoff is not None:
-            try:
-                await self._handoff.unblock()
-            except (RedisError, OSError) as exc:  # the wait ends at its timeout instead
-                log.warning("could not end the hand-off wait", error=type(exc).__name__)
+    def _end_handoff_wait(self) -> None:
+        if self._handoff is not None and self._handoff.waiting:
+            asyncio.ensure_future(self._unblock_handoff(self._handoff))
+
+    @staticmethod
+    async def _unblock_handoff(handoff: Handoff) -> None:
+        try:
+            await handoff.unblock()
+        except (RedisError, OSError) as exc:  # the wait ends at its timeout instead
+            log.warning("could not end the hand-off wait", error=type(exc).__name__)
 
     async def _poll_iteration(self) -> None:
         """arq's poll iteration, changed in four ways. Reading the ready jobs and claiming them is one
@@ -273,7 +276,7 @@ class AppWorker(Worker):
 
     async def _start_job(
         self, job_id: str, score: int, payload: bytes | None, job_try: int, aborted: bool
-    ) -> None:
+    ) -> asyncio.Task[None]:
         """Run a job this worker holds the lease of, with what its claim (or hand-off) fetched."""
         self._fetched[job_id] = (payload, job_try, aborted)
         await self.sem.acquire()
@@ -281,6 +284,7 @@ class AppWorker(Worker):
         task = self.loop.create_task(self.run_job(job_id, score))
         task.add_done_callback(partial(self._job_done, job_id))
         self.tasks[job_id] = task
+        return task
 
     async def _wait_for_handoff(self, timeout: float) -> Literal["handed", "woken"] | None:
         """Idle with free slots: register for a hand-off and wait up to `timeout` for one; a
@@ -300,8 +304,7 @@ class AppWorker(Worker):
     async def _run_handed(self, job: HandedJob) -> asyncio.Task[None] | None:
         if self.allow_pick_jobs and not self.heartbeat.draining and self.job_counter < self.max_jobs:
             self.jobs_handed_off += 1
-            await self._start_job(job.job_id, job.score, job.payload, job.job_try, job.aborted)
-            return self.tasks[job.job_id]
+            return await self._start_job(job.job_id, job.score, job.payload, job.job_try, job.aborted)
         if self._handoff is not None:
             await self._handoff.release(job)
         return None

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.bench_smoke import run_bench_smoke
+
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LIBS = ("arq-100", "saq")
 
 
@@ -27,14 +26,7 @@ def finite_positive(value: object) -> bool:
 def test_compare_smoke_prints_finite_positive_figures_per_lib_and_scenario(tmp_path: Path) -> None:
     """`python -m bench.compare --smoke --libs arq-100 saq` exits 0 with every figure finite and > 0."""
     figures_path = tmp_path / "compare.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.compare", "--smoke", "--libs", *LIBS, "--json", str(figures_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run_bench_smoke("bench.compare", figures_path, "--libs", *LIBS, timeout=300)
     figures = json.loads(figures_path.read_text())
     results = figures["results"]
     for lib in LIBS:

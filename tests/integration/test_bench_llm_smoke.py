@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support.bench_smoke import run_bench_smoke
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 
 def test_llm_mode_benchmark_smoke(tmp_path: Path) -> None:
     """`python -m bench.llm_mode --smoke` (jobs and import) exits 0 with correct, finite figures."""
     figures_path = tmp_path / "llm_mode.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.llm_mode", "--smoke", "--json", str(figures_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run_bench_smoke("bench.llm_mode", figures_path, timeout=240)
     runs = json.loads(figures_path.read_text())["runs"]
     assert [run["mode"] for run in runs] == ["jobs", "import"]
     for run in runs:
@@ -47,14 +38,7 @@ def test_llm_client_cpu_benchmark_smoke(tmp_path: Path) -> None:
     """`python -m bench.llm_client_cpu --smoke` exits 0 with both transports measured, every call
     answered by the LLM path (the benchmark raises otherwise)."""
     figures_path = tmp_path / "llm_client_cpu.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.llm_client_cpu", "--smoke", "--json", str(figures_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run_bench_smoke("bench.llm_client_cpu", figures_path, timeout=120)
     figures = json.loads(figures_path.read_text())
     assert set(figures["medians"]) == {"httpx", "aiohttp"}
     for medians in figures["medians"].values():

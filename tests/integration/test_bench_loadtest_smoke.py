@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support.bench_smoke import run_bench_smoke
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 
 def finite_positive(value: object) -> bool:
@@ -22,14 +20,7 @@ def finite_positive(value: object) -> bool:
 
 def test_loadtest_smoke_meets_the_gates(tmp_path: Path) -> None:
     figures_path = tmp_path / "loadtest.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.loadtest", "--smoke", "--json", str(figures_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run_bench_smoke("bench.loadtest", figures_path, timeout=240)
     figures = json.loads(figures_path.read_text())
 
     phases = figures["phases"]

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support.bench_smoke import run_bench_smoke
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 
 def run_smoke(module: str, figures_path: Path) -> dict[str, object]:
-    completed = subprocess.run(
-        [sys.executable, "-m", module, "--smoke", "--json", str(figures_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run_bench_smoke(module, figures_path, timeout=180)
     figures: dict[str, object] = json.loads(figures_path.read_text())
     return figures
 

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support.bench_smoke import run_bench_smoke
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 
 def test_lifecycle_benchmark_smoke_prints_finite_positive_ratios(tmp_path: Path) -> None:
     """`python -m bench.lifecycle --smoke` exits 0 and reports a finite positive ratio for each benchmark."""
     figures_path = tmp_path / "figures.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.lifecycle", "--smoke", "--json", str(figures_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    completed = run_bench_smoke("bench.lifecycle", figures_path, timeout=180)
     assert "No-op throughput" in completed.stdout and "Recovery after SIGKILL" in completed.stdout
     figures = json.loads(figures_path.read_text())
     assert len(figures["throughput"]) == 1 and len(figures["recovery"]) == 1

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
+from src.application.ports import Repository
 from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.jobs import (
@@ -162,15 +164,36 @@ async def test_a_released_job_is_free_for_any_worker_and_its_try_given_back(
     assert await arq_pool.zscore(QUEUE, job(1).job_id) is not None
 
 
-async def start_worker(settings: Settings) -> tuple[AppWorker, asyncio.Task[None]]:
+@asynccontextmanager
+async def redis_and_store(settings: Settings) -> AsyncIterator[tuple[ArqRedis, Repository]]:
+    """An emptied Redis database and an initialized store, closed afterwards."""
+    pool = create_redis_pool(settings)
+    await pool.flushdb()
+    repository = build_repository(settings)
+    await repository.init()
+    try:
+        yield pool, repository
+    finally:
+        await pool.aclose(close_connection_pool=True)
+        await repository.close()
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[AppWorker]:
+    """A worker running (as `workers.py` builds it) and allowed to claim; closed afterwards."""
     await publish_deployment(settings)
     worker = build_worker(settings, handle_signals=False)
     run = asyncio.create_task(worker.async_run())
-    deadline = asyncio.get_running_loop().time() + 10 * settings.worker_heartbeat_interval
-    while not worker.allow_pick_jobs:  # the first beat allows claiming
-        assert asyncio.get_running_loop().time() < deadline, "the worker never started claiming"
-        await asyncio.sleep(settings.worker_heartbeat_interval / 5)
-    return worker, run
+    try:
+        deadline = asyncio.get_running_loop().time() + 10 * settings.worker_heartbeat_interval
+        while not worker.allow_pick_jobs:  # the first beat allows claiming
+            assert asyncio.get_running_loop().time() < deadline, "the worker never started claiming"
+            await asyncio.sleep(settings.worker_heartbeat_interval / 5)
+        yield worker
+    finally:
+        await worker.close()
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
 
 
 async def wait_registered(pool: ArqRedis, worker: AppWorker, timeout: float) -> None:
@@ -193,45 +216,32 @@ async def test_an_idle_worker_runs_a_job_at_once_by_hand_off_or_wake_up(
         arq_poll_delay=SLOW_POLL_S,
         worker_direct_handoff=direct_handoff,
     )
-    pool = create_redis_pool(settings)
-    await pool.flushdb()
-    repository = build_repository(settings)
-    await repository.init()
-    feed = RedisCompletionFeed(pool)
-    tasks = TaskService(pool=pool, repository=repository, completions=feed)
-    worker, run = await start_worker(settings)
-    try:
-        if direct_handoff:
-            await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
-        else:
-            await asyncio.sleep(0.2)  # inside its 30 s wait for a wake-up
-            assert await pool.zcard(idle_workers_key(QUEUE)) == 0
-        await repository.insert_appointments([appointment("h1")])
-        started = asyncio.get_running_loop().time()
-        await tasks.enqueue(envelope("h1"))
-        record = await tasks.wait_for_result("normalize:h1:1", timeout=SLOW_POLL_S / 3)
-        assert record.status is JobStatus.SUCCEEDED and record.worker_id == worker.worker_id
-        assert asyncio.get_running_loop().time() - started < SLOW_POLL_S / 3
-        assert worker.jobs_handed_off == (1 if direct_handoff else 0)
-    finally:
-        await worker.close()
-        run.cancel()
-        await asyncio.gather(run, return_exceptions=True)
-        await feed.close()
-        await pool.aclose(close_connection_pool=True)
-        await repository.close()
+    async with redis_and_store(settings) as (pool, repository):
+        feed = RedisCompletionFeed(pool)
+        tasks = TaskService(pool=pool, repository=repository, completions=feed)
+        try:
+            async with running_worker(settings) as worker:
+                if direct_handoff:
+                    await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
+                else:
+                    await asyncio.sleep(0.2)  # inside its 30 s wait for a wake-up
+                    assert await pool.zcard(idle_workers_key(QUEUE)) == 0
+                await repository.insert_appointments([appointment("h1")])
+                started = asyncio.get_running_loop().time()
+                await tasks.enqueue(envelope("h1"))
+                record = await tasks.wait_for_result("normalize:h1:1", timeout=SLOW_POLL_S / 3)
+                assert record.status is JobStatus.SUCCEEDED and record.worker_id == worker.worker_id
+                assert asyncio.get_running_loop().time() - started < SLOW_POLL_S / 3
+                assert worker.jobs_handed_off == (1 if direct_handoff else 0)
+        finally:
+            await feed.close()
 
 
 async def test_a_worker_that_may_no_longer_claim_stops_waiting_and_is_not_handed_jobs(
     redis_server: object, tmp_path: Path
 ) -> None:
     settings = make_settings(redis_server.url, tmp_path, arq_poll_delay=SLOW_POLL_S)  # type: ignore[attr-defined]
-    pool = create_redis_pool(settings)
-    await pool.flushdb()
-    repository = build_repository(settings)
-    await repository.init()
-    worker, run = await start_worker(settings)
-    try:
+    async with redis_and_store(settings) as (pool, repository), running_worker(settings) as worker:
         await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
         worker.drain("test: stop claiming")
         deadline = asyncio.get_running_loop().time() + 3 * settings.worker_heartbeat_interval
@@ -240,12 +250,6 @@ async def test_a_worker_that_may_no_longer_claim_stops_waiting_and_is_not_handed
             await asyncio.sleep(0.02)
         await TaskService(pool=pool, repository=repository).enqueue(job(1))
         assert await pool.exists(in_progress_key_prefix + job(1).job_id) == 0
-    finally:
-        await worker.close()
-        run.cancel()
-        await asyncio.gather(run, return_exceptions=True)
-        await pool.aclose(close_connection_pool=True)
-        await repository.close()
 
 
 async def test_a_stopping_worker_gives_back_what_it_was_handed(
@@ -267,25 +271,15 @@ async def test_a_job_handed_to_a_dead_worker_runs_elsewhere_after_its_lease(
     redis_server: object, tmp_path: Path
 ) -> None:
     settings = make_settings(redis_server.url, tmp_path, job_lease_seconds=1.0)  # type: ignore[attr-defined]
-    pool = create_redis_pool(settings)
-    await pool.flushdb()
-    repository = build_repository(settings)
-    await repository.init()
-    await register_only(pool, "w-dead", lease_ms=int(settings.job_lease_seconds * 1000), wait_ms=60_000)
-    await repository.insert_appointments([appointment("h9")])
-    tasks = TaskService(pool=pool, repository=repository)
-    await tasks.enqueue(envelope("h9"))
-    assert await pool.get(in_progress_key_prefix + "normalize:h9:1") == b"w-dead"
-    worker, run = await start_worker(settings)
-    try:
-        record = await tasks.wait_for_result("normalize:h9:1", timeout=10 * settings.job_lease_seconds)
-        assert record.status is JobStatus.SUCCEEDED and record.worker_id == worker.worker_id
-    finally:
-        await worker.close()
-        run.cancel()
-        await asyncio.gather(run, return_exceptions=True)
-        await pool.aclose(close_connection_pool=True)
-        await repository.close()
+    async with redis_and_store(settings) as (pool, repository):
+        await register_only(pool, "w-dead", lease_ms=int(settings.job_lease_seconds * 1000), wait_ms=60_000)
+        await repository.insert_appointments([appointment("h9")])
+        tasks = TaskService(pool=pool, repository=repository)
+        await tasks.enqueue(envelope("h9"))
+        assert await pool.get(in_progress_key_prefix + "normalize:h9:1") == b"w-dead"
+        async with running_worker(settings) as worker:
+            record = await tasks.wait_for_result("normalize:h9:1", timeout=10 * settings.job_lease_seconds)
+            assert record.status is JobStatus.SUCCEEDED and record.worker_id == worker.worker_id
 
 
 async def test_a_stop_token_that_overtakes_its_registration_still_ends_that_wait(arq_pool: ArqRedis) -> None:

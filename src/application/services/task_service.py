@@ -33,6 +33,7 @@ from arq.constants import (
     retry_key_prefix,
 )
 from pydantic import BaseModel
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from src.application.ports import CompletionFeed, Repository
@@ -163,6 +164,7 @@ class TaskService:
         self._producer_version = producer_version
         self._max_payload_bytes = max_payload_bytes
         self._completions = completions
+        self._enqueue_script: AsyncScript | None = None  # of `_pool`, made once (hashing the script)
 
     async def get_pool(self) -> ArqRedis:
         """The shared pool; built from settings (and pinged) when none was injected."""
@@ -179,7 +181,7 @@ class TaskService:
     async def close(self) -> None:
         if self._owns_pool and self._pool is not None:
             await self._pool.aclose(close_connection_pool=True)
-            self._pool = None
+            self._pool, self._enqueue_script = None, None
 
     @property
     def repository(self) -> Repository:
@@ -260,7 +262,9 @@ class TaskService:
             args.append(e.job_id)
             args.append(payload)
         try:
-            added = await pool.register_script(ENQUEUE_MANY_SCRIPT)(
+            if self._enqueue_script is None:
+                self._enqueue_script = pool.register_script(ENQUEUE_MANY_SCRIPT)
+            added = await self._enqueue_script(
                 keys=[queue_name, wake_channel(queue_name), idle_workers_key(queue_name), abort_jobs_ss],
                 args=args,
             )
