@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import httpx
 import openai
 import pytest
 from structlog.testing import capture_logs
@@ -195,6 +197,22 @@ async def test_latency_above_the_client_timeout_falls_back(
     assert address == RULES_RESULT
     assert normalizer.counters.fallbacks == {"timeout": 1}
     assert fake_openai.stats()["requests_total"] == 2  # the first attempt and the SDK's retry
+
+
+def test_fake_server_frees_a_request_whose_client_left(fake_openai: FakeOpenAIServer) -> None:
+    """A client that gives up mid-latency is seen at once: the in-flight count drops and the
+    disconnect is counted long before the 30 s latency ends (the cap checks rely on it)."""
+    fake_openai.control(latency_ms=30_000)
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{fake_openai.base_url}/chat/completions",
+            json={"model": MODEL_ID, "messages": [{"role": "user", "content": RAW}]},
+            timeout=0.3,
+        )
+    fake_openai.wait_idle(timeout_s=10.0)
+    assert time.monotonic() - started < 20.0
+    assert fake_openai.stats()["client_disconnects"] == 1
 
 
 async def test_blank_input_skips_the_llm(

@@ -94,6 +94,20 @@ async def test_plain_answer_validates_as_normalized_address(client: httpx.AsyncC
     assert address.logradouro == "Rua Augusta"
 
 
+async def test_body_not_declared_as_json_is_a_400(client: httpx.AsyncClient) -> None:
+    """The real API wants `Content-Type: application/json`; so does the fake, so a client that sends
+    its body under another type fails here too (ours sends pre-encoded bytes)."""
+    body = json.dumps(chat_body()).encode()
+    refused = await client.post("/v1/chat/completions", content=body, headers={"content-type": "text/plain"})
+    assert refused.status_code == 400
+    assert "application/json" in refused.json()["error"]["message"]
+    accepted = await client.post(
+        "/v1/chat/completions", content=body, headers={"content-type": "application/json; charset=utf-8"}
+    )
+    assert accepted.status_code == 200
+    assert content_of(accepted)
+
+
 async def test_request_without_user_message_is_a_400(client: httpx.AsyncClient) -> None:
     """A body without a user message is refused like the real API does."""
     response = await client.post("/v1/chat/completions", json={"model": "m", "messages": []})
