@@ -9,11 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from src.domain.addresses import NormalizedAddress, validation_problems
 from src.infrastructure.llm_address_normalizer import LLMAddressAnswer, build_messages
-from tests.fakes.openai_server import FaultConfig, create_app, extract_raw_address, fake_normalize
+from tests.fakes.openai_server import (
+    FakeOpenAIApp,
+    FaultConfig,
+    create_app,
+    extract_raw_address,
+    fake_normalize,
+)
 
 RAW = "R. Augusta, 1500, apto 12, Consolação, São Paulo - SP, 01304-001"
 ANSWER_SCHEMA: dict[str, Any] = {
@@ -39,12 +44,12 @@ def content_of(response: httpx.Response) -> str | None:
 
 
 @pytest.fixture
-def app() -> FastAPI:
+def app() -> FakeOpenAIApp:
     return create_app()
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: FakeOpenAIApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://fake") as http:
         yield http
