@@ -1,0 +1,58 @@
+"""`QueueingConnectionPool` against a real redis-server: bounded and blocking, as the stock pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from scripts.local_redis import RedisServer
+from src.infrastructure.redis_pool import QueueingConnectionPool
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    pool = QueueingConnectionPool.from_url(redis_server.url, max_connections=3, timeout=5)
+    redis = Redis(connection_pool=pool)
+    try:
+        yield redis
+    finally:
+        await redis.aclose(close_connection_pool=True)
+
+
+async def test_many_callers_share_the_bounded_connections(client: Redis) -> None:
+    """200 concurrent commands over 3 connections all succeed (they queue, never "Too many
+    connections"), and the pool never opens a fourth."""
+    pool = client.connection_pool
+    opened: set[int] = set()
+
+    async def one(n: int) -> None:
+        assert await client.set(f"pool-test:{n}", n)
+        assert await client.get(f"pool-test:{n}") == str(n).encode()
+        opened.update(id(c) for c in pool._in_use_connections | set(pool._available_connections))
+
+    await asyncio.gather(*(one(n) for n in range(200)))
+    assert len(opened) <= 3
+    assert len(pool._in_use_connections) == 0
+
+
+async def test_exhausted_pool_waits_for_a_release_then_times_out(redis_server: RedisServer) -> None:
+    """With every connection held, a checkout waits: it gets the next one released, and without
+    a release it fails with redis-py's "No connection available." after the pool's timeout."""
+    pool = QueueingConnectionPool.from_url(redis_server.url, max_connections=1, timeout=0.3)
+    try:
+        held = await pool.get_connection()
+        waiting = asyncio.create_task(pool.get_connection())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await pool.release(held)
+        assert await asyncio.wait_for(waiting, 5) is held
+        with pytest.raises(RedisConnectionError, match="No connection available"):
+            await pool.get_connection()
+        await pool.release(held)
+        assert await pool.get_connection() is held  # released and usable again
+    finally:
+        await pool.disconnect()
