@@ -56,3 +56,30 @@ async def test_exhausted_pool_waits_for_a_release_then_times_out(redis_server: R
         assert await pool.get_connection() is held  # released and usable again
     finally:
         await pool.disconnect()
+
+
+async def test_a_connection_the_server_closed_is_replaced_at_checkout(client: Redis) -> None:
+    """The server drops the pooled connection (as on `timeout` or a restart): the next command
+    gets a fresh connection instead of failing on the dead one."""
+    victim = int(await client.client_id())
+    async with Redis.from_url(_url(client)) as admin:
+        assert await admin.client_kill_filter(_id=victim) == 1
+    await asyncio.sleep(0.2)  # the event loop sees the close
+    assert await client.set("pool-test:after-kill", "ok")
+    assert int(await client.client_id()) != victim
+
+
+async def test_a_reply_left_unread_never_answers_the_next_command(client: Redis) -> None:
+    """A connection released with a reply still unread (a command sent, its answer never read) is
+    not reused as is: the next command reads its own answer, not the stale one."""
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    await connection.send_command("ECHO", "stale")
+    await pool.release(connection)
+    await asyncio.sleep(0.2)  # the stale reply arrives
+    assert await client.echo("fresh") == b"fresh"
+
+
+def _url(client: Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
