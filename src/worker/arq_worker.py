@@ -390,11 +390,15 @@ class AppWorker(Worker):
         result: Any = no_result
         finish, success, incr_score = False, False, None
         start_ms = timestamp_ms()
+        # The function runs in this task (arq starts a task of its own per job: a task and two loop
+        # turns more per job); an abort cancels this task while the function runs, and only then.
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            self.job_tasks[job_id] = task = self.loop.create_task(function.coroutine(ctx, *args, **kwargs))
+            self.job_tasks[job_id] = task
             try:
                 async with asyncio.timeout(timeout_s):  # cheaper than wait_for: no extra task per job
-                    result = await task
+                    result = await function.coroutine(ctx, *args, **kwargs)
             finally:
                 del self.job_tasks[job_id]
         except (Exception, asyncio.CancelledError) as exc:
@@ -402,6 +406,7 @@ class AppWorker(Worker):
                 incr_score = exc.defer_score + (timestamp_ms() - score) if exc.defer_score else None
                 self.jobs_retried += 1
             elif job_id in self.aborting_tasks and isinstance(exc, asyncio.CancelledError):
+                task.uncancel()  # the abort is handled here: the rest of this task runs as usual
                 result, finish = exc, True
                 self.aborting_tasks.remove(job_id)
                 self.jobs_failed += 1

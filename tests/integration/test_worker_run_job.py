@@ -47,6 +47,7 @@ FUNCTIONS = [
     func(ok, name="ok", max_tries=3),  # type: ignore[arg-type]
     func(retry_once, name="retry_once", max_tries=3),  # type: ignore[arg-type]
     func(too_slow, name="too_slow", timeout=0.2, max_tries=1),  # type: ignore[arg-type]
+    func(too_slow, name="hangs", timeout=60, max_tries=1),  # type: ignore[arg-type]
 ]
 
 
@@ -101,3 +102,42 @@ async def test_jobs_that_must_not_run_fail_with_arqs_reasons(settings: Settings,
     assert failures["t:exhausted:1"][1].message == "max 3 retries exceeded"
     assert failures["t:slow:1"][1].type_name == "TimeoutError"
     assert worker.jobs_failed == 5 and await arq_pool.zcard(QUEUE) == 0
+
+
+async def test_aborting_a_running_job_fails_it_and_the_worker_carries_on(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
+    """The function runs in the job's own task: an abort requested while it runs cancels it there,
+    the result says CancelledError (arq's outcome), and the worker then runs the next job and still
+    applies a job timeout."""
+    calls.clear()
+    await publish_deployment(settings)
+    worker = build_worker(settings, handle_signals=False, functions=FUNCTIONS)
+    run = asyncio.create_task(worker.async_run())
+    try:
+        await arq_pool.enqueue_job("hangs", _job_id="t:running:1", _queue_name=QUEUE)
+        deadline = asyncio.get_running_loop().time() + 20 * settings.arq_poll_delay + 10
+        while "t:running:1" not in worker.job_tasks:
+            assert asyncio.get_running_loop().time() < deadline, "the job never started"
+            await asyncio.sleep(0.01)
+        await arq_pool.zadd(abort_jobs_ss, {"t:running:1": 1})
+        success, result = await wait_result(arq_pool, "t:running:1", deadline)
+        assert success is False and isinstance(result, JobFailure)
+        assert result.type_name == "CancelledError"
+        await arq_pool.enqueue_job("ok", 4, _job_id="t:after:1", _queue_name=QUEUE)
+        await arq_pool.enqueue_job("too_slow", _job_id="t:after-slow:1", _queue_name=QUEUE)
+        assert await wait_result(arq_pool, "t:after:1", deadline + 10) == (True, {"doubled": 8})
+        success, result = await wait_result(arq_pool, "t:after-slow:1", deadline + 10)
+        assert success is False and result.type_name == "TimeoutError"
+        assert worker.jobs_failed == 2 and worker.jobs_complete == 1
+    finally:
+        await worker.close()
+        await asyncio.gather(run, return_exceptions=True)
+
+
+async def wait_result(pool: ArqRedis, job_id: str, deadline: float) -> tuple[bool, Any]:
+    job = Job(job_id, pool, _queue_name=QUEUE, _deserializer=pool.job_deserializer)
+    while (info := await job.result_info()) is None:
+        assert asyncio.get_running_loop().time() < deadline, f"no result for {job_id}"
+        await asyncio.sleep(0.02)
+    return info.success, info.result
