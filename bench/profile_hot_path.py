@@ -45,7 +45,8 @@ def summarize(raw: Path, top: int = 25) -> str:
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
-        if not any("run_until_complete" in f for f in frames) or any(i in frames[-1] for i in IDLE_FRAMES):
+        # the main thread's stacks: not a thread's (the store's, the executor's), not an idle wait
+        if any("_bootstrap (threading.py" in f for f in frames) or any(i in frames[-1] for i in IDLE_FRAMES):
             continue
         n = int(count)
         busy += n
