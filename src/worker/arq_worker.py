@@ -104,6 +104,7 @@ return claimed
 """
 RETRY_KEY_TTL_S = 88400  # arq's
 HANDOFF_SETTLE_S = 0.005  # how long a job just handed over has the loop to itself (`_let_run`)
+HANDOFF_REARM_S = 0.002  # and, once it has finished, how long before registering again (`_let_run`)
 CLAIM_GATHER_S = 0.002
 # KEYS: in-progress, result, retry, job, abort set, queue, done channel (a finished job's id is
 #       published there for the callers waiting on it).
@@ -313,10 +314,17 @@ class AppWorker(Worker):
         """Leave the event loop to a job just handed over until it finishes, waits on I/O for a
         while (`HANDOFF_SETTLE_S`) or a wake-up comes: registering again at once would make the
         job share the loop with that round trip, and a lone job's latency is what a hand-off is
-        for. Jobs enqueued meanwhile are not lost: nobody hands them to this worker, so they wake it."""
+        for. A job that finished gets `HANDOFF_REARM_S` more: its finish has just woken whoever
+        waits for its result, and on a shared host (the API, Redis and the workers on a few cores)
+        registering at once competes with that caller for a core. Jobs enqueued meanwhile are not
+        lost: nobody hands them to this worker, so they wake it, which ends either wait."""
         woken = asyncio.ensure_future(self._woken.wait())
         try:
-            await asyncio.wait([*started, woken], timeout=HANDOFF_SETTLE_S, return_when="FIRST_COMPLETED")
+            done, _ = await asyncio.wait(
+                [*started, woken], timeout=HANDOFF_SETTLE_S, return_when="FIRST_COMPLETED"
+            )
+            if woken not in done and all(task.done() for task in started):
+                await asyncio.wait([woken], timeout=HANDOFF_REARM_S)
         finally:
             woken.cancel()
 

@@ -237,6 +237,34 @@ async def test_an_idle_worker_runs_a_job_at_once_by_hand_off_or_wake_up(
             await feed.close()
 
 
+async def test_jobs_back_to_back_run_at_once_and_the_worker_registers_again(
+    redis_server: object, tmp_path: Path
+) -> None:
+    """Poll delay 30 s. Each job is enqueued as soon as the previous result is in, so some arrive
+    while the worker pauses before registering again (`HANDOFF_REARM_S`): those are not handed,
+    they wake it. Every job still finishes well before one poll, and the idle worker ends up
+    registered for the next hand-off."""
+    settings = make_settings(redis_server.url, tmp_path, arq_poll_delay=SLOW_POLL_S)  # type: ignore[attr-defined]
+    async with redis_and_store(settings) as (pool, repository):
+        feed = RedisCompletionFeed(pool)
+        tasks = TaskService(pool=pool, repository=repository, completions=feed)
+        try:
+            async with running_worker(settings) as worker:
+                await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
+                ids = [f"b2b{n}" for n in range(20)]
+                await repository.insert_appointments([appointment(i) for i in ids])
+                started = asyncio.get_running_loop().time()
+                for appointment_id in ids:
+                    await tasks.enqueue(envelope(appointment_id))
+                    record = await tasks.wait_for_result(f"normalize:{appointment_id}:1", SLOW_POLL_S / 3)
+                    assert record.status is JobStatus.SUCCEEDED
+                assert asyncio.get_running_loop().time() - started < SLOW_POLL_S / 3
+                assert 1 <= worker.jobs_handed_off <= len(ids)
+                await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
+        finally:
+            await feed.close()
+
+
 async def test_a_worker_that_may_no_longer_claim_stops_waiting_and_is_not_handed_jobs(
     redis_server: object, tmp_path: Path
 ) -> None:
