@@ -83,7 +83,9 @@ def make_serializers(
         if payload[:1] == PICKLE_PROTOCOL_PREFIX:
             raise UnsafePayload("job payload is a pickle; only JSON payloads are accepted")
         try:
-            decoded = json.loads(payload, object_hook=_decode_object)
+            # the hook (a Python call per object, and a new decoder per call) only for stored failures
+            hook = _decode_object if ERROR_MARKER.encode() in payload else None
+            decoded = json.loads(payload, object_hook=hook)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UnsafePayload("job payload is not valid JSON") from exc
         if not isinstance(decoded, dict):

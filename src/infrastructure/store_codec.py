@@ -37,6 +37,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 def to_utc(value: datetime) -> datetime:
     """An aware UTC datetime; a naive one is taken to be UTC already."""
+    if value.tzinfo is UTC:  # the usual case (datetime.now(UTC)): no conversion to make
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

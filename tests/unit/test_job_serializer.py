@@ -40,6 +40,16 @@ def test_exception_results_keep_type_message_and_category() -> None:
     assert isinstance(again, JobFailure) and again.type_name == "StoreUnavailable"
 
 
+def test_the_marker_as_plain_text_stays_text() -> None:
+    """Only an object that is exactly `{"__error__": {...}}` becomes a JobFailure: the marker inside
+    a string (an address, say) or next to other keys is data, with or without a failure beside it."""
+    data = {"s": "__error__ in an address", "d": {"__error__": {"type": "X"}, "other": 1}}
+    assert deserialize(serialize(data)) == data
+    mixed = deserialize(serialize({**data, "r": ValueError("boom")}))
+    assert mixed["s"] == data["s"] and mixed["d"] == data["d"]
+    assert isinstance(mixed["r"], JobFailure) and mixed["r"].message == "boom"
+
+
 def test_pickled_payload_is_refused_without_unpickling() -> None:
     """A pickle planted in Redis is refused by its protocol byte, never passed to pickle.loads."""
     planted = pickle.dumps({"f": "normalize_appointment", "a": [], "k": {}, "t": 1, "et": 1})
