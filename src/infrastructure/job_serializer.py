@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from src.errors import UnsafePayload
 
 ERROR_MARKER = "__error__"
+_ERROR_MARKER_BYTES = ERROR_MARKER.encode()
 PICKLE_PROTOCOL_PREFIX = b"\x80"
 
 
@@ -84,7 +85,7 @@ def make_serializers(
             raise UnsafePayload("job payload is a pickle; only JSON payloads are accepted")
         try:
             # the hook (a Python call per object, and a new decoder per call) only for stored failures
-            hook = _decode_object if ERROR_MARKER.encode() in payload else None
+            hook = _decode_object if _ERROR_MARKER_BYTES in payload else None
             decoded = json.loads(payload, object_hook=hook)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UnsafePayload("job payload is not valid JSON") from exc

@@ -339,14 +339,13 @@ class FakeOpenAIApp:
     and this server shares the benchmark's two cores with the workers it serves (a real API uses
     none of them)."""
 
-    def __init__(self, api: FastAPI, state: FakeOpenAIState) -> None:
+    def __init__(self, api: FastAPI) -> None:
         self.api = api
-        self.state = api.state  # `app.state.fake` is the `FakeOpenAIState`
-        self._fake = state
+        self.state = api.state  # `app.state.fake` is the `FakeOpenAIState`, as on the FastAPI app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == CHAT_PATH and scope["method"] == "POST":
-            response = await _chat_counted(Request(scope, receive), self._fake)
+            response = await _chat_counted(Request(scope, receive), self.state.fake)
             await response(scope, receive, send)
         else:
             await self.api(scope, receive, send)
@@ -393,7 +392,7 @@ def create_app(config: FaultConfig | None = None) -> FakeOpenAIApp:
         state.reset()
         return state.config
 
-    return FakeOpenAIApp(app, state)
+    return FakeOpenAIApp(app)
 
 
 async def _chat(request: Request, state: FakeOpenAIState) -> JSONResponse:

@@ -165,15 +165,18 @@ async def test_a_released_job_is_free_for_any_worker_and_its_try_given_back(
 
 
 @asynccontextmanager
-async def redis_and_store(settings: Settings) -> AsyncIterator[tuple[ArqRedis, Repository]]:
-    """An emptied Redis database and an initialized store, closed afterwards."""
+async def redis_and_store(settings: Settings) -> AsyncIterator[tuple[ArqRedis, Repository, TaskService]]:
+    """An emptied Redis database, an initialized store and a `TaskService` over both whose callers
+    wait through a completion feed (it subscribes on the first wait only); closed afterwards."""
     pool = create_redis_pool(settings)
     await pool.flushdb()
     repository = build_repository(settings)
     await repository.init()
+    feed = RedisCompletionFeed(pool)
     try:
-        yield pool, repository
+        yield pool, repository, TaskService(pool=pool, repository=repository, completions=feed)
     finally:
+        await feed.close()
         await pool.aclose(close_connection_pool=True)
         await repository.close()
 
@@ -208,33 +211,33 @@ async def wait_registered(pool: ArqRedis, worker: AppWorker, timeout: float) -> 
 async def test_an_idle_worker_runs_a_job_at_once_by_hand_off_or_wake_up(
     redis_server: object, tmp_path: Path, direct_handoff: bool
 ) -> None:
-    """Poll delay 30 s: the job finishes well before one poll, through a hand-off (or, with
-    `WORKER_DIRECT_HANDOFF=false`, a wake-up and a claim); the worker says which."""
+    """Poll delay 30 s: the job finishes, and the caller's `wait_for_result` returns the final
+    record, well before one poll, through a hand-off (or, with `WORKER_DIRECT_HANDOFF=false`, a
+    wake-up and a claim); the worker says which."""
     settings = make_settings(
         redis_server.url,  # type: ignore[attr-defined]
         tmp_path,
         arq_poll_delay=SLOW_POLL_S,
         worker_direct_handoff=direct_handoff,
     )
-    async with redis_and_store(settings) as (pool, repository):
-        feed = RedisCompletionFeed(pool)
-        tasks = TaskService(pool=pool, repository=repository, completions=feed)
-        try:
-            async with running_worker(settings) as worker:
-                if direct_handoff:
-                    await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
-                else:
-                    await asyncio.sleep(0.2)  # inside its 30 s wait for a wake-up
-                    assert await pool.zcard(idle_workers_key(QUEUE)) == 0
-                await repository.insert_appointments([appointment("h1")])
-                started = asyncio.get_running_loop().time()
-                await tasks.enqueue(envelope("h1"))
-                record = await tasks.wait_for_result("normalize:h1:1", timeout=SLOW_POLL_S / 3)
-                assert record.status is JobStatus.SUCCEEDED and record.worker_id == worker.worker_id
-                assert asyncio.get_running_loop().time() - started < SLOW_POLL_S / 3
-                assert worker.jobs_handed_off == (1 if direct_handoff else 0)
-        finally:
-            await feed.close()
+    async with redis_and_store(settings) as (pool, repository, tasks), running_worker(settings) as worker:
+        if direct_handoff:
+            await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
+        else:
+            await asyncio.wait_for(
+                worker._wake_subscription.live.wait(), 10 * settings.worker_heartbeat_interval
+            )
+            await asyncio.sleep(0.2)  # inside its 30 s wait for a wake-up
+            assert await pool.zcard(idle_workers_key(QUEUE)) == 0
+        await repository.insert_appointments([appointment("h1")])
+        started = asyncio.get_running_loop().time()
+        await tasks.enqueue(envelope("h1"))
+        record = await tasks.wait_for_result("normalize:h1:1", timeout=SLOW_POLL_S / 3)
+        assert record.status is JobStatus.SUCCEEDED and record.worker_id == worker.worker_id
+        assert asyncio.get_running_loop().time() - started < SLOW_POLL_S / 3
+        assert worker.jobs_handed_off == (1 if direct_handoff else 0)
+        stored = await repository.get_appointment("h1")
+        assert stored is not None and stored.documento_normalizado is not None
 
 
 async def test_jobs_back_to_back_run_at_once_and_the_worker_registers_again(
@@ -245,38 +248,32 @@ async def test_jobs_back_to_back_run_at_once_and_the_worker_registers_again(
     they wake it. Every job still finishes well before one poll, and the idle worker ends up
     registered for the next hand-off."""
     settings = make_settings(redis_server.url, tmp_path, arq_poll_delay=SLOW_POLL_S)  # type: ignore[attr-defined]
-    async with redis_and_store(settings) as (pool, repository):
-        feed = RedisCompletionFeed(pool)
-        tasks = TaskService(pool=pool, repository=repository, completions=feed)
-        try:
-            async with running_worker(settings) as worker:
-                await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
-                ids = [f"b2b{n}" for n in range(20)]
-                await repository.insert_appointments([appointment(i) for i in ids])
-                started = asyncio.get_running_loop().time()
-                for appointment_id in ids:
-                    await tasks.enqueue(envelope(appointment_id))
-                    record = await tasks.wait_for_result(f"normalize:{appointment_id}:1", SLOW_POLL_S / 3)
-                    assert record.status is JobStatus.SUCCEEDED
-                assert asyncio.get_running_loop().time() - started < SLOW_POLL_S / 3
-                assert 1 <= worker.jobs_handed_off <= len(ids)
-                await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
-        finally:
-            await feed.close()
+    async with redis_and_store(settings) as (pool, repository, tasks), running_worker(settings) as worker:
+        await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
+        ids = [f"b2b{n}" for n in range(20)]
+        await repository.insert_appointments([appointment(i) for i in ids])
+        started = asyncio.get_running_loop().time()
+        for appointment_id in ids:
+            await tasks.enqueue(envelope(appointment_id))
+            record = await tasks.wait_for_result(f"normalize:{appointment_id}:1", SLOW_POLL_S / 3)
+            assert record.status is JobStatus.SUCCEEDED
+        assert asyncio.get_running_loop().time() - started < SLOW_POLL_S / 3
+        assert 1 <= worker.jobs_handed_off <= len(ids)
+        await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
 
 
 async def test_a_worker_that_may_no_longer_claim_stops_waiting_and_is_not_handed_jobs(
     redis_server: object, tmp_path: Path
 ) -> None:
     settings = make_settings(redis_server.url, tmp_path, arq_poll_delay=SLOW_POLL_S)  # type: ignore[attr-defined]
-    async with redis_and_store(settings) as (pool, repository), running_worker(settings) as worker:
+    async with redis_and_store(settings) as (pool, _, tasks), running_worker(settings) as worker:
         await wait_registered(pool, worker, 10 * settings.worker_heartbeat_interval)
         worker.drain("test: stop claiming")
         deadline = asyncio.get_running_loop().time() + 3 * settings.worker_heartbeat_interval
         while await pool.zcard(idle_workers_key(QUEUE)) or worker._handoff.waiting:  # type: ignore[union-attr]
             assert asyncio.get_running_loop().time() < deadline, "the wait did not end"
             await asyncio.sleep(0.02)
-        await TaskService(pool=pool, repository=repository).enqueue(job(1))
+        await tasks.enqueue(job(1))
         assert await pool.exists(in_progress_key_prefix + job(1).job_id) == 0
 
 
@@ -299,10 +296,9 @@ async def test_a_job_handed_to_a_dead_worker_runs_elsewhere_after_its_lease(
     redis_server: object, tmp_path: Path
 ) -> None:
     settings = make_settings(redis_server.url, tmp_path, job_lease_seconds=1.0)  # type: ignore[attr-defined]
-    async with redis_and_store(settings) as (pool, repository):
+    async with redis_and_store(settings) as (pool, repository, tasks):
         await register_only(pool, "w-dead", lease_ms=int(settings.job_lease_seconds * 1000), wait_ms=60_000)
         await repository.insert_appointments([appointment("h9")])
-        tasks = TaskService(pool=pool, repository=repository)
         await tasks.enqueue(envelope("h9"))
         assert await pool.get(in_progress_key_prefix + "normalize:h9:1") == b"w-dead"
         async with running_worker(settings) as worker:

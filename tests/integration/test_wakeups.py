@@ -1,6 +1,6 @@
-"""Wake-ups and completion announcements: an idle worker claims an enqueued job at once (not at its
-next poll), a caller learns a job finished through one shared subscription, and losing either
-subscription costs latency only (polling takes over, the subscription comes back)."""
+"""Completion announcements and subscriptions: a caller learns a job finished through one shared
+subscription, and losing a subscription costs latency only (polling takes over, the subscription
+comes back). An idle worker taking a job at once, by hand-off or by wake-up, is in test_handoff.py."""
 
 from __future__ import annotations
 
@@ -17,16 +17,12 @@ from src.config import Settings
 from src.domain.appointments import Appointment
 from src.domain.jobs import DONE_CHANNEL, JobEnvelope, JobName, JobStatus
 from src.errors import NotFound
-from src.infrastructure.completion_feed import RedisCompletionFeed
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.redis_subscription import RedisSubscription
 from src.infrastructure.repository_factory import build_repository
-from src.worker.settings import build_worker
-from tests.conftest import make_settings, publish_deployment
+from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration
-
-SLOW_POLL_S = 30.0  # without a wake-up the job would wait this long
 
 
 def appointment(appointment_id: str) -> Appointment:
@@ -47,41 +43,6 @@ def envelope(appointment_id: str) -> JobEnvelope:
         ids={"appointment_id": appointment_id},
         producer_version="test-1",
     )
-
-
-async def test_idle_worker_claims_at_once_and_the_waiter_is_woken(
-    redis_server: object, tmp_path: Path
-) -> None:
-    """Poll delay 30 s: an enqueued job still finishes, and the caller's `wait_for_result` returns the
-    final record, well before one poll delay (deadline: a third of it)."""
-    settings = make_settings(redis_server.url, tmp_path, arq_poll_delay=SLOW_POLL_S)  # type: ignore[attr-defined]
-    await publish_deployment(settings)
-    repository = build_repository(settings)
-    await repository.init()
-    pool = create_redis_pool(settings)
-    feed = RedisCompletionFeed(pool)
-    tasks = TaskService(pool=pool, repository=repository, completions=feed)
-    worker = build_worker(settings, handle_signals=False)
-    run = asyncio.create_task(worker.async_run())
-    try:
-        await asyncio.wait_for(worker._wake_subscription.live.wait(), 10 * settings.worker_heartbeat_interval)
-        while not worker.allow_pick_jobs:  # the first beat allows claiming
-            await asyncio.sleep(settings.worker_heartbeat_interval / 5)
-        await asyncio.sleep(0.2)  # the worker is now inside a 30 s poll wait
-        await repository.insert_appointments([appointment("w1")])
-        started = asyncio.get_running_loop().time()
-        await tasks.enqueue(envelope("w1"))
-        record = await tasks.wait_for_result("normalize:w1:1", timeout=SLOW_POLL_S / 3)
-        assert record.status is JobStatus.SUCCEEDED and record.worker_id == worker.worker_id
-        assert asyncio.get_running_loop().time() - started < SLOW_POLL_S / 3
-        stored = await repository.get_appointment("w1")
-        assert stored is not None and stored.documento_normalizado is not None
-    finally:
-        await worker.close()
-        await asyncio.gather(run, return_exceptions=True)
-        await feed.close()
-        await pool.aclose(close_connection_pool=True)
-        await repository.close()
 
 
 async def test_wait_for_result_without_a_feed_polls_and_reports_unknown_and_timeouts(
