@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from datetime import datetime
 from enum import StrEnum
 
@@ -39,7 +40,7 @@ class Histogram(BaseModel):
     count: int = 0
 
     def observe(self, value: float) -> None:
-        index = next((i for i, bound in enumerate(self.bounds) if value <= bound), len(self.bounds))
+        index = bisect_left(self.bounds, value)  # the first bound >= value; len(bounds): +Inf
         self.counts[index] += 1
         self.total += value
         self.count += 1

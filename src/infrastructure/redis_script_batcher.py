@@ -4,6 +4,10 @@ A worker finishing a hundred short jobs at once would otherwise make a hundred r
 socket write and read (system calls are what a busy worker spends most of its time on). A lone call
 goes out at once, as a plain EVALSHA, so nothing waits for a batch to fill. Each call keeps its own
 reply or error; an error of the round trip itself (Redis unreachable) goes to every call in it.
+
+When calls come one at a time (the last round trip carried one call: a lone job's finish), a call
+goes out from its caller's task without waiting for the end of the loop turn; calls made while it
+is in flight go out together after it, as they would after a batch.
 """
 
 from __future__ import annotations
@@ -24,8 +28,15 @@ class ScriptBatcher:
         self._script = redis.register_script(script)
         self._pending: list[Call] = []
         self._flushing = False
+        self._last_batch = 0  # calls in the last round trip
 
     async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        if not self._flushing and self._last_batch == 1:
+            self._flushing = True
+            try:
+                return await self._script(keys=list(keys), args=list(args))
+            finally:
+                self._next()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((keys, args, future))
         if not self._flushing:
@@ -35,7 +46,14 @@ class ScriptBatcher:
 
     def _start(self) -> None:
         batch, self._pending = self._pending, []
+        self._last_batch = len(batch)
         asyncio.ensure_future(self._flush(batch))
+
+    def _next(self) -> None:
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._start)
+        else:
+            self._flushing = False
 
     async def _flush(self, batch: list[Call]) -> None:
         try:
@@ -57,10 +75,7 @@ class ScriptBatcher:
                 else:
                     future.set_result(reply)
         finally:
-            if self._pending:
-                asyncio.get_running_loop().call_soon(self._start)
-            else:
-                self._flushing = False
+            self._next()
 
     async def _pipelined(self, batch: list[Call]) -> list[Any]:
         replies = await self._send(batch)

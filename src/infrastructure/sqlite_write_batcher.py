@@ -10,6 +10,11 @@ A batch is first offered to `run_now`, which writes it right there on the event 
 can (a short batch, no other connection holding the lock): no task and no loop turn between the
 submit and the commit, which is most of a lone job's ledger time. Otherwise it runs through
 `run_in_transaction`, awaited in a task of its own.
+
+When the writes come one at a time (the last batch held one write: a lone job's claim, then its
+finish), a write goes out at once in its submitter's task, without waiting for the end of the loop
+turn. Only one task writes directly per loop turn: the writes of other tasks in that turn go out
+together after it, so a burst costs one transaction more than before and then batches as usual.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 Write = Callable[[sqlite3.Connection], Any]
@@ -27,7 +32,7 @@ RunAll = Callable[[sqlite3.Connection], Outcomes]
 RunInTransaction = Callable[[RunAll, int], Awaitable[Outcomes]]
 # the same, synchronously, or None when it cannot run here and now
 RunNow = Callable[[RunAll, int], Outcomes | None]
-Batch = list[tuple[Write, "asyncio.Future[Any]"]]
+Batch = list[tuple[Write, "asyncio.Future[Any] | None"]]
 
 
 class WriteBatcher:
@@ -36,19 +41,41 @@ class WriteBatcher:
         self._run_now = run_now
         self._pending: Batch = []
         self._flushing = False
+        self._last_batch = 0  # writes in the last batch written
+        self._direct_task: asyncio.Task[Any] | None = None  # the task writing directly this turn
 
     async def submit(self, write: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `write` (one statement: the batcher owns the transaction) in the next batch."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        """Run `write` (one statement: the batcher owns the transaction) in the next batch, or at
+        once when writes come one at a time (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        if not self._flushing and self._last_batch == 1 and self._may_write_directly():
+            outcomes = self._run_now(_run_all([(write, None)]), 1)  # a store error propagates as is
+            if outcomes is not None:
+                ok, value = outcomes[0]
+                if not ok:
+                    raise value
+                return cast(T, value)
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((write, future))
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().call_soon(self._start)
+            loop.call_soon(self._start)
         result: T = await future
         return result
 
+    def _may_write_directly(self) -> bool:
+        task = asyncio.current_task()
+        if self._direct_task is None:
+            self._direct_task = task
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        return self._direct_task is task
+
+    def _end_turn(self) -> None:
+        self._direct_task = None
+
     def _start(self) -> None:
         batch, self._pending = self._pending, []
+        self._last_batch = len(batch)
         try:
             outcomes = self._run_now(_run_all(batch), len(batch))
         except BaseException as exc:  # noqa: BLE001 - the store's error belongs to every write
@@ -94,7 +121,7 @@ def _run_all(batch: Batch) -> RunAll:
 
 def _settle(batch: Batch, outcomes: Outcomes) -> None:
     for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-        if future.done():
+        if future is None or future.done():
             continue  # its caller was cancelled; the write still happened, as with a plain call
         if ok:
             future.set_result(value)
@@ -104,5 +131,5 @@ def _settle(batch: Batch, outcomes: Outcomes) -> None:
 
 def _fail(batch: Batch, exc: BaseException) -> None:
     for _, future in batch:
-        if not future.done():
+        if future is not None and not future.done():
             future.set_exception(exc)

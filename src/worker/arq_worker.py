@@ -17,6 +17,7 @@ Every arq method overridden or relied on is in `RELIED_ON_ARQ_METHODS`, checked 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -156,6 +157,7 @@ class AppWorker(Worker):
         # An enqueue publishes on the queue's wake channel: an idle worker claims at once instead of
         # at its next poll; the poll delay stays as the safety net (and in burst mode).
         self._woken = asyncio.Event()
+        self._wake_hooks: list[Callable[[], None]] = []  # `_until_any` waits, ended by a wake-up
         self._wake_subscription = RedisSubscription(self.pool, wake_channel(queue_name), self._on_wake)
         if lifecycle.direct_handoff and not self.burst:
             self._handoff = Handoff(self.pool, queue_name, worker_id, int(lifecycle.lease_s * 1000))
@@ -186,6 +188,8 @@ class AppWorker(Worker):
     def _on_wake(self, _message: bytes) -> None:
         """Jobs were enqueued that nobody was handed: claim them (a wait for a hand-off ends)."""
         self._woken.set()
+        for wake in tuple(self._wake_hooks):
+            wake()
         self._end_handoff_wait()
 
     def _end_handoff_wait(self) -> None:
@@ -318,15 +322,33 @@ class AppWorker(Worker):
         waits for its result, and on a shared host (the API, Redis and the workers on a few cores)
         registering at once competes with that caller for a core. Jobs enqueued meanwhile are not
         lost: nobody hands them to this worker, so they wake it, which ends either wait."""
-        woken = asyncio.ensure_future(self._woken.wait())
+        await self._until_any(started, HANDOFF_SETTLE_S)
+        if not self._woken.is_set() and all(task.done() for task in started):
+            await self._until_any((), HANDOFF_REARM_S)
+
+    async def _until_any(self, tasks: Sequence[asyncio.Task[None]], timeout: float) -> None:
+        """Wait until one of `tasks` ends, a wake-up comes or `timeout` passes: one future and its
+        callbacks (asyncio.wait over an `Event.wait` task would add a task and two loop turns)."""
+        if self._woken.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(*_: object) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = loop.call_later(timeout, wake)
+        for task in tasks:
+            task.add_done_callback(wake)
+        self._wake_hooks.append(wake)
         try:
-            done, _ = await asyncio.wait(
-                [*started, woken], timeout=HANDOFF_SETTLE_S, return_when="FIRST_COMPLETED"
-            )
-            if woken not in done and all(task.done() for task in started):
-                await asyncio.wait([woken], timeout=HANDOFF_REARM_S)
+            await waiter
         finally:
-            woken.cancel()
+            timer.cancel()
+            for task in tasks:
+                task.remove_done_callback(wake)
+            self._wake_hooks.remove(wake)
 
     async def run_job(self, job_id: str, score: int) -> None:
         """arq's `run_job` for a job our claim fetched (payload, try, abort flag came with the claim:
