@@ -5,9 +5,9 @@ socket write and read (system calls are what a busy worker spends most of its ti
 goes out at once, as a plain EVALSHA, so nothing waits for a batch to fill. Each call keeps its own
 reply or error; an error of the round trip itself (Redis unreachable) goes to every call in it.
 
-When calls come one at a time (the last round trip carried one call: a lone job's finish), a call
-goes out from its caller's task without waiting for the end of the loop turn; calls made while it
-is in flight go out together after it, as they would after a batch.
+After an idle spell (no call for `DIRECT_AFTER_IDLE_S`: a lone job's finish), a call goes out from
+its caller's task without waiting for the end of the loop turn; calls made while it is in flight go
+out together after it, as they would after a batch. Under load every call is batched.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 Call = tuple[Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+DIRECT_AFTER_IDLE_S = 0.002
 
 
 class ScriptBatcher:
@@ -28,16 +29,19 @@ class ScriptBatcher:
         self._script = redis.register_script(script)
         self._pending: list[Call] = []
         self._flushing = False
-        self._last_batch = 0  # calls in the last round trip
+        self._last_call_at = float("-inf")  # loop time of the last call
 
     async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        if not self._flushing and self._last_batch == 1:
+        loop = asyncio.get_running_loop()
+        now, last = loop.time(), self._last_call_at
+        self._last_call_at = now
+        if not self._flushing and now - last >= DIRECT_AFTER_IDLE_S:
             self._flushing = True
             try:
                 return await self._script(keys=list(keys), args=list(args))
             finally:
                 self._next()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((keys, args, future))
         if not self._flushing:
             self._flushing = True
@@ -46,7 +50,6 @@ class ScriptBatcher:
 
     def _start(self) -> None:
         batch, self._pending = self._pending, []
-        self._last_batch = len(batch)
         asyncio.ensure_future(self._flush(batch))
 
     def _next(self) -> None:

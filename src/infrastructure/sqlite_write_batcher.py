@@ -11,10 +11,10 @@ can (a short batch, no other connection holding the lock): no task and no loop t
 submit and the commit, which is most of a lone job's ledger time. Otherwise it runs through
 `run_in_transaction`, awaited in a task of its own.
 
-When the writes come one at a time (the last batch held one write: a lone job's claim, then its
-finish), a write goes out at once in its submitter's task, without waiting for the end of the loop
-turn. Only one task writes directly per loop turn: the writes of other tasks in that turn go out
-together after it, so a burst costs one transaction more than before and then batches as usual.
+When the store has been idle for a while (`DIRECT_AFTER_IDLE_S`: a lone job's claim), a write goes out
+at once in its submitter's task, without waiting for the end of the loop turn; so does a later write
+of that task in the same turn (the lone job's finish). Writes of other tasks in that turn go out
+together after it, and under load (writes closer together than that) every write is batched.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ RunInTransaction = Callable[[RunAll, int], Awaitable[Outcomes]]
 # the same, synchronously, or None when it cannot run here and now
 RunNow = Callable[[RunAll, int], Outcomes | None]
 Batch = list[tuple[Write, "asyncio.Future[Any] | None"]]
+DIRECT_AFTER_IDLE_S = 0.002
 
 
 class WriteBatcher:
@@ -41,14 +42,16 @@ class WriteBatcher:
         self._run_now = run_now
         self._pending: Batch = []
         self._flushing = False
-        self._last_batch = 0  # writes in the last batch written
+        self._last_write_at = float("-inf")  # loop time of the last write submitted
         self._direct_task: asyncio.Task[Any] | None = None  # the task writing directly this turn
 
     async def submit(self, write: Callable[[sqlite3.Connection], T]) -> T:
         """Run `write` (one statement: the batcher owns the transaction) in the next batch, or at
         once when writes come one at a time (see the module docstring)."""
         loop = asyncio.get_running_loop()
-        if not self._flushing and self._last_batch == 1 and self._may_write_directly():
+        now, last = loop.time(), self._last_write_at
+        self._last_write_at = now
+        if not self._flushing and self._may_write_directly(now - last >= DIRECT_AFTER_IDLE_S):
             outcomes = self._run_now(_run_all([(write, None)]), 1)  # a store error propagates as is
             if outcomes is not None:
                 ok, value = outcomes[0]
@@ -63,9 +66,12 @@ class WriteBatcher:
         result: T = await future
         return result
 
-    def _may_write_directly(self) -> bool:
+    def _may_write_directly(self, idle: bool) -> bool:
+        """After an idle spell, the first task to write in this turn; then that task only."""
         task = asyncio.current_task()
         if self._direct_task is None:
+            if not idle:
+                return False
             self._direct_task = task
             asyncio.get_running_loop().call_soon(self._end_turn)
         return self._direct_task is task
@@ -75,7 +81,6 @@ class WriteBatcher:
 
     def _start(self) -> None:
         batch, self._pending = self._pending, []
-        self._last_batch = len(batch)
         try:
             outcomes = self._run_now(_run_all(batch), len(batch))
         except BaseException as exc:  # noqa: BLE001 - the store's error belongs to every write

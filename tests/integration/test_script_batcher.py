@@ -9,6 +9,7 @@ import pytest
 from arq.connections import ArqRedis
 from redis.exceptions import ResponseError
 
+from src.infrastructure import redis_script_batcher
 from src.infrastructure.redis_script_batcher import ScriptBatcher
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,7 @@ return redis.call('INCRBY', KEYS[1], ARGV[1])
 async def test_calls_made_together_share_one_round_trip(
     arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(redis_script_batcher, "DIRECT_AFTER_IDLE_S", 60.0)  # never idle after the first
     batcher = ScriptBatcher(arq_pool, SCRIPT)
     trips: list[int] = []
     real_send = batcher._send
@@ -32,38 +34,34 @@ async def test_calls_made_together_share_one_round_trip(
         return await real_send(batch)  # type: ignore[arg-type]
 
     monkeypatch.setattr(batcher, "_send", counting_send)
-    await batcher(["warm"], [1])  # a lone call: plain EVALSHA, loads the script
-    # Calls came one at a time so far: the first of a burst goes at once, the rest share the next trip.
+    await batcher(["warm"], [1])  # the first call: plain EVALSHA at once, loads the script
     replies = await asyncio.gather(*(batcher([f"k{i % 3}"], [1]) for i in range(30)))
-    assert trips == [29]
+    assert trips == [30]
     assert sorted(replies)[-1] == 10 and await arq_pool.get("k0") == b"10"
-    # Now batching: a burst goes out in one round trip.
-    await asyncio.gather(*(batcher([f"k{i % 3}"], [1]) for i in range(30)))
-    assert trips == [29, 30]
-    assert await arq_pool.get("k0") == b"20"
 
 
-async def test_lone_calls_go_out_at_once(arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Calls one at a time: each is a plain EVALSHA from its caller's task (no batch, no task of the
-    batcher's), and one made while another is in flight waits for it, then goes in the next trip."""
+async def test_after_an_idle_spell_a_call_goes_out_at_once(
+    arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone call is a plain EVALSHA from its caller's task (no batch task of the batcher's); one
+    made while it is in flight waits for it, then goes in the next round trip."""
+    monkeypatch.setattr(redis_script_batcher, "DIRECT_AFTER_IDLE_S", 0.0)  # always idle
     batcher = ScriptBatcher(arq_pool, SCRIPT)
-    tasks_started: list[object] = []
+    batches: list[int] = []
     real_flush = batcher._flush
 
     async def counting_flush(batch: list[object]) -> None:
-        tasks_started.append(batch)
+        batches.append(len(batch))
         await real_flush(batch)  # type: ignore[arg-type]
 
     monkeypatch.setattr(batcher, "_flush", counting_flush)
-    assert await batcher(["d"], [1]) == 1  # the first call ever: through a batch of one
-    assert len(tasks_started) == 1
-    for expected in range(2, 7):
+    for expected in range(1, 6):
         assert await batcher(["d"], [1]) == expected
-    assert len(tasks_started) == 1  # the next ones went out directly
+    assert batches == []  # each went out directly
     first = asyncio.ensure_future(batcher(["d"], [1]))
     await asyncio.sleep(0)  # the direct call is in flight
-    assert await asyncio.gather(first, batcher(["d"], [5])) == [7, 12]
-    assert len(tasks_started) == 2  # the one made meanwhile went in a batch after it
+    assert await asyncio.gather(first, batcher(["d"], [5])) == [6, 11]
+    assert batches == [1]  # the one made meanwhile went in a batch after it
 
 
 async def test_each_call_keeps_its_own_error(arq_pool: ArqRedis) -> None:

@@ -1,6 +1,7 @@
-"""WriteBatcher on a real SQLite connection: writes of one loop turn share a transaction; writes that
-come one at a time go out at once in their submitter's task; a write refused inline (the store's lock
-is held) goes to the store's thread; each write keeps its own result or error."""
+"""WriteBatcher on a real SQLite connection: writes of one loop turn share a transaction; after an idle
+spell a write goes out at once in its submitter's task (and that task's next writes of the same
+turn); a write refused inline (the store's lock is held) goes to the store's thread; each write
+keeps its own result or error."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from src.infrastructure import sqlite_write_batcher
 from src.infrastructure.sqlite_write_batcher import Outcomes, RunAll, WriteBatcher
 
 
@@ -54,55 +56,65 @@ def value(store: Store, k: str) -> int | None:
     return None if row is None else int(row[0])
 
 
+async def idle() -> None:
+    """Let the store be idle for longer than the batcher's threshold."""
+    await asyncio.sleep(3 * sqlite_write_batcher.DIRECT_AFTER_IDLE_S)
+
+
 async def test_writes_of_one_turn_share_a_batch(store: Store) -> None:
     batcher = WriteBatcher(store.run_in_transaction, store.run_now)
+    await idle()
     results = await asyncio.gather(*(batcher.submit(insert(f"k{i}", i)) for i in range(20)))
     assert results == [1] * 20
-    assert store.batches == [("inline", 20)]
-    assert value(store, "k7") == 7
+    # after the idle spell the first goes at once, the other tasks' writes of that turn together
+    assert store.batches == [("inline", 1), ("inline", 19)]
+    results = await asyncio.gather(*(batcher.submit(insert(f"m{i}", i)) for i in range(20)))
+    assert store.batches[-1] == ("inline", 20)  # writes close together: all batched
+    assert value(store, "k7") == 7 and value(store, "m19") == 19
 
 
-async def test_writes_one_at_a_time_go_out_at_once(store: Store) -> None:
+async def test_after_an_idle_spell_a_write_goes_out_at_once(store: Store) -> None:
     batcher = WriteBatcher(store.run_in_transaction, store.run_now)
-    await batcher.submit(insert("a", 1))  # the first: a batch of one, written at the end of the turn
+    await idle()
+    loop = asyncio.get_running_loop()
+    loop.call_soon(store.events.append, "turn")
+    assert await batcher.submit(insert("a", 1)) == 1  # a lone job's claim
+    assert await batcher.submit(insert("b", 2)) == 1  # the same task again (its finish)
+    # written and answered before a callback scheduled ahead of them ran: no loop turn in between
+    assert store.events == ["write", "write"]
+    await asyncio.sleep(0)
+    assert store.events == ["write", "write", "turn"]
+    assert store.batches == [("inline", 1), ("inline", 1)]
+    assert value(store, "a") == 1 and value(store, "b") == 2
+
+
+async def test_writes_close_together_wait_for_the_end_of_the_turn(store: Store) -> None:
+    batcher = WriteBatcher(store.run_in_transaction, store.run_now)
+    await idle()
+    await batcher.submit(insert("a", 1))
+    await asyncio.sleep(0)  # a new loop turn, well within the idle threshold
     loop = asyncio.get_running_loop()
     loop.call_soon(store.events.append, "turn")
     assert await batcher.submit(insert("b", 2)) == 1
-    assert await batcher.submit(insert("c", 3)) == 1  # the same task again (a lone job's finish)
-    # written and answered before a callback scheduled ahead of them ran: no loop turn in between
-    assert store.events == ["write", "write", "write"]
-    await asyncio.sleep(0)
-    assert store.events == ["write", "write", "write", "turn"]
-    assert store.batches == [("inline", 1), ("inline", 1), ("inline", 1)]
-    assert value(store, "b") == 2 and value(store, "c") == 3
-
-
-async def test_a_burst_after_lone_writes_goes_first_alone_then_together(store: Store) -> None:
-    batcher = WriteBatcher(store.run_in_transaction, store.run_now)
-    await batcher.submit(insert("a", 1))
-    await asyncio.gather(*(batcher.submit(insert(f"k{i}", i)) for i in range(10)))
-    assert store.batches == [("inline", 1), ("inline", 1), ("inline", 9)]
-    await asyncio.gather(*(batcher.submit(insert(f"m{i}", i)) for i in range(10)))
-    assert store.batches[-1] == ("inline", 10)  # batching again: the whole burst at once
-    assert value(store, "k9") == 9 and value(store, "m9") == 9
+    assert store.events == ["write", "turn", "write"]  # batched: written after the turn's callbacks
 
 
 async def test_a_write_refused_inline_goes_to_the_thread(store: Store) -> None:
     batcher = WriteBatcher(store.run_in_transaction, store.run_now)
-    await batcher.submit(insert("a", 1))
     store.busy = True
+    await idle()
     assert await batcher.submit(insert("b", 2)) == 1
-    assert store.batches[-1] == ("thread", 1)
+    assert store.batches == [("thread", 1)]
     assert value(store, "b") == 2
 
 
 async def test_each_write_keeps_its_own_error(store: Store) -> None:
     batcher = WriteBatcher(store.run_in_transaction, store.run_now)
-    await batcher.submit(insert("a", 1))
 
     def failing(conn: sqlite3.Connection) -> int:
         raise ValueError("not this one")
 
+    await idle()
     with pytest.raises(ValueError, match="not this one"):
         await batcher.submit(failing)  # the direct path
     results = await asyncio.gather(
