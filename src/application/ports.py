@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from src.domain.addresses import NormalizedAddress
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
@@ -20,8 +20,6 @@ from src.domain.jobs import (
     QueueName,
 )
 from src.domain.workers import WorkerRecord
-
-T = TypeVar("T")
 
 
 class Repository(Protocol):
@@ -84,21 +82,6 @@ class Repository(Protocol):
     ) -> int:
         """`create_jobs` for freshly enqueued jobs (status queued, attempt 0), written straight from
         their envelopes: the bulk-enqueue path, without building a `JobRecord` per job."""
-
-    async def create_queued_jobs_then_push(
-        self,
-        envelopes: Sequence[JobEnvelope],
-        queue: QueueName,
-        *,
-        enqueued_at: datetime,
-        progress: JobProgress,
-        push: Callable[[], Awaitable[T]],
-    ) -> tuple[int, T]:
-        """`create_queued_jobs`, then `push` (which makes the jobs claimable), with one promise: a
-        claim that follows the push finds the records. A store may send the push before its insert
-        commits, when its claims wait for that commit anyway (SQLite: the write lock). Returns how
-        many records were inserted and what `push` returned; the records are written even when the
-        caller is cancelled meanwhile."""
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 

@@ -9,10 +9,10 @@ fencing token), so a stale run matches nothing. Connection-level failures become
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, UpdateOne
@@ -34,8 +34,6 @@ from src.domain.jobs import (
 )
 from src.errors import StoreUnavailable
 from src.infrastructure import store_codec as codec
-
-T = TypeVar("T")
 
 Document = dict[str, Any]
 
@@ -216,19 +214,6 @@ class MongoRepository:
                 for e in envelopes
             ]
         )
-
-    async def create_queued_jobs_then_push(
-        self,
-        envelopes: Sequence[JobEnvelope],
-        queue: QueueName,
-        *,
-        enqueued_at: datetime,
-        progress: JobProgress,
-        push: Callable[[], Awaitable[T]],
-    ) -> tuple[int, T]:
-        """Insert, then push: a claim here is a document update, which a later insert cannot hold back."""
-        inserted = await self.create_queued_jobs(envelopes, queue, enqueued_at=enqueued_at, progress=progress)
-        return inserted, await push()
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         with _unavailable_on_connection_errors():

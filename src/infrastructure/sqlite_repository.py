@@ -15,13 +15,11 @@ import os
 import random
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TypeVar
-
-import structlog
 
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
 from src.domain.jobs import (
@@ -41,7 +39,6 @@ from src.infrastructure.sqlite_checkpointer import WalCheckpointer
 from src.infrastructure.sqlite_write_batcher import WriteBatcher
 
 T = TypeVar("T")
-log = structlog.get_logger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 AUTOCHECKPOINT_PAGES = 10000  # about 40 MB of WAL (SQLite's default: 1000)
@@ -100,9 +97,6 @@ class SQLiteRepository:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
         self._inline_conn: sqlite3.Connection | None = None  # touched only on the event loop's thread
-        # a lone enqueue's transaction, open across one loop turn (see create_queued_jobs_then_push);
-        # its own connection, so that no other statement of this process can run inside it
-        self._enqueue_conn: sqlite3.Connection | None = None
         self._store_id: str | None = None
         self._closed = False
         self._batcher = WriteBatcher(self._run_in_transaction, self._run_now)
@@ -132,7 +126,6 @@ class SQLiteRepository:
         self._closed = True
         await self.checkpointer.stop()
         self._close_inline()
-        self._close_enqueue()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close_connection)
         await asyncio.to_thread(self._executor.shutdown)
 
@@ -231,86 +224,6 @@ class SQLiteRepository:
             ),
             inline=len(envelopes) <= INLINE_MAX_ROWS,
         )
-
-    async def create_queued_jobs_then_push(
-        self,
-        envelopes: Sequence[JobEnvelope],
-        queue: QueueName,
-        *,
-        enqueued_at: datetime,
-        progress: JobProgress,
-        push: Callable[[], Awaitable[T]],
-    ) -> tuple[int, T]:
-        """A few records (a lone enqueue): take the write lock, start `push`, give it one loop turn to
-        send its command, then insert and commit. The insert runs while Redis and the worker handle
-        the push, instead of before it; a claim is a write, so it waits for this commit and finds the
-        records. The lock taken by another connection, or more rows: insert, then push."""
-        at = codec.to_utc(enqueued_at).isoformat(timespec="microseconds")  # as iso_utc writes it
-        seed = progress.model_dump_json()
-        rows = [codec.queued_job_row(e, queue.value, at, seed) for e in envelopes]
-        conn = self._lock_for_enqueue() if 0 < len(rows) <= INLINE_MAX_ROWS else None
-        if conn is None:
-            inserted = await self._run(
-                lambda c: _write_many(c, _INSERT_JOB, rows), inline=len(rows) <= INLINE_MAX_ROWS
-            )
-            return inserted, await push()
-        pushing = asyncio.ensure_future(push())
-        cancelled: asyncio.CancelledError | None = None
-        try:
-            await asyncio.sleep(0)  # the push's first step: its command goes out
-        except (
-            asyncio.CancelledError
-        ) as exc:  # the push may be out already: the records are written all the same
-            cancelled = exc
-        try:
-            inserted = self._insert_and_commit(conn, rows)
-        except sqlite3.Error:  # this transaction failed: write them the usual way (the push is out)
-            try:
-                inserted = await asyncio.shield(self._run(lambda c: _write_many(c, _INSERT_JOB, rows)))
-            except StoreUnavailable:
-                log.error(
-                    "jobs pushed without their ledger records: workers will skip them",
-                    job_ids=[e.job_id for e in envelopes],
-                )
-                raise
-        if cancelled is not None:
-            raise cancelled
-        return inserted, await asyncio.shield(pushing)
-
-    def _lock_for_enqueue(self) -> sqlite3.Connection | None:
-        """The enqueue connection inside `BEGIN IMMEDIATE`, or None when the lock is taken (or the
-        file unusable: the usual path reports it)."""
-        if self._enqueue_conn is not None and self._enqueue_conn.in_transaction:
-            return None  # another enqueue of this process is in its loop turn
-        try:
-            conn = self._enqueue_conn or self._connect_enqueue()
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            if _primary_code(exc) not in _LOCK_CODES:
-                self._close_enqueue()
-            return None
-        return conn
-
-    def _insert_and_commit(self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> int:
-        try:
-            inserted = conn.executemany(_INSERT_JOB, rows).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            self._close_enqueue()
-            raise
-        return inserted
-
-    def _connect_enqueue(self) -> sqlite3.Connection:
-        self._enqueue_conn = self._loop_connection()
-        return self._enqueue_conn
-
-    def _close_enqueue(self) -> None:
-        if self._enqueue_conn is not None:
-            self._enqueue_conn.close()
-            self._enqueue_conn = None
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         return await self._one_job("WHERE job_id = ?", (job_id,))
@@ -440,12 +353,6 @@ class SQLiteRepository:
         return await loop.run_in_executor(self._executor, self._call, fn)
 
     def _connect_inline(self) -> sqlite3.Connection:
-        self._inline_conn = self._loop_connection()
-        return self._inline_conn
-
-    def _loop_connection(self) -> sqlite3.Connection:
-        """A connection for the event loop's thread: it never waits for a lock (the caller falls
-        back to the store's thread instead) and never checkpoints."""
         conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 0")  # never wait on the loop's thread: fall back instead
@@ -455,6 +362,7 @@ class SQLiteRepository:
         except BaseException:
             conn.close()
             raise
+        self._inline_conn = conn
         return conn
 
     def _close_inline(self) -> None:

@@ -680,31 +680,3 @@ async def test_recent_batches_newest_first(repo: Repository) -> None:
         )
         await repo.insert_batch(batch)
     assert [b.id for b in await repo.recent_batches(limit=2)] == ["b2", "b1"]
-
-
-async def test_create_queued_jobs_then_push_writes_the_records_and_runs_the_push_once(
-    repo: Repository,
-) -> None:
-    """The lone-enqueue path: the records are what `create_queued_jobs` writes, the push runs exactly
-    once and its result comes back, and a claim made by the push itself finds the record."""
-    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    envelope = JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key="normalize:lone", ids={"n": 1})
-    pushes: list[int | None] = []
-
-    async def push() -> str:
-        pushes.append(await repo.claim_job(envelope.job_id, claim_by("worker-a")))  # as a handed job's claim
-        return "pushed"
-
-    inserted, pushed = await repo.create_queued_jobs_then_push(
-        [envelope], QueueName.NORMALIZATION, enqueued_at=at, progress=JobProgress(), push=push
-    )
-    assert (inserted, pushed) == (1, "pushed")
-    assert pushes == [1]  # the claim found the record
-    record = await repo.get_job(envelope.job_id)
-    assert record is not None and record.status is JobStatus.RUNNING and record.attempt == 1
-    assert record.enqueued_at == at and record.envelope == envelope
-    # a replay: nothing inserted again, the push runs again (the queue decides "already queued")
-    inserted, pushed = await repo.create_queued_jobs_then_push(
-        [envelope], QueueName.NORMALIZATION, enqueued_at=at, progress=JobProgress(), push=push
-    )
-    assert inserted == 0 and pushed == "pushed"

@@ -8,11 +8,6 @@ Bulk enqueues go in chunks of `ENQUEUE_CHUNK` jobs: one ledger transaction and o
 chunk, and the Redis push of a chunk overlaps the ledger write of the next (the SQLite write runs
 in its thread), so a record is always committed before its job can be claimed.
 
-A lone enqueue (a few jobs, the latency case) hands the push to the store
-(`create_queued_jobs_then_push`): the embedded store sends it while holding its write lock and
-commits the records while Redis and the worker handle it, since a claim waits for that commit; a
-store without that guarantee writes first. Either way a claim finds the record.
-
 `TaskService(pool=..., repository=...)` is how the API and the worker use it. `TaskService()` with
 no arguments builds its pool from settings on first use, so the deployment check
 `asyncio.run(TaskService().get_pool())` works as written.
@@ -115,7 +110,6 @@ return added
 JOB_EXPIRY_MS = 24 * 3600 * 1000  # arq's default: a job not started within a day expires
 PIPELINE_CHUNK = 1000
 ENQUEUE_CHUNK = 1000  # jobs per ledger transaction and per Lua call (Lua's unpack allows ~8,000)
-LONE_ENQUEUE_MAX = 16  # up to this many jobs, the push may overlap the ledger write (`_enqueue_few`)
 DEFAULT_MAX_PAYLOAD_BYTES = 65536  # the default of `MAX_JOB_PAYLOAD_BYTES`
 # Waiting for a result re-reads the ledger at these intervals (doubling) even with a completion feed:
 # an announcement lost while the subscription was down costs latency, never the result.
@@ -217,8 +211,6 @@ class TaskService:
         now = datetime.now(UTC)
         enqueue_ms = int(now.timestamp() * 1000)
         seed = progress or JobProgress()
-        if len(envelopes) <= min(LONE_ENQUEUE_MAX, ENQUEUE_CHUNK):  # one chunk, and a short one
-            return await self._enqueue_few(envelopes, queue, now, enqueue_ms, seed)
         results: list[EnqueueResult] = []
         pushing: asyncio.Task[list[EnqueueResult]] | None = None
         redis_down = False
@@ -251,31 +243,6 @@ class TaskService:
         finally:
             if pushing is not None:  # the ledger write failed: let the push in flight finish
                 await asyncio.gather(pushing, return_exceptions=True)
-        return results
-
-    async def _enqueue_few(
-        self,
-        envelopes: Sequence[JobEnvelope],
-        queue: QueueName,
-        now: datetime,
-        enqueue_ms: int,
-        seed: JobProgress,
-    ) -> list[EnqueueResult]:
-        """One chunk, its push overlapping the ledger write where the store allows it (see the module
-        docstring). Redis unreachable: the records are written and the jobs come back `deferred`."""
-        payloads = [self._payload(e, enqueue_ms) for e in envelopes]  # an oversized one: nothing written
-
-        async def push() -> list[EnqueueResult]:
-            try:
-                pool = await self.get_pool()
-            except (RedisError, OSError) as exc:
-                _log_deferred(len(envelopes), exc)
-                return _deferred(envelopes)
-            return await self._push_chunk(pool, envelopes, payloads, queue, enqueue_ms)
-
-        _, results = await self.repository.create_queued_jobs_then_push(
-            envelopes, queue, enqueued_at=now, progress=seed, push=push
-        )
         return results
 
     async def _push_chunk(
