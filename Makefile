@@ -72,6 +72,7 @@ bench: install
 	mkdir -p var/bench
 	$(PY) -m bench.compare --reps 3 --json var/bench/compare.json --chart docs/img/bench-compare.png
 	$(PY) -m bench.scaling --json var/bench/scaling.json
+	$(PY) -m bench.latency_trace --json var/bench/latency_trace.json
 	$(PY) -m bench.enqueue --jobs 50000 --json var/bench/enqueue.json
 	$(PY) -m bench.import50k --rows 50000 --json var/bench/import50k.json
 	$(PY) -m bench.llm_mode --json var/bench/llm_mode.json

@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:  # run as a script by bench/compare.py
 
 from redis.asyncio import Redis  # noqa: E402
 
+from bench import latency_trace  # noqa: E402
 from bench.common import BENCH_VERSION, publish_deployment  # noqa: E402
 from bench.ours_worker import worker_settings  # noqa: E402
 from src.application.services.task_service import TaskService  # noqa: E402
@@ -133,6 +134,7 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 async def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    latency_trace.install("caller")  # only under bench.latency_trace (BENCH_TRACE_DIR set)
     settings = worker_settings(args.redis_url, workdir, args.concurrency)
     await publish_deployment(settings)
     redis = Redis.from_url(args.redis_url)
@@ -151,10 +153,12 @@ async def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for n, job in enumerate(jobs):
             if n == WARMUP_SAMPLES:
                 before = await command_calls(redis)
+            latency_trace.mark("caller.start")
             started = time.perf_counter()
             await tasks.enqueue(job)
             await tasks.wait_for_result(job.job_id, timeout=60 if n else 120)  # the first waits for start-up
             samples.append((time.perf_counter() - started) * 1000)
+            latency_trace.mark("caller.end")
             await asyncio.sleep(0.005)  # idle again, as the peers' runner does
         after = await command_calls(redis)
         measured = sorted(samples[WARMUP_SAMPLES:])

@@ -23,6 +23,7 @@ from arq.typing import WorkerCoroutine
 from arq.worker import func
 from redis.asyncio import Redis
 
+from bench import latency_trace
 from bench.common import bench_settings
 from src.application.services.normalization_service import RunInfo
 from src.config import Settings
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = worker_settings(args.redis_url, args.workdir, args.slots)
     configure_logging(settings.log_level, settings.log_format)
+    latency_trace.install("worker")  # only under bench.latency_trace (BENCH_TRACE_DIR set)
     task = func(
         make_task(args.scenario, Harness(args.redis_url, args.jobs)),
         name=JobName.NORMALIZE_APPOINTMENT.value,

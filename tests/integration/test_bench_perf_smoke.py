@@ -47,3 +47,24 @@ def test_scaling_benchmark_smoke_prints_finite_positive_figures(tmp_path: Path) 
         assert isinstance(by_workers, dict)
         for key in ("1", "2", "ratio"):
             assert finite_positive(by_workers[key]), (scenario, key, figures)
+
+
+def test_latency_trace_smoke_splits_a_lone_job_into_steps(tmp_path: Path) -> None:
+    """`python -m bench.latency_trace --smoke` exits 0; the marks of both processes were merged into
+    samples, whose most common sequence crosses from the caller to the worker and back."""
+    figures = run_smoke("bench.latency_trace", tmp_path / "trace.json")
+    sequence = figures["sequence"]
+    assert isinstance(sequence, list)
+    assert sequence[0] == "caller.start" and sequence[-1] == "caller.end"
+    for mark in ("caller.insert", "caller.push", "worker.handed", "worker.claim", "worker.finish_script",
+                 "caller.announced"):  # fmt: skip
+        assert mark in sequence, (mark, sequence)
+    assert (
+        sequence.index("worker.claim")
+        < sequence.index("worker.finish_script")
+        < sequence.index("caller.announced")
+    )
+    steps = figures["steps_us"]
+    assert isinstance(steps, dict) and len(steps) == len(sequence) - 1
+    assert all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in steps.values())
+    assert finite_positive(figures["total_us"]) and finite_positive(figures["p50_ms"])
