@@ -56,13 +56,15 @@ def test_latency_trace_smoke_splits_a_lone_job_into_steps(tmp_path: Path) -> Non
     sequence = figures["sequence"]
     assert isinstance(sequence, list)
     assert sequence[0] == "caller.start" and sequence[-1] == "caller.end"
-    for mark in ("caller.insert", "caller.push", "worker.handed", "worker.claim", "worker.finish_script",
-                 "caller.announced"):  # fmt: skip
+    # (whether the caller was woken by the announcement or found the result at its first read
+    # depends on the machine's timing, and so does a hand-off: neither is required here)
+    for mark in ("caller.insert", "caller.push", "worker.run_job", "worker.claim", "worker.finish_script"):
         assert mark in sequence, (mark, sequence)
     assert (
-        sequence.index("worker.claim")
+        sequence.index("caller.push")
+        < sequence.index("worker.claim")
         < sequence.index("worker.finish_script")
-        < sequence.index("caller.announced")
+        < sequence.index("caller.end")
     )
     steps = figures["steps_us"]
     assert isinstance(steps, dict) and len(steps) == len(sequence) - 1
