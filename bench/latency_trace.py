@@ -38,10 +38,12 @@ from scripts.local_redis import start_redis_server  # noqa: E402
 ENV = "BENCH_TRACE_DIR"
 _marks: list[tuple[str, int]] = []
 _clock = time.perf_counter_ns
+_tracing = False  # set by `install`: an untraced run records nothing
 
 
 def mark(name: str) -> None:
-    _marks.append((name, _clock()))
+    if _tracing:
+        _marks.append((name, _clock()))
 
 
 def _wrap(owner: Any, attribute: str, before: str, after: str) -> None:
@@ -73,9 +75,11 @@ def _wrap_sync(owner: Any, attribute: str, name: str) -> None:
 def install(role: str) -> None:
     """Wrap the hand-over points of `role` ("caller" or "worker") when `BENCH_TRACE_DIR` is set; the
     marks go to that directory when the process exits."""
+    global _tracing
     directory = os.environ.get(ENV)
     if not directory:
         return
+    _tracing = True
     from src.application.services.task_service import TaskService
     from src.infrastructure.completion_feed import RedisCompletionFeed
     from src.infrastructure.sqlite_repository import SQLiteRepository

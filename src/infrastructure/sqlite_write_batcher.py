@@ -32,7 +32,7 @@ RunAll = Callable[[sqlite3.Connection], Outcomes]
 RunInTransaction = Callable[[RunAll, int], Awaitable[Outcomes]]
 # the same, synchronously, or None when it cannot run here and now
 RunNow = Callable[[RunAll, int], Outcomes | None]
-Batch = list[tuple[Write, "asyncio.Future[Any] | None"]]
+Batch = list[tuple[Write, "asyncio.Future[Any]"]]
 DIRECT_AFTER_IDLE_S = 0.002
 
 
@@ -52,7 +52,7 @@ class WriteBatcher:
         now, last = loop.time(), self._last_write_at
         self._last_write_at = now
         if not self._flushing and self._may_write_directly(now - last >= DIRECT_AFTER_IDLE_S):
-            outcomes = self._run_now(_run_all([(write, None)]), 1)  # a store error propagates as is
+            outcomes = self._run_now(_run_all([write]), 1)  # a store error propagates as is
             if outcomes is not None:
                 ok, value = outcomes[0]
                 if not ok:
@@ -82,7 +82,7 @@ class WriteBatcher:
     def _start(self) -> None:
         batch, self._pending = self._pending, []
         try:
-            outcomes = self._run_now(_run_all(batch), len(batch))
+            outcomes = self._run_now(_run_all([w for w, _ in batch]), len(batch))
         except BaseException as exc:  # noqa: BLE001 - the store's error belongs to every write
             _fail(batch, exc)
         else:
@@ -94,7 +94,7 @@ class WriteBatcher:
 
     async def _flush(self, batch: Batch) -> None:
         try:
-            outcomes = await self._run(_run_all(batch), len(batch))
+            outcomes = await self._run(_run_all([w for w, _ in batch]), len(batch))
         except BaseException as exc:  # noqa: BLE001 - the store's error belongs to every write
             _fail(batch, exc)
         else:
@@ -109,10 +109,10 @@ class WriteBatcher:
             self._flushing = False
 
 
-def _run_all(batch: Batch) -> RunAll:
+def _run_all(writes: list[Write]) -> RunAll:
     def run_all(conn: sqlite3.Connection) -> Outcomes:
         outcomes: Outcomes = []
-        for write, _ in batch:
+        for write in writes:
             try:
                 outcomes.append((True, write(conn)))
             except sqlite3.Error:
@@ -126,7 +126,7 @@ def _run_all(batch: Batch) -> RunAll:
 
 def _settle(batch: Batch, outcomes: Outcomes) -> None:
     for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-        if future is None or future.done():
+        if future.done():
             continue  # its caller was cancelled; the write still happened, as with a plain call
         if ok:
             future.set_result(value)
@@ -136,5 +136,5 @@ def _settle(batch: Batch, outcomes: Outcomes) -> None:
 
 def _fail(batch: Batch, exc: BaseException) -> None:
     for _, future in batch:
-        if future is not None and not future.done():
+        if not future.done():
             future.set_exception(exc)

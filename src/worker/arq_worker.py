@@ -323,7 +323,7 @@ class AppWorker(Worker):
         registering at once competes with that caller for a core. Jobs enqueued meanwhile are not
         lost: nobody hands them to this worker, so they wake it, which ends either wait."""
         await self._until_any(started, HANDOFF_SETTLE_S)
-        if not self._woken.is_set() and all(task.done() for task in started):
+        if all(task.done() for task in started):  # (a wake-up ends `_until_any` at once)
             await self._until_any((), HANDOFF_REARM_S)
 
     async def _until_any(self, tasks: Sequence[asyncio.Task[None]], timeout: float) -> None:
