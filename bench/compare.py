@@ -1,7 +1,7 @@
 """Our worker side by side with peer job queues (GitHub issue 7): jobs/s, latency, Redis commands per job.
 
     .venv/bin/python -m bench.compare [--smoke] [--libs ...] [--scenarios ...] [--reps 3] \
-        [--jobs 5000] [--samples 200] [--json PATH] [--chart PATH]
+        [--jobs 5000] [--samples 200] [--pause-ms 5] [--json PATH] [--chart PATH]
 
 Every (lib, scenario, rep) runs in a FRESH redis-server on a free loopback port (never 6379) and one
 worker process of that library, started by a runner script with the same command-line contract:
@@ -17,7 +17,8 @@ Scenarios (what each runner measures, see bench/peers/runner.py):
   start of the job whose `INCR bench:done` replied 1 and t1 the end of the one that replied N.
 - io50: the same with a 50 ms wait in each job (asyncio.sleep, or time.sleep for Celery and RQ).
 - latency: idle worker; one job at a time, enqueue -> result visible to the caller through the
-  library's natural result API; 20 warm-ups, then M samples -> p50 / p99 ms.
+  library's natural result API, then a pause (--pause-ms, the same for every lib) so the next job
+  meets an idle worker again; 20 warm-ups, then M samples -> p50 / p99 ms.
 - Redis commands per job (INFO commandstats, commands run inside Lua scripts and MULTI included):
   enqueue phase and worker phase (start-up included) / N, the harness's own commands subtracted.
 
@@ -90,6 +91,9 @@ DEFAULT_JOBS = 5000
 SMOKE_JOBS = 200
 SMOKE_SAMPLES = 20
 RUN_TIMEOUT_S = 900  # a guard only: each runner has its own timeout and fails loudly
+# Latency: the caller pauses this long after each sample, so every sample meets an idle worker; the
+# same pause for every lib (before the seventh session only our runner paused, which cost us ~25 %).
+LATENCY_PAUSE_MS = 5.0
 
 
 def job_count(lib: str, scenario: str, jobs: int | None, smoke: bool) -> int:
@@ -131,7 +135,12 @@ def stop_runner(runner: subprocess.Popen[str]) -> None:
 
 
 def run_one(
-    lib: str, scenario: str, jobs: int, samples: int, peers_python: Path | None
+    lib: str,
+    scenario: str,
+    jobs: int,
+    samples: int,
+    peers_python: Path | None,
+    pause_ms: float = LATENCY_PAUSE_MS,
 ) -> tuple[dict[str, Any] | None, str]:
     """One runner in a fresh redis-server; returns its JSON (or None) and an error text."""
     cmd, cwd, env = runner_command(lib, peers_python)
@@ -141,7 +150,7 @@ def run_one(
         try:
             args = ["--lib", lib, "--scenario", scenario, "--jobs", str(jobs)]
             args += ["--concurrency", str(LIBS[lib].concurrency), "--redis-url", server.url]
-            args += ["--json", str(out), "--samples", str(samples)]
+            args += ["--json", str(out), "--samples", str(samples), "--pause-ms", str(pause_ms)]
             runner = subprocess.Popen(
                 cmd + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
             )
@@ -282,6 +291,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="runs per lib and scenario, median (default 3, smoke 1)")
     parser.add_argument("--jobs", type=int, help=f"scales each lib's default counts (as if {DEFAULT_JOBS})")
     parser.add_argument("--samples", type=int, help="scales the latency samples (as if 200)")
+    parser.add_argument(
+        "--pause-ms",
+        type=float,
+        default=LATENCY_PAUSE_MS,
+        help=f"latency: idle pause after each sample, the same for every lib (default {LATENCY_PAUSE_MS:g})",
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--chart", type=Path, help="write a PNG chart here (matplotlib, peers venv)")
     return parser.parse_args(argv)
@@ -312,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                 jobs = job_count(lib, scenario, args.jobs, args.smoke)
                 samples = sample_count(lib, args.samples, args.smoke)
                 t = time.monotonic()
-                result, error = run_one(lib, scenario, jobs, samples, peers_python)
+                result, error = run_one(lib, scenario, jobs, samples, peers_python, args.pause_ms)
                 took = time.monotonic() - t
                 size = f"{samples} samples" if scenario == "latency" else f"{jobs} jobs"
                 if result is None:

@@ -126,6 +126,8 @@ def steps(marks: list[tuple[str, int]], warmups: int) -> tuple[list[str], dict[s
     per_step: dict[str, float] = {}
     for i in range(1, len(common)):
         key = f"{common[i - 1]} -> {common[i]}"
+        if key in per_step:  # a step taken twice (a read before the job ended, then one after)
+            key += f" (#{sum(k.startswith(key) for k in per_step) + 1})"
         per_step[key] = statistics.median((s[i][1] - s[i - 1][1]) / 1000 for s in chosen)
     total = statistics.median((s[-1][1] - s[0][1]) / 1000 for s in chosen)
     return list(common), per_step, total, count

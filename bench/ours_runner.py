@@ -2,7 +2,7 @@
 peers' runner (bench/peers/runner.py), run with the project's own Python:
 
 `python bench/ours_runner.py --lib ours --scenario noop|io50|latency --jobs N --concurrency C
---redis-url URL --json OUT [--samples M]`
+--redis-url URL --json OUT [--samples M] [--pause-ms MS]`
 
 - The worker is one `python -m bench.ours_worker` process (our worker as `workers.py` builds it, every
   safety on, our default poll delay, heartbeat and lease; `C` slots).
@@ -159,7 +159,9 @@ async def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             await tasks.wait_for_result(job.job_id, timeout=60 if n else 120)  # the first waits for start-up
             samples.append((time.perf_counter() - started) * 1000)
             latency_trace.mark("caller.end")
-            await asyncio.sleep(0.005)  # idle again, as the peers' runner does
+            await asyncio.sleep(
+                args.pause_ms / 1000
+            )  # idle again (compare.py gives every lib the same pause)
         after = await command_calls(redis)
         measured = sorted(samples[WARMUP_SAMPLES:])
         return {
@@ -167,7 +169,10 @@ async def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "p99_ms": measured[min(len(measured) - 1, int(0.99 * len(measured)))],
             "enqueue_cmds_per_job": None,
             "worker_cmds_per_job": (after - before) / args.samples,  # both sides of a round trip
-            "notes": "ours: TaskService.enqueue + wait_for_result (shared completion subscription)",
+            "notes": (
+                f"{WARMUP_SAMPLES} warm-ups, {args.pause_ms:g} ms pause after each; "
+                "TaskService.enqueue + wait_for_result (shared completion subscription)"
+            ),
         }
     finally:
         stop_worker(worker)
@@ -192,7 +197,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {**base, **figures}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--lib", default="ours", choices=("ours",))
     parser.add_argument("--scenario", choices=("noop", "io50", "latency"), required=True)
@@ -201,8 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--pause-ms", type=float, default=5.0, help="latency: idle pause after each sample")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (throughput scenarios)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     figures = asyncio.run(run(args))
     args.json.write_text(json.dumps(figures))
     print(json.dumps(figures), flush=True)

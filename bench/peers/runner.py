@@ -4,7 +4,7 @@ Run with the PEERS venv's python (bench/peers/venv.py); imports only the stdlib,
 libraries, never `src` or `bench.*`:
 
     PYTHON runner.py --lib LIB --scenario {noop,io50,latency} --jobs N --concurrency C \
-        --redis-url URL --json OUT [--samples M]
+        --redis-url URL --json OUT [--samples M] [--pause-ms MS]
 
 LIB: arq-defaults, arq-100, saq, streaq, taskiq, celery, rq. The worker is the library's own CLI, started
 as ONE separate process (its own session, so Celery's prefork children and RQ's work horses are
@@ -19,8 +19,9 @@ What is measured:
   a client its process keeps; reply 1 stores `bench:t0` (time.time() at that job's start), reply N
   stores `bench:t1`. jobs_per_s = (N - 1) / (t1 - t0): start-up and enqueue are excluded.
 - latency: the worker is idle; one job (returns its argument, no harness command) is enqueued and the
-  caller waits with the library's natural result API until the result is visible to it; 20 warm-ups,
-  then M sequential samples -> p50 / p99 ms (the JSON's "jobs" is then M).
+  caller waits with the library's natural result API until the result is visible to it, then pauses
+  --pause-ms (5 ms: the worker idles before the next job; compare.py passes every lib the same); 20
+  warm-ups, then M sequential samples -> p50 / p99 ms (the JSON's "jobs" is then M).
 - Redis commands per job from `INFO commandstats` (sum of calls): enqueue phase (before/after the
   enqueue, producer closed) and worker phase (worker start -> t1 seen, start-up included), each / N.
   The harness's own commands are subtracted: the snapshot INFOs, the runner's GET polls of bench:t1,
@@ -469,7 +470,9 @@ def _accept(result: Any) -> bool:
     return False
 
 
-async def _timed_async(call: Callable[[], Any], warmups: int, samples: int, check: Check) -> list[float]:
+async def _timed_async(
+    call: Callable[[], Any], warmups: int, samples: int, check: Check, pause_s: float
+) -> list[float]:
     # the first warm-up also waits for the worker's start-up, hence the long timeout inside `call`
     durations: list[float] = []
     done = 0
@@ -483,10 +486,13 @@ async def _timed_async(call: Callable[[], Any], warmups: int, samples: int, chec
         if done >= warmups:
             durations.append(dt)
         done += 1
+        await asyncio.sleep(pause_s)  # the worker idles between samples (the same pause for every lib)
     return durations
 
 
-def _timed_sync(call: Callable[[], Any], warmups: int, samples: int, check: Check) -> list[float]:
+def _timed_sync(
+    call: Callable[[], Any], warmups: int, samples: int, check: Check, pause_s: float
+) -> list[float]:
     durations: list[float] = []
     done = 0
     while done < warmups + samples:
@@ -499,10 +505,13 @@ def _timed_sync(call: Callable[[], Any], warmups: int, samples: int, check: Chec
         if done >= warmups:
             durations.append(dt)
         done += 1
+        time.sleep(pause_s)  # the worker idles between samples (the same pause for every lib)
     return durations
 
 
-async def _latency_arq(lib: str, warmups: int, samples: int, check: Check, timeout: float) -> list[float]:
+async def _latency_arq(
+    lib: str, warmups: int, samples: int, check: Check, timeout: float, pause_s: float
+) -> list[float]:
     from arq.connections import RedisSettings, create_pool
 
     pool = await create_pool(RedisSettings.from_dsn(_env("BENCH_REDIS_URL")))
@@ -515,12 +524,14 @@ async def _latency_arq(lib: str, warmups: int, samples: int, check: Check, timeo
         return await job.result(timeout=timeout, **poll)
 
     try:
-        return await _timed_async(call, warmups, samples, check)
+        return await _timed_async(call, warmups, samples, check, pause_s)
     finally:
         await pool.aclose()
 
 
-async def _latency_saq(warmups: int, samples: int, check: Check, timeout: float) -> list[float]:
+async def _latency_saq(
+    warmups: int, samples: int, check: Check, timeout: float, pause_s: float
+) -> list[float]:
     from saq import Queue
     from saq.job import TERMINAL_STATUSES, Status
 
@@ -548,14 +559,16 @@ async def _latency_saq(warmups: int, samples: int, check: Check, timeout: float)
     keepalive = asyncio.create_task(queue.listen(["bench-keepalive"], lambda *_: False, timeout=None))
     await asyncio.sleep(0.2)
     try:
-        return await _timed_async(call, warmups, samples, check)
+        return await _timed_async(call, warmups, samples, check, pause_s)
     finally:
         keepalive.cancel()
         await asyncio.gather(keepalive, return_exceptions=True)
         await queue.disconnect()
 
 
-async def _latency_streaq(warmups: int, samples: int, check: Check, timeout: float) -> list[float]:
+async def _latency_streaq(
+    warmups: int, samples: int, check: Check, timeout: float, pause_s: float
+) -> list[float]:
     worker = _build_streaq_worker()
     echo = worker.registry["echo"]
 
@@ -565,10 +578,12 @@ async def _latency_streaq(warmups: int, samples: int, check: Check, timeout: flo
         return result.result
 
     async with worker:
-        return await _timed_async(call, warmups, samples, check)
+        return await _timed_async(call, warmups, samples, check, pause_s)
 
 
-async def _latency_taskiq(warmups: int, samples: int, check: Check, timeout: float) -> list[float]:
+async def _latency_taskiq(
+    warmups: int, samples: int, check: Check, timeout: float, pause_s: float
+) -> list[float]:
     broker = _build_taskiq_broker()
     echo = broker.find_task("bench.echo")
     await broker.startup()
@@ -579,21 +594,21 @@ async def _latency_taskiq(warmups: int, samples: int, check: Check, timeout: flo
         return result.return_value
 
     try:
-        return await _timed_async(call, warmups, samples, check)
+        return await _timed_async(call, warmups, samples, check, pause_s)
     finally:
         await broker.shutdown()
 
 
-def _latency_celery(warmups: int, samples: int, check: Check, timeout: float) -> list[float]:
+def _latency_celery(warmups: int, samples: int, check: Check, timeout: float, pause_s: float) -> list[float]:
     app = _build_celery_app()
     echo = app.tasks["bench.echo"]
     try:
-        return _timed_sync(lambda: echo.delay(1).get(timeout=timeout), warmups, samples, check)
+        return _timed_sync(lambda: echo.delay(1).get(timeout=timeout), warmups, samples, check, pause_s)
     finally:
         app.close()
 
 
-def _latency_rq(warmups: int, samples: int, check: Check, timeout: float) -> list[float]:
+def _latency_rq(warmups: int, samples: int, check: Check, timeout: float, pause_s: float) -> list[float]:
     from rq import Queue
 
     conn = redis.Redis.from_url(_env("BENCH_REDIS_URL"))
@@ -609,24 +624,26 @@ def _latency_rq(warmups: int, samples: int, check: Check, timeout: float) -> lis
         return value
 
     try:
-        return _timed_sync(call, warmups, samples, check)
+        return _timed_sync(call, warmups, samples, check, pause_s)
     finally:
         conn.close()
 
 
-def latency(lib: str, warmups: int, samples: int, check: Check, timeout: float) -> list[float]:
+def latency(
+    lib: str, warmups: int, samples: int, check: Check, timeout: float, pause_s: float
+) -> list[float]:
     if lib.startswith("arq"):
-        return asyncio.run(_latency_arq(lib, warmups, samples, check, timeout))
+        return asyncio.run(_latency_arq(lib, warmups, samples, check, timeout, pause_s))
     if lib == "saq":
-        return asyncio.run(_latency_saq(warmups, samples, check, timeout))
+        return asyncio.run(_latency_saq(warmups, samples, check, timeout, pause_s))
     if lib == "streaq":
-        return asyncio.run(_latency_streaq(warmups, samples, check, timeout))
+        return asyncio.run(_latency_streaq(warmups, samples, check, timeout, pause_s))
     if lib == "taskiq":
-        return asyncio.run(_latency_taskiq(warmups, samples, check, timeout))
+        return asyncio.run(_latency_taskiq(warmups, samples, check, timeout, pause_s))
     if lib == "celery":
-        return _latency_celery(warmups, samples, check, timeout)
+        return _latency_celery(warmups, samples, check, timeout, pause_s)
     if lib == "rq":
-        return _latency_rq(warmups, samples, check, timeout)
+        return _latency_rq(warmups, samples, check, timeout, pause_s)
     raise ValueError(lib)
 
 
@@ -698,10 +715,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         if scenario == "latency":
             worker = WorkerProcess(cmd, workdir, env)
-            durations = latency(lib, WARMUPS, args.samples, check, timeout=60.0)
+            durations = latency(lib, WARMUPS, args.samples, check, timeout=60.0, pause_s=args.pause_ms / 1000)
             result["p50_ms"] = statistics.median(durations) * 1000
             result["p99_ms"] = percentile(durations, 99) * 1000
-            result["notes"] = f"{WARMUPS} warm-ups; {LATENCY_NOTES[lib]}"
+            result["notes"] = (
+                f"{WARMUPS} warm-ups, {args.pause_ms:g} ms pause after each; {LATENCY_NOTES[lib]}"
+            )
             if RETRIED_SAMPLES:
                 result["notes"] += f"; {len(RETRIED_SAMPLES)} sample(s) retried, result was {RETRIED_SAMPLES}"
             return result
@@ -748,7 +767,7 @@ def _terminated(signum: int, frame: Any) -> None:
     raise SystemExit(f"runner: terminated by signal {signum}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lib", required=True, choices=LIBS)
     parser.add_argument("--scenario", required=True, choices=("noop", "io50", "latency"))
@@ -757,9 +776,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--json", required=True, type=Path)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--pause-ms", type=float, default=5.0, help="latency: idle pause after each sample")
     args = parser.parse_args(argv)
     if args.scenario != "latency" and args.jobs < 2:
         parser.error("--jobs must be at least 2")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     # SIGTERM from the orchestrator unwinds through run()'s finally, which stops the worker's group
     signal.signal(signal.SIGTERM, _terminated)
     try:
