@@ -102,7 +102,6 @@ class Settings(BaseSettings):
     arq_job_completion_wait: int = Field(default=25, ge=0)
     worker_event_loop: EventLoopKind = "uvloop"
     worker_direct_handoff: bool = True  # an idle worker is handed new jobs by the enqueue itself
-    worker_claim_ahead: int | None = Field(default=None, ge=0)  # None: a tenth of arq_max_jobs
     max_job_payload_bytes: int = Field(default=65536, ge=1024)
 
     # lifecycle safety

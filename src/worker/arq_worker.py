@@ -10,9 +10,6 @@ What it changes, and why:
   decides whether this worker may claim at all (version fencing, data fingerprint, drain);
 - an idle worker waits for a direct hand-off (`src/worker/handoff.py`): an enqueue gives it the job,
   lease included, without a wake-up and a claim round trip.
-- a busy worker claims a few jobs beyond its free slots (`WORKER_CLAIM_AHEAD`): each waits in its own
-  task, under its lease, for a slot, so a slot freed under load starts a job without waiting for the
-  next claim's round trip; one cancelled before it had a slot is given back at once.
 It refuses to run without JSON (de)serializers or on a queue outside our protocol's namespace.
 Every arq method overridden or relied on is in `RELIED_ON_ARQ_METHODS`, checked by a guard test.
 """
@@ -49,7 +46,7 @@ from redis.exceptions import RedisError
 from src.domain.jobs import DONE_CHANNEL, PROTOCOL_VERSION, HandedJob, wake_channel
 from src.infrastructure.redis_script_batcher import ScriptBatcher
 from src.infrastructure.redis_subscription import RedisSubscription
-from src.worker.handoff import RELEASE_SCRIPT, Handoff
+from src.worker.handoff import Handoff
 from src.worker.heartbeat import Heartbeat, LifecycleConfig
 from src.worker.job_runner import JobFailed
 
@@ -165,10 +162,6 @@ class AppWorker(Worker):
         if lifecycle.direct_handoff and not self.burst:
             self._handoff = Handoff(self.pool, queue_name, worker_id, int(lifecycle.lease_s * 1000))
         self.jobs_handed_off = 0
-        self._ahead: set[str] = set()  # claimed, waiting for a slot (`LifecycleConfig.claim_ahead`)
-        self._slots = asyncio.Semaphore(self.max_jobs)  # exactly the slots (arq's `sem` has one more)
-        self._giving_back: set[asyncio.Future[None]] = set()
-        self._release = self.pool.register_script(RELEASE_SCRIPT)
         original_startup = self.on_startup
 
         async def startup_then_beat(ctx: dict[Any, Any]) -> None:
@@ -229,7 +222,7 @@ class AppWorker(Worker):
                 if not self.allow_pick_jobs:
                     return
                 if more:
-                    if self._claimable() <= 0 and not await self._slots_freed(self.poll_delay_s):
+                    if self.job_counter >= self.max_jobs and not await self._slots_freed(self.poll_delay_s):
                         return
                     continue
                 if self.burst:
@@ -256,7 +249,7 @@ class AppWorker(Worker):
         count = self.queue_read_limit
         if self.burst and self.max_burst_jobs >= 0:
             count = min(count, self.max_burst_jobs - self._jobs_started())
-        if claim and count > 0 and self.allow_pick_jobs and self._claimable() > 0:
+        if claim and count > 0 and self.allow_pick_jobs and self.job_counter < self.max_jobs:
             more = await self._claim_ready(count)
         if self.allow_abort_jobs and self._abort_check_due():
             await self._cancel_aborted_jobs()
@@ -271,7 +264,7 @@ class AppWorker(Worker):
         return more
 
     async def _claim_ready(self, count: int) -> bool:
-        free = self._claimable()
+        free = self.max_jobs - self.job_counter
         reply = await self._claim(
             keys=[self.queue_name, abort_jobs_ss],
             args=[timestamp_ms(), self.worker_id, int(self.lifecycle.lease_s * 1000), in_progress_key_prefix,
@@ -289,28 +282,14 @@ class AppWorker(Worker):
     async def _start_job(
         self, job_id: str, score: int, payload: bytes | None, job_try: int, aborted: bool
     ) -> asyncio.Task[None]:
-        """Run a job this worker holds the lease of, with what its claim (or hand-off) fetched, as
-        soon as a slot is free (at once, unless it was claimed ahead)."""
+        """Run a job this worker holds the lease of, with what its claim (or hand-off) fetched."""
         self._fetched[job_id] = (payload, job_try, aborted)
-        self._ahead.add(job_id)
-        task = self.loop.create_task(self._run_in_slot(job_id, score))
+        await self.sem.acquire()
+        self.job_counter += 1
+        task = self.loop.create_task(self.run_job(job_id, score))
         task.add_done_callback(partial(self._job_done, job_id))
         self.tasks[job_id] = task
         return task
-
-    async def _run_in_slot(self, job_id: str, score: int) -> None:
-        try:
-            await self._slots.acquire()  # no suspension when a slot is free
-        except asyncio.CancelledError:  # stopping or fenced: `_job_done` gives the job back
-            return  # (and the task ends as a running job's does when cancelled: not as cancelled)
-        await self.sem.acquire()  # arq's (max_jobs + 1 permits: never waits here), released by arq
-        self._ahead.discard(job_id)
-        self.job_counter += 1
-        await self.run_job(job_id, score)
-
-    def _claimable(self) -> int:
-        """How many jobs a claim may take now: the free slots, and `claim_ahead` more."""
-        return self.max_jobs + self.lifecycle.claim_ahead - self.job_counter - len(self._ahead)
 
     async def _wait_for_handoff(self, timeout: float) -> Literal["handed", "woken"] | None:
         """Idle with free slots: register for a hand-off and wait up to `timeout` for one; a
@@ -495,11 +474,6 @@ class AppWorker(Worker):
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self._finished.append((job_id, task))
-        if job_id in self._ahead:  # cancelled (stopping, fencing) before it had a slot
-            self._ahead.discard(job_id)
-            _, _, aborted = self._fetched.pop(job_id, (None, 0, False))
-            self._give_back(job_id, aborted)
-            return
         self._release_sem_dec_counter_on_complete()
 
     def _abort_check_due(self) -> bool:
@@ -516,7 +490,6 @@ class AppWorker(Worker):
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
-        self._slots.release()
         self._slot_free.set()
         limit = self.lifecycle.max_jobs_before_restart
         if limit and self.jobs_complete + self.jobs_failed + self.jobs_retried >= limit:
@@ -527,7 +500,7 @@ class AppWorker(Worker):
         False when `timeout` passed first."""
         if timeout <= 0:
             return False
-        if self._claimable() <= 0:
+        if self.job_counter >= self.max_jobs:
             return await self._slot_freed(timeout)
         try:
             await asyncio.wait_for(self._woken.wait(), timeout)
@@ -544,7 +517,7 @@ class AppWorker(Worker):
         loop = asyncio.get_running_loop()
         until = loop.time() + CLAIM_GATHER_S
         wanted = max(1, self.max_jobs // 10)
-        while self._claimable() < wanted and (left := until - loop.time()) > 0:
+        while self.max_jobs - self.job_counter < wanted and (left := until - loop.time()) > 0:
             self._slot_free.clear()  # set again by the next job to finish
             try:
                 await asyncio.wait_for(self._slot_free.wait(), left)
@@ -554,7 +527,7 @@ class AppWorker(Worker):
 
     async def _slot_freed(self, timeout: float) -> bool:
         self._slot_free.clear()
-        if self._claimable() > 0:
+        if self.job_counter < self.max_jobs:
             return True
         try:
             await asyncio.wait_for(self._slot_free.wait(), timeout)
@@ -648,7 +621,6 @@ class AppWorker(Worker):
         await self._wake_subscription.stop()
         await self.heartbeat.stop()
         await self._give_back_handed_jobs()
-        await self._give_back_claimed_ahead()
         log.info(
             "worker stopped",
             jobs_complete=self.jobs_complete,
@@ -674,34 +646,6 @@ class AppWorker(Worker):
                 await self._handoff.release(job)
         except (RedisError, OSError) as exc:  # their leases lapse, then another worker claims them
             log.warning("Redis unreachable: handed jobs left to their leases", error=type(exc).__name__)
-
-    async def _give_back_claimed_ahead(self) -> None:
-        """Jobs claimed ahead that never had a slot go back now, while the pool is open (arq's close
-        would cancel them too, and close the pool under their give-back)."""
-        waiting = [task for job_id, task in self.tasks.items() if job_id in self._ahead]
-        for task in waiting:
-            task.cancel()
-        await asyncio.gather(*waiting, return_exceptions=True)
-        await asyncio.gather(*self._giving_back, return_exceptions=True)
-
-    def _give_back(self, job_id: str, aborted: bool) -> None:
-        """A job claimed ahead that will not run here (cancelled before it had a slot): its lease and
-        try go back, and idle workers are woken to claim it (`RELEASE_SCRIPT`)."""
-        task = asyncio.ensure_future(self._release_job(job_id, aborted))
-        self._giving_back.add(task)
-        task.add_done_callback(self._giving_back.discard)
-
-    async def _release_job(self, job_id: str, aborted: bool) -> None:
-        try:
-            await self._release(
-                keys=[in_progress_key_prefix + job_id, retry_key_prefix + job_id, abort_jobs_ss,
-                      wake_channel(self.queue_name)],
-                args=[self.worker_id, job_id, "1" if aborted else "0", timestamp_ms()],
-            )  # fmt: skip
-            log.info("job claimed ahead given back", job_id=job_id)
-        except (RedisError, OSError) as exc:  # its lease lapses, then another worker claims it
-            log.warning("Redis unreachable: job claimed ahead left to its lease", job_id=job_id,
-                        error=type(exc).__name__)  # fmt: skip
 
     async def wait_idle(self, timeout: float) -> None:
         """Test helper: wait until no job task is running (bounded)."""

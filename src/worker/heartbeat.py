@@ -40,7 +40,6 @@ class LifecycleConfig:
     max_rss_mb: int
     state_dir: str
     direct_handoff: bool = True  # WORKER_DIRECT_HANDOFF: idle workers wait for jobs handed to them
-    claim_ahead: int = 0  # WORKER_CLAIM_AHEAD: jobs claimed beyond the free slots, run as slots free
 
     @property
     def record_ttl_ms(self) -> int:

@@ -111,15 +111,6 @@ def worker_settings(
     }
 
 
-def claim_ahead(settings: Settings) -> int:
-    """`WORKER_CLAIM_AHEAD`, or a tenth of the slots: enough that a slot freed under load starts a job
-    already claimed instead of waiting for the next claim's round trip, few enough that one worker
-    does not hold jobs an idle one could run (each is leased, so a dead worker's lapse)."""
-    if settings.worker_claim_ahead is not None:
-        return settings.worker_claim_ahead
-    return settings.arq_max_jobs // 10
-
-
 def build_worker(
     settings: Settings,
     queue: QueueName = QueueName.NORMALIZATION,
@@ -146,7 +137,6 @@ def build_worker(
         max_rss_mb=settings.worker_max_rss_mb,
         state_dir=settings.worker_state_dir,
         direct_handoff=settings.worker_direct_handoff,
-        claim_ahead=claim_ahead(settings),
     )
     return AppWorker(
         redis_pool=pool, handle_signals=handle_signals, worker_id=worker_id, lifecycle=lifecycle, **kwargs
