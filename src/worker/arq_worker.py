@@ -463,12 +463,22 @@ class AppWorker(Worker):
             )  # fmt: skip
         if self.on_job_end:
             await self.on_job_end(ctx)
-        await asyncio.shield(
+        finishing = asyncio.ensure_future(
             self.finish_job(
                 job_id, finish, result_data, keep_s, keep_forever, incr_score,
                 keep_cronjob_progress if is_cron else None,
             )
         )  # fmt: skip
+        while True:
+            try:
+                await asyncio.shield(finishing)
+                break
+            except asyncio.CancelledError:
+                # A cancel while the job's own end is being recorded (a worker stopping right after
+                # fencing cancelled the job): the job has ended, so the bookkeeping completes and
+                # this task ends normally (arq's close gathers the tasks and would raise otherwise).
+                if finishing.done():
+                    raise
         if self.after_job_end:
             await self.after_job_end(ctx)
 
