@@ -39,6 +39,7 @@ from redis.asyncio import Redis  # noqa: E402
 
 from bench import latency_trace  # noqa: E402
 from bench.common import BENCH_VERSION, publish_deployment  # noqa: E402
+from bench.compare import LATENCY_PAUSE_MS  # noqa: E402
 from bench.ours_worker import worker_settings  # noqa: E402
 from src.application.services.task_service import TaskService  # noqa: E402
 from src.domain.jobs import JobEnvelope, JobName  # noqa: E402
@@ -159,9 +160,8 @@ async def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             await tasks.wait_for_result(job.job_id, timeout=60 if n else 120)  # the first waits for start-up
             samples.append((time.perf_counter() - started) * 1000)
             latency_trace.mark("caller.end")
-            await asyncio.sleep(
-                args.pause_ms / 1000
-            )  # idle again (compare.py gives every lib the same pause)
+            # idle again (bench.compare gives every lib the same pause)
+            await asyncio.sleep(args.pause_ms / 1000)
         after = await command_calls(redis)
         measured = sorted(samples[WARMUP_SAMPLES:])
         return {
@@ -206,7 +206,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--pause-ms", type=float, default=5.0, help="latency: idle pause after each sample")
+    parser.add_argument(
+        "--pause-ms", type=float, default=LATENCY_PAUSE_MS, help="latency: idle pause after each sample"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (throughput scenarios)")
     return parser.parse_args(argv)
 

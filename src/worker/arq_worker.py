@@ -17,7 +17,7 @@ Every arq method overridden or relied on is in `RELIED_ON_ARQ_METHODS`, checked 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -370,7 +370,7 @@ class AppWorker(Worker):
                 function_name, args, kwargs, job_try, enqueue_time_ms, False, exc, start_ms, timestamp_ms(),
                 f"{job_id}:{function_name}", self.queue_name, job_id=job_id, serializer=self.job_serializer,
             )  # fmt: skip
-            await asyncio.shield(self.finish_failed_job(job_id, result_data))
+            await _record_end(self.finish_failed_job(job_id, result_data))
 
         if payload is None:
             log.warning("job expired before it started", job_id=job_id)
@@ -463,22 +463,12 @@ class AppWorker(Worker):
             )  # fmt: skip
         if self.on_job_end:
             await self.on_job_end(ctx)
-        finishing = asyncio.ensure_future(
+        await _record_end(
             self.finish_job(
                 job_id, finish, result_data, keep_s, keep_forever, incr_score,
                 keep_cronjob_progress if is_cron else None,
             )
         )  # fmt: skip
-        while True:
-            try:
-                await asyncio.shield(finishing)
-                break
-            except asyncio.CancelledError:
-                # A cancel while the job's own end is being recorded (a worker stopping right after
-                # fencing cancelled the job): the job has ended, so the bookkeeping completes and
-                # this task ends normally (arq's close gathers the tasks and would raise otherwise).
-                if finishing.done():
-                    raise
         if self.after_job_end:
             await self.after_job_end(ctx)
 
@@ -664,3 +654,17 @@ class AppWorker(Worker):
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("jobs still running")
             await asyncio.sleep(0.05)
+
+
+async def _record_end(finishing: Awaitable[None]) -> None:
+    """Record a job's end (its finish under the lease) to completion, whatever cancels the job task
+    meanwhile: the job has already ended, so a cancel then (a worker stopping right after fencing
+    cancelled the job) has nothing left to stop, and the task ends normally (arq's close gathers the
+    job tasks and would raise on one that ended cancelled)."""
+    future = asyncio.ensure_future(finishing)
+    while True:
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled():  # the recording itself was cancelled, not this task
+                raise
