@@ -8,6 +8,7 @@ The envelope carries ids only: patient data stays in the store.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -169,7 +170,12 @@ class JobRecord(BaseModel):
     result: dict[str, Any] | None = None
 
 
-class JobClaim(BaseModel):
+# JobClaim and JobOutcome are dataclasses, not pydantic models: a worker builds two per job from
+# values it made itself (nothing to validate), in about a microsecond each instead of ~8.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobClaim:
     """What a worker records when it starts a run of a job."""
 
     worker_id: str
@@ -177,7 +183,8 @@ class JobClaim(BaseModel):
     started_at: datetime
 
 
-class JobOutcome(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobOutcome:
     """How a run ended. `status` QUEUED means "will be retried" (a transient failure)."""
 
     status: JobStatus

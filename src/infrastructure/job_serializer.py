@@ -14,6 +14,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from src.errors import UnsafePayload
@@ -67,13 +68,27 @@ def _decode_object(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def _loads(payload: bytes) -> Any:
+    """orjson for the common payload; the stdlib with the object hook (a Python call per object)
+    only for stored failures, and for what orjson refuses that the stdlib reads (NaN, big ints)."""
+    if _ERROR_MARKER_BYTES not in payload:
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass  # the stdlib decides, with its own error
+    return json.loads(payload, object_hook=_decode_object)
+
+
 def make_serializers(
     max_payload_bytes: int,
 ) -> tuple[Callable[[dict[str, Any]], bytes], Callable[[bytes], dict[str, Any]]]:
     """Return `(serialize, deserialize)` for arq's `job_serializer` / `job_deserializer`."""
 
     def serialize(data: dict[str, Any]) -> bytes:
-        payload = json.dumps(data, default=_encode, separators=(",", ":")).encode()
+        try:
+            payload = orjson.dumps(data, default=_encode, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError:  # what orjson refuses (an int past 64 bits): the stdlib's output
+            payload = json.dumps(data, default=_encode, separators=(",", ":")).encode()
         if len(payload) > max_payload_bytes:
             raise UnsafePayload(f"job payload of {len(payload)} bytes exceeds the {max_payload_bytes} limit")
         return payload
@@ -84,9 +99,7 @@ def make_serializers(
         if payload[:1] == PICKLE_PROTOCOL_PREFIX:
             raise UnsafePayload("job payload is a pickle; only JSON payloads are accepted")
         try:
-            # the hook (a Python call per object, and a new decoder per call) only for stored failures
-            hook = _decode_object if _ERROR_MARKER_BYTES in payload else None
-            decoded = json.loads(payload, object_hook=hook)
+            decoded = _loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UnsafePayload("job payload is not valid JSON") from exc
         if not isinstance(decoded, dict):

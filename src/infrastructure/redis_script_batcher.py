@@ -7,7 +7,12 @@ reply or error; an error of the round trip itself (Redis unreachable) goes to ev
 
 After an idle spell (no call for `DIRECT_AFTER_IDLE_S`: a lone job's finish), a call goes out from
 its caller's task without waiting for the end of the loop turn; calls made while it is in flight go
-out together after it, as they would after a batch. Under load every call is batched.
+out together after it, as they would after a batch. Under load every call is batched. `call_now`
+sends one call at once, unbatched (a worker's claim, one at a time anyway).
+
+Calls go out on a pooled connection as EVALSHA commands written together, their replies read in
+order: redis-py's Script and Pipeline objects cost more CPU per call than the round trip itself on a
+busy worker, and a Script would send a SCRIPT EXISTS per batch.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
+Script = tuple[Sequence[Any], Sequence[Any]]  # one call's keys and args
 Call = tuple[Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 DIRECT_AFTER_IDLE_S = 0.002
 
@@ -30,6 +36,7 @@ class ScriptBatcher:
         self._pending: list[Call] = []
         self._flushing = False
         self._last_call_at = float("-inf")  # loop time of the last call
+        self._task: asyncio.Task[None] | None = None  # the batch being sent (a reference keeps it alive)
 
     async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -38,33 +45,42 @@ class ScriptBatcher:
         if not self._flushing and now - last >= DIRECT_AFTER_IDLE_S:
             self._flushing = True
             try:
-                return await self._script(keys=list(keys), args=list(args))
+                return await self.call_now(keys, args)
             finally:
                 self._next()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((keys, args, future))
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().call_soon(self._start)
+            self._start()
         return await future
 
+    async def call_now(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """One call sent at once from the caller's task, never batched (a worker's claim: one at a
+        time, and the next poll waits for it)."""
+        reply = (await self._pipelined([(keys, args)]))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
     def _start(self) -> None:
+        """A task that sends what is pending when it first runs, at the next loop turn: every call
+        made in this turn is in that batch (a loop turn earlier than a callback that then starts it)."""
+        self._task = asyncio.get_running_loop().create_task(self._flush_pending())
+
+    async def _flush_pending(self) -> None:
         batch, self._pending = self._pending, []
-        asyncio.ensure_future(self._flush(batch))
+        await self._flush(batch)
 
     def _next(self) -> None:
         if self._pending:
-            asyncio.get_running_loop().call_soon(self._start)
+            self._start()
         else:
             self._flushing = False
 
     async def _flush(self, batch: list[Call]) -> None:
         try:
-            if len(batch) == 1:
-                keys, args, _ = batch[0]
-                replies: list[Any] = [await self._script(keys=list(keys), args=list(args))]
-            else:
-                replies = await self._pipelined(batch)
+            replies = await self._pipelined([(keys, args) for keys, args, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - the round trip failed: every call in it fails
             for _, _, future in batch:
                 if not future.done():
@@ -80,17 +96,32 @@ class ScriptBatcher:
         finally:
             self._next()
 
-    async def _pipelined(self, batch: list[Call]) -> list[Any]:
+    async def _pipelined(self, batch: list[Script]) -> list[Any]:
         replies = await self._send(batch)
         if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted: its script cache is empty
             await self._redis.script_load(self._script.script)
             replies = await self._send(batch)
         return replies
 
-    async def _send(self, batch: list[Call]) -> list[Any]:
-        # Plain EVALSHA in the pipeline: redis-py's Script objects would add a SCRIPT EXISTS per batch.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+    async def _send(self, batch: list[Script]) -> list[Any]:
+        """The batch's EVALSHAs written at once on one pooled connection, then their replies read in
+        order, each reply or error its call's: what a non-transactional pipeline does, without
+        redis-py's Pipeline object, command stack and reset per batch."""
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection("EVALSHA")
+        try:
+            sha = self._script.sha
+            commands = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in batch]
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in batch:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:  # this call's error (its reply was read whole)
+                    replies.append(exc)
+        except BaseException:
+            await connection.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            await pool.release(connection)
         return replies

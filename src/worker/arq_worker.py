@@ -107,27 +107,35 @@ RETRY_KEY_TTL_S = 88400  # arq's
 HANDOFF_SETTLE_S = 0.005  # how long a job just handed over has the loop to itself (`_let_run`)
 HANDOFF_REARM_S = 0.002  # and, once it has finished, how long before registering again (`_let_run`)
 CLAIM_GATHER_S = 0.002
-# KEYS: in-progress, result, retry, job, abort set, queue, done channel (a finished job's id is
-#       published there for the callers waiting on it).
-# ARGV: worker_id, finish (0|1), result or '', result px (0: keep), keep-in-progress px or '',
-#       incr score or '', job id
-FINISH_SCRIPT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[5] == '' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
+# KEYS: queue, abort set. ARGV: worker_id, finish (0|1), result or '', result px (0: keep),
+# keep-in-progress px or '', incr score or '', job id. The job's own keys are built here from arq's
+# prefixes, as the claim builds them (fewer arguments to encode and send per finished job); a
+# finished job's id is published on the done channel for the callers waiting on it.
+FINISH_SCRIPT = (
+    """
+local id = ARGV[7]
+local in_progress = '$IN_PROGRESS' .. id
+if redis.call('GET', in_progress) ~= ARGV[1] then return 0 end
+if ARGV[5] == '' then redis.call('DEL', in_progress) else redis.call('PEXPIRE', in_progress, ARGV[5]) end
 if ARGV[2] == '1' then
   if ARGV[3] ~= '' then
-    if ARGV[4] == '0' then redis.call('SET', KEYS[2], ARGV[3])
-    else redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4]) end
+    if ARGV[4] == '0' then redis.call('SET', '$RESULT' .. id, ARGV[3])
+    else redis.call('SET', '$RESULT' .. id, ARGV[3], 'PX', ARGV[4]) end
   end
-  redis.call('DEL', KEYS[3], KEYS[4])
-  redis.call('ZREM', KEYS[5], ARGV[7])
-  redis.call('ZREM', KEYS[6], ARGV[7])
-  redis.call('PUBLISH', KEYS[7], ARGV[7])
+  redis.call('DEL', '$RETRY' .. id, '$JOB' .. id)
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('PUBLISH', '$DONE', id)
 elseif ARGV[6] ~= '' then
-  redis.call('ZINCRBY', KEYS[6], ARGV[6], ARGV[7])
+  redis.call('ZINCRBY', KEYS[1], ARGV[6], id)
 end
 return 1
-"""
+""".replace("$IN_PROGRESS", in_progress_key_prefix)
+    .replace("$RESULT", result_key_prefix)
+    .replace("$RETRY", retry_key_prefix)
+    .replace("$JOB", job_key_prefix)
+    .replace("$DONE", DONE_CHANNEL)
+)
 
 
 class AppWorker(Worker):
@@ -146,8 +154,9 @@ class AppWorker(Worker):
         # arq sets in-progress keys for the longest timeout + 10 s; ours are leases renewed each beat.
         self.in_progress_timeout_s = lifecycle.lease_s
         self.allow_pick_jobs = False  # until the first beat says this worker may claim
-        self._claim = self.pool.register_script(CLAIM_SCRIPT)
+        self._claim = ScriptBatcher(self.pool, CLAIM_SCRIPT).call_now  # one claim at a time: never batched
         self._finish = ScriptBatcher(self.pool, FINISH_SCRIPT)  # jobs finishing together: one round trip
+        self._finish_keys = (self.queue_name, abort_jobs_ss)
         self.heartbeat = Heartbeat(self)
         self._crons_started = False
         self._slot_free = asyncio.Event()
@@ -266,9 +275,9 @@ class AppWorker(Worker):
     async def _claim_ready(self, count: int) -> bool:
         free = self.max_jobs - self.job_counter
         reply = await self._claim(
-            keys=[self.queue_name, abort_jobs_ss],
-            args=[timestamp_ms(), self.worker_id, int(self.lifecycle.lease_s * 1000), in_progress_key_prefix,
-                  free, count, job_key_prefix, retry_key_prefix],
+            (self.queue_name, abort_jobs_ss),
+            (timestamp_ms(), self.worker_id, int(self.lifecycle.lease_s * 1000), in_progress_key_prefix,
+             free, count, job_key_prefix, retry_key_prefix),
         )  # fmt: skip
         read, taken = int(reply[0]), (len(reply) - 1) // 5
         for i in range(1, len(reply), 5):
@@ -548,7 +557,7 @@ class AppWorker(Worker):
         """arq's finish, applied only while this worker holds the job's lease."""
         expire_ms = 0 if keep_result_forever or not result_timeout_s else to_ms(result_timeout_s)
         applied = await self._finish(
-            self._finish_keys(job_id),
+            self._finish_keys,
             [
                 self.worker_id,
                 "1" if finish else "0",
@@ -573,17 +582,6 @@ class AppWorker(Worker):
             None,
             None,
         )
-
-    def _finish_keys(self, job_id: str) -> list[str]:
-        return [
-            in_progress_key_prefix + job_id,
-            result_key_prefix + job_id,
-            retry_key_prefix + job_id,
-            job_key_prefix + job_id,
-            abort_jobs_ss,
-            self.queue_name,
-            DONE_CHANNEL,
-        ]
 
     async def run_cron(self, n: Any, delay: float, num_windows: int = 2) -> None:
         """In burst mode, run-at-startup crons fire once and nothing is scheduled after, so a burst of

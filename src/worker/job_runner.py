@@ -79,8 +79,7 @@ class JobRunner:
         job_id = envelope.job_id
         started = datetime.now(UTC)
         t0 = time.perf_counter()
-        # model_construct: fields built right here, of the right types (no validation pass per job)
-        claim = JobClaim.model_construct(worker_id=self.worker_id, version=self.version, started_at=started)
+        claim = JobClaim(worker_id=self.worker_id, version=self.version, started_at=started)
         attempt = await self._repository.claim_job(job_id, claim)
         if attempt is None:
             log.warning("job skipped: unknown, cancelled or already finished in the ledger")
@@ -89,7 +88,7 @@ class JobRunner:
         run = RunInfo(job_id=job_id, attempt=attempt, worker_id=self.worker_id, version=self.version)
 
         def outcome(status: JobStatus, **fields: Any) -> JobOutcome:
-            return JobOutcome.model_construct(
+            return JobOutcome(
                 status=status,
                 finished_at=datetime.now(UTC),
                 duration_ms=int((time.perf_counter() - t0) * 1000),

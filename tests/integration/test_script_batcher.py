@@ -35,6 +35,8 @@ async def test_calls_made_together_share_one_round_trip(
 
     monkeypatch.setattr(batcher, "_send", counting_send)
     await batcher(["warm"], [1])  # the first call: plain EVALSHA at once, loads the script
+    assert set(trips) == {1}  # alone (sent twice when the script was not loaded yet)
+    trips.clear()
     replies = await asyncio.gather(*(batcher([f"k{i % 3}"], [1]) for i in range(30)))
     assert trips == [30]
     assert sorted(replies)[-1] == 10 and await arq_pool.get("k0") == b"10"
@@ -81,6 +83,18 @@ async def test_a_flushed_script_cache_is_reloaded(arq_pool: ArqRedis) -> None:
     assert sorted(replies) == [2, 3, 4, 5, 6]
     await arq_pool.script_flush()
     assert await batcher(["b"], [1]) == 7  # the lone path reloads too
+
+
+async def test_call_now_sends_at_once_and_reloads_a_flushed_cache(arq_pool: ArqRedis) -> None:
+    """The unbatched call (a worker's claim) gets its reply or its own error, and survives a Redis
+    that lost its script cache (restarted) by loading the script again."""
+    batcher = ScriptBatcher(arq_pool, SCRIPT)
+    assert await batcher.call_now(["n"], [4]) == 4
+    await arq_pool.script_flush()
+    assert await batcher.call_now(["n"], [1]) == 5
+    with pytest.raises(ResponseError, match="negative amount"):
+        await batcher.call_now(["n"], [-1])
+    assert await arq_pool.get("n") == b"5"
 
 
 async def test_calls_during_a_round_trip_go_in_the_next_one(arq_pool: ArqRedis) -> None:
