@@ -163,6 +163,7 @@ class AppWorker(Worker):
         self._abort_checked_at = float("-inf")
         self._fetched: dict[str, tuple[bytes | None, int, bool]] = {}  # what the claim read, per job
         self._finished: list[tuple[str, asyncio.Task[None]]] = []  # job tasks done since the last poll
+        self._holding_slot: set[str] = set()  # jobs started by `_start_job` whose slot is still taken
         # An enqueue publishes on the queue's wake channel: an idle worker claims at once instead of
         # at its next poll; the poll delay stays as the safety net (and in burst mode).
         self._woken = asyncio.Event()
@@ -295,6 +296,7 @@ class AppWorker(Worker):
         self._fetched[job_id] = (payload, job_try, aborted)
         await self.sem.acquire()
         self.job_counter += 1
+        self._holding_slot.add(job_id)
         task = self.loop.create_task(self.run_job(job_id, score))
         task.add_done_callback(partial(self._job_done, job_id))
         self.tasks[job_id] = task
@@ -363,6 +365,13 @@ class AppWorker(Worker):
         """arq's `run_job` for a job our claim fetched (payload, try, abort flag came with the claim:
         no per-job transaction), with the same outcomes: result stored, retried with defer, put back
         on cancellation, failed; arq's own path for anything else."""
+        try:
+            await self._run_job(job_id, score)
+        finally:
+            # the slot is free as the job ends, in its own task: a done callback would run a loop turn later
+            self._free_slot(job_id)
+
+    async def _run_job(self, job_id: str, score: int) -> None:
         fetched = self._fetched.pop(job_id, None)
         if fetched is None:
             await super().run_job(job_id, score)
@@ -483,7 +492,12 @@ class AppWorker(Worker):
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self._finished.append((job_id, task))
-        self._release_sem_dec_counter_on_complete()
+        self._free_slot(job_id)  # a task cancelled before its first step never ran `run_job`'s finally
+
+    def _free_slot(self, job_id: str) -> None:
+        if job_id in self._holding_slot:
+            self._holding_slot.remove(job_id)
+            self._release_sem_dec_counter_on_complete()
 
     def _abort_check_due(self) -> bool:
         """arq checks its abort set on every poll; ours polls on every wake-up, so check only while a

@@ -11,7 +11,7 @@ import pytest
 from arq import Retry
 from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss, job_key_prefix, retry_key_prefix
-from arq.jobs import Job
+from arq.jobs import Job, serialize_job
 from arq.worker import func
 
 from src.config import Settings
@@ -141,3 +141,28 @@ async def wait_result(pool: ArqRedis, job_id: str, deadline: float) -> tuple[boo
         assert asyncio.get_running_loop().time() < deadline, f"no result for {job_id}"
         await asyncio.sleep(0.02)
     return info.success, info.result
+
+
+async def test_every_ending_gives_the_slot_back_once(settings: Settings, arq_pool: ArqRedis) -> None:
+    """A job frees its slot from inside its task as it ends (a done callback would run a loop turn
+    later); a task cancelled before its first step never gets there, and its done callback frees the
+    slot instead. Each only once: arq's semaphore is bounded and would raise on a second release."""
+    await publish_deployment(settings)
+    worker = build_worker(settings, burst=True, handle_signals=False, functions=FUNCTIONS)
+    payload = serialize_job("ok", (3,), {}, 1, 1, serializer=arq_pool.job_serializer)
+    try:
+        never = await worker._start_job("t:never:1", 0, payload, 1, False)
+        assert worker.job_counter == 1
+        never.cancel()
+        await asyncio.gather(never, return_exceptions=True)
+        await asyncio.sleep(0)  # its done callback
+        assert worker.job_counter == 0 and never.cancelled()
+        del worker.tasks["t:never:1"]  # as the next poll does with a finished task
+        ran = [await worker._start_job(f"t:ran:{i}", 0, payload, 1, False) for i in range(3)]
+        assert worker.job_counter == 3
+        await asyncio.gather(*ran)
+        await asyncio.sleep(0)  # their done callbacks: nothing freed twice
+        assert worker.job_counter == 0 and worker.jobs_complete == 3
+        assert worker.sem._value == worker.max_jobs + 1  # every permit back (arq makes max_jobs + 1)
+    finally:
+        await worker.close()
