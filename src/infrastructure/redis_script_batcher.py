@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
@@ -27,6 +27,7 @@ from redis.exceptions import NoScriptError, ResponseError
 Script = tuple[Sequence[Any], Sequence[Any]]  # one call's keys and args
 Call = tuple[Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 DIRECT_AFTER_IDLE_S = 0.002
+T = TypeVar("T")
 
 
 class ScriptBatcher:
@@ -54,6 +55,19 @@ class ScriptBatcher:
             self._flushing = True
             self._start()
         return await future
+
+    def submit(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
+        """Queue a call for the next batch and return its reply's future, which cancelling whoever
+        awaits it cannot cancel: a caller that must see its call through (a job's finish while the
+        worker stops) awaits it with `through_cancellation`, in its own task (no task of its own)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = _Unstoppable(loop=loop)
+        self._last_call_at = loop.time()
+        self._pending.append((keys, args, future))
+        if not self._flushing:
+            self._flushing = True
+            self._start()
+        return future
 
     async def call_now(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """One call sent at once from the caller's task, never batched (a worker's claim: one at a
@@ -125,3 +139,27 @@ class ScriptBatcher:
         finally:
             await pool.release(connection)
         return replies
+
+
+class _Unstoppable(asyncio.Future[Any]):
+    """A call's reply (`submit`): `cancel` refuses, so a task cancelled while awaiting it gets its
+    CancelledError once the reply is in, and the call is never cut off half-way."""
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
+
+
+async def through_cancellation(reply: asyncio.Future[T]) -> T:
+    """Await a `submit`ted call's reply to its end. A cancel of the awaiting task meanwhile (a worker
+    stopping as the call goes out) is taken back once the reply is in: what the task was doing is
+    done, and it carries on and ends normally. A reply that is itself a cancellation (the batch
+    was cancelled) is raised."""
+    try:
+        return await reply
+    except asyncio.CancelledError:
+        if not reply.done():
+            raise
+        task = asyncio.current_task()
+        while task is not None and task.uncancel() > 0:
+            pass
+        return reply.result()

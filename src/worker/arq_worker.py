@@ -17,7 +17,7 @@ Every arq method overridden or relied on is in `RELIED_ON_ARQ_METHODS`, checked 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -44,7 +44,7 @@ from arq.worker import (
 from redis.exceptions import RedisError
 
 from src.domain.jobs import DONE_CHANNEL, PROTOCOL_VERSION, HandedJob, wake_channel
-from src.infrastructure.redis_script_batcher import ScriptBatcher
+from src.infrastructure.redis_script_batcher import ScriptBatcher, through_cancellation
 from src.infrastructure.redis_subscription import RedisSubscription
 from src.worker.handoff import Handoff
 from src.worker.heartbeat import Heartbeat, LifecycleConfig
@@ -388,7 +388,7 @@ class AppWorker(Worker):
                 function_name, args, kwargs, job_try, enqueue_time_ms, False, exc, start_ms, timestamp_ms(),
                 f"{job_id}:{function_name}", self.queue_name, job_id=job_id, serializer=self.job_serializer,
             )  # fmt: skip
-            await _record_end(self.finish_failed_job(job_id, result_data))
+            await self.finish_failed_job(job_id, result_data)
 
         if payload is None:
             log.warning("job expired before it started", job_id=job_id)
@@ -481,11 +481,9 @@ class AppWorker(Worker):
             )  # fmt: skip
         if self.on_job_end:
             await self.on_job_end(ctx)
-        await _record_end(
-            self.finish_job(
-                job_id, finish, result_data, keep_s, keep_forever, incr_score,
-                keep_cronjob_progress if is_cron else None,
-            )
+        await self.finish_job(
+            job_id, finish, result_data, keep_s, keep_forever, incr_score,
+            keep_cronjob_progress if is_cron else None,
         )  # fmt: skip
         if self.after_job_end:
             await self.after_job_end(ctx)
@@ -570,17 +568,21 @@ class AppWorker(Worker):
     ) -> None:
         """arq's finish, applied only while this worker holds the job's lease."""
         expire_ms = 0 if keep_result_forever or not result_timeout_s else to_ms(result_timeout_s)
-        applied = await self._finish(
-            self._finish_keys,
-            [
-                self.worker_id,
-                "1" if finish else "0",
-                result_data or b"",
-                expire_ms or 0,
-                "" if keep_in_progress is None else to_ms(keep_in_progress),
-                "" if not incr_score else incr_score,
-                job_id,
-            ],
+        # submitted, then awaited through any cancel: a job's end is recorded to completion even
+        # when the worker stops meanwhile (arq's close gathers the job tasks: none may end cancelled)
+        applied = await through_cancellation(
+            self._finish.submit(
+                self._finish_keys,
+                [
+                    self.worker_id,
+                    "1" if finish else "0",
+                    result_data or b"",
+                    expire_ms or 0,
+                    "" if keep_in_progress is None else to_ms(keep_in_progress),
+                    "" if not incr_score else incr_score,
+                    job_id,
+                ],
+            )
         )
         if not applied:
             log.warning("lease lost before finishing: result left to the current owner", job_id=job_id)
@@ -666,17 +668,3 @@ class AppWorker(Worker):
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("jobs still running")
             await asyncio.sleep(0.05)
-
-
-async def _record_end(finishing: Awaitable[None]) -> None:
-    """Record a job's end (its finish under the lease) to completion, whatever cancels the job task
-    meanwhile: the job has already ended, so a cancel then (a worker stopping right after fencing
-    cancelled the job) has nothing left to stop, and the task ends normally (arq's close gathers the
-    job tasks and would raise on one that ended cancelled)."""
-    future = asyncio.ensure_future(finishing)
-    while True:
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.cancelled():  # the recording itself was cancelled, not this task
-                raise

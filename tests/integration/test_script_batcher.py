@@ -10,7 +10,7 @@ from arq.connections import ArqRedis
 from redis.exceptions import ResponseError
 
 from src.infrastructure import redis_script_batcher
-from src.infrastructure.redis_script_batcher import ScriptBatcher
+from src.infrastructure.redis_script_batcher import ScriptBatcher, through_cancellation
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +95,27 @@ async def test_call_now_sends_at_once_and_reloads_a_flushed_cache(arq_pool: ArqR
     with pytest.raises(ResponseError, match="negative amount"):
         await batcher.call_now(["n"], [-1])
     assert await arq_pool.get("n") == b"5"
+
+
+async def test_a_submitted_call_is_seen_through_a_cancel(arq_pool: ArqRedis) -> None:
+    """A task cancelled (twice) while its submitted call is out still gets the reply, then carries
+    on and ends normally; the call took effect once."""
+    batcher = ScriptBatcher(arq_pool, SCRIPT)
+    await batcher.call_now(["s"], [0])  # loads the script
+    went_on: list[int] = []
+
+    async def record(amount: int) -> None:
+        reply = await through_cancellation(batcher.submit(["s"], [amount]))
+        went_on.append(int(reply))
+        await asyncio.sleep(0)  # a later await is not cancelled by the cancels taken back
+
+    task = asyncio.create_task(record(7))
+    await asyncio.sleep(0)  # the call is submitted
+    task.cancel()
+    task.cancel()
+    await task
+    assert not task.cancelled() and went_on == [7]
+    assert await arq_pool.get("s") == b"7"
 
 
 async def test_calls_during_a_round_trip_go_in_the_next_one(arq_pool: ArqRedis) -> None:

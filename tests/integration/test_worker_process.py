@@ -113,13 +113,13 @@ async def test_retiring_a_version_releases_its_running_job_without_burning_a_try
     job_id = await stored_and_enqueued(settings, arq_pool, "fence1")
     await publish_deployment(slow)
     worker = build_worker(slow, handle_signals=False)
-    recorded = worker.finish_job
+    send = worker._finish._send
 
-    async def slow_to_record(*args: Any, **kwargs: Any) -> None:
+    async def slow_to_record(batch: Any) -> Any:
         await asyncio.sleep(0.5)  # so that `close` below cancels the job again while it is recorded
-        await recorded(*args, **kwargs)
+        return await send(batch)
 
-    worker.finish_job = slow_to_record  # type: ignore[method-assign]
+    worker._finish._send = slow_to_record  # type: ignore[method-assign]
     run = asyncio.create_task(worker.async_run())
     repository = build_repository(settings)
     await repository.init()
