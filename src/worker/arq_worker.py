@@ -106,7 +106,7 @@ return claimed
 RETRY_KEY_TTL_S = 88400  # arq's
 HANDOFF_SETTLE_S = 0.005  # how long a job just handed over has the loop to itself (`_let_run`)
 HANDOFF_REARM_S = 0.002  # and, once it has finished, how long before registering again (`_let_run`)
-CLAIM_GATHER_S = 0.002
+CLAIM_GATHER_S = 0.001  # 2 ms: 1.6-1.9 % fewer 50 ms jobs/s (bench A/B, docs/benchmarks.md); no-op jobs alike
 # KEYS: queue, abort set. ARGV: worker_id, finish (0|1), result or '', result px (0: keep),
 # keep-in-progress px or '', incr score or '', job id. The job's own keys are built here from arq's
 # prefixes, as the claim builds them (fewer arguments to encode and send per finished job); a
@@ -532,7 +532,7 @@ class AppWorker(Worker):
     async def _slots_freed(self, timeout: float) -> bool:
         """Every slot busy and more jobs ready: wait for a slot, then up to `CLAIM_GATHER_S` for a
         tenth of the slots, so one claim call fills several (a claim per finished job would cost a
-        round trip each; a 50 ms job loses at most 2 ms of its slot). False when none freed."""
+        round trip each; a 50 ms job loses at most 1 ms of its slot). False when none freed."""
         if not await self._slot_freed(timeout):
             return False
         loop = asyncio.get_running_loop()
