@@ -63,6 +63,9 @@ JOB_INDEXES = [
 ]
 
 
+OFF_LOOP_MIN_DOCS = 1000  # documents built on a thread of their own from this many on
+
+
 class MongoRepository:
     """`Repository` on `database`; `hosts` (e.g. `db1:27017,db2:27017`) only feeds `identity()`."""
 
@@ -110,8 +113,10 @@ class MongoRepository:
 
     async def insert_appointments(self, appointments: Sequence[Appointment]) -> int:
         """Insert the appointments whose id (and batch_id + seq) is new; return how many."""
-        # an import's 50,000 documents take a few hundred ms to build: off the event loop
-        ops = await asyncio.to_thread(_appointment_ops, appointments)
+        if len(appointments) >= OFF_LOOP_MIN_DOCS:  # an import's 50,000 take a few hundred ms to build
+            ops = await asyncio.to_thread(_appointment_ops, appointments)
+        else:  # one API create: a thread hop would cost more than the document
+            ops = _appointment_ops(appointments)
         return await _insert_many(self._appointments, ops)
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:

@@ -50,10 +50,7 @@ class ScriptBatcher:
             finally:
                 self._next()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((keys, args, future))
-        if not self._flushing:
-            self._flushing = True
-            self._start()
+        self._enqueue(keys, args, future)
         return await future
 
     def submit(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
@@ -63,11 +60,15 @@ class ScriptBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = _Unstoppable(loop=loop)
         self._last_call_at = loop.time()
+        self._enqueue(keys, args, future)
+        return future
+
+    def _enqueue(self, keys: Sequence[Any], args: Sequence[Any], future: asyncio.Future[Any]) -> None:
+        """Add a call to the next batch, starting that batch's task unless one is in flight."""
         self._pending.append((keys, args, future))
         if not self._flushing:
             self._flushing = True
             self._start()
-        return future
 
     async def call_now(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """One call sent at once from the caller's task, never batched (a worker's claim: one at a

@@ -225,6 +225,26 @@ async def test_ping_and_close(db: FakeDatabase, repo: MongoRepository) -> None:
 # idempotent inserts
 
 
+async def test_only_large_inserts_build_their_documents_off_the_loop(
+    db: FakeDatabase, repo: MongoRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import's thousands of documents are built on a thread (the API's loop stays free); one
+    API create's document is built in place (a thread hop would cost more)."""
+    offloaded: list[int] = []
+    real_to_thread = mongo_repository.asyncio.to_thread
+
+    async def counting_to_thread(fn: Any, appointments: Any) -> Any:
+        offloaded.append(len(appointments))
+        return await real_to_thread(fn, appointments)
+
+    monkeypatch.setattr(mongo_repository.asyncio, "to_thread", counting_to_thread)
+    many = [make_appointment(n) for n in range(mongo_repository.OFF_LOOP_MIN_DOCS)]
+    db["appointments"].reply(bulk_result(nUpserted=1), bulk_result(nUpserted=len(many)))
+    assert await repo.insert_appointments([make_appointment(1)]) == 1
+    assert await repo.insert_appointments(many) == len(many)
+    assert offloaded == [len(many)]
+
+
 async def test_insert_appointments_upserts_with_set_on_insert(
     db: FakeDatabase, repo: MongoRepository
 ) -> None:
