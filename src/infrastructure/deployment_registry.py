@@ -31,12 +31,15 @@ VERSIONS_KEY = f"deploy:{PROTOCOL_VERSION}:versions"
 FINGERPRINT_KEY = f"deploy:{PROTOCOL_VERSION}:fingerprint"
 
 # Renew a lease only while this worker holds it: a paused-then-resumed zombie cannot revive a lease
-# another worker has taken since.
+# another worker has taken since. The job's score on the queue is its lease's deadline (see the claim
+# in src/worker/arq_worker.py): it moves with the lease, and only while the job is still queued.
+# KEYS: in-progress keys. ARGV: worker id, lease ms, queue key, new deadline ms, then the job ids.
 RENEW_LEASES = """
 local renewed = 0
 for i = 1, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    redis.call('ZADD', ARGV[3], 'XX', ARGV[4], ARGV[4 + i])
     renewed = renewed + 1
   end
 end
@@ -111,10 +114,10 @@ class DeploymentRegistry:
         return bool(allowed), None if raw is None else str(json.loads(raw)["fingerprint"]), int(queued)
 
     async def publish(
-        self, record: WorkerRecord, *, ttl_ms: int, job_ids: Sequence[str], lease_ms: int
+        self, record: WorkerRecord, *, ttl_ms: int, job_ids: Sequence[str], lease_ms: int, queue_key: str
     ) -> int:
-        """Publish the worker's record and renew the leases it still holds, in one round trip;
-        return how many leases were renewed."""
+        """Publish the worker's record and renew the leases it still holds (on `queue_key`, their
+        scores too), in one round trip; return how many leases were renewed."""
         now_ms = int(record.last_beat_at.timestamp() * 1000)
         async with self._pool.pipeline(transaction=False) as pipe:
             pipe.set(WORKER_KEY_PREFIX + record.worker_id, record.model_dump_json(), px=ttl_ms)
@@ -123,7 +126,8 @@ class DeploymentRegistry:
             pipe.zremrangebyscore(WORKERS_SEEN_KEY, "-inf", now_ms - SEEN_RETENTION_MS)
             if job_ids:
                 keys = [in_progress_key_prefix + job_id for job_id in job_ids]
-                await self._renew(keys=keys, args=[record.worker_id, lease_ms], client=pipe)
+                args: list[str | int] = [record.worker_id, lease_ms, queue_key, now_ms + lease_ms, *job_ids]
+                await self._renew(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
         return int(replies[4]) if job_ids else 0
 

@@ -46,6 +46,7 @@ from redis.exceptions import RedisError
 from src.domain.jobs import DONE_CHANNEL, PROTOCOL_VERSION, HandedJob, wake_channel
 from src.infrastructure.redis_script_batcher import ScriptBatcher, through_cancellation
 from src.infrastructure.redis_subscription import RedisSubscription
+from src.worker.cpu_load import CpuLoad
 from src.worker.handoff import Handoff
 from src.worker.heartbeat import Heartbeat, LifecycleConfig
 from src.worker.job_runner import JobFailed
@@ -79,38 +80,56 @@ RELIED_ON_ARQ_ATTRIBUTES = ("queue_read_limit", "max_burst_jobs", "allow_abort_j
 
 # Read the ready jobs, claim up to `limit` of them and fetch what running them needs, in one call
 # (arq reads, then claims per job, then fetches per job in a transaction of its own).
-# KEYS: queue, abort set. ARGV: now_ms, worker_id, lease_ms, in-progress prefix, limit, read count,
+# KEYS: queue, abort set. ARGV: now_ms, worker_id, lease_ms, in-progress prefix, limit, read cap,
 # job key prefix, retry key prefix.
-# Returns {ids read, then per claimed job: id, score, payload or false, try, aborted (0|1)}. Each
-# claim is a lease (the in-progress key, valued with this worker's id) only this worker's finish
-# clears; the try count and abort flag are arq's (`INCR` of its retry key, `ZREM` from its abort set).
+# Returns {more (1: the queue may hold more ready jobs), then per claimed job: id, score, payload or
+# false, try, aborted (0|1)}. Each claim is a lease (the in-progress key, valued with this worker's
+# id) only this worker's finish clears; the try count and abort flag are arq's (`INCR` of its retry
+# key, `ZREM` from its abort set). A claimed job's score becomes its lease's deadline: running jobs
+# leave the ready range, so a claim reads only what it can take (arq reads `queue_read_limit` ids
+# and tries each: with as many jobs running across the workers, nobody could claim the next one).
+# Should the worker die, the score and the lease lapse together and the job is ready again. Ids
+# that another worker holds are skipped, reading further, up to the read cap.
 CLAIM_SCRIPT = """
-local ready = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[6])
-local claimed = {#ready / 2}
-local limit = tonumber(ARGV[5])
-for i = 1, #ready, 2 do
-  if (#claimed - 1) / 5 >= limit then break end
-  local id = ready[i]
-  if redis.call('SET', ARGV[4] .. id, ARGV[2], 'NX', 'PX', ARGV[3]) then
-    local try = redis.call('INCR', ARGV[8] .. id)
-    redis.call('EXPIRE', ARGV[8] .. id, 88400)
-    claimed[#claimed + 1] = id
-    claimed[#claimed + 1] = ready[i + 1]
-    claimed[#claimed + 1] = redis.call('GET', ARGV[7] .. id)
-    claimed[#claimed + 1] = try
-    claimed[#claimed + 1] = redis.call('ZREM', KEYS[2], id)
+local limit, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
+local deadline = string.format('%d', tonumber(ARGV[1]) + tonumber(ARGV[3]))
+local claimed = {0}
+local skipped, read = 0, 0
+while true do
+  local want = math.min(limit + 1, cap - read)
+  if want <= 0 then claimed[1] = 1 break end
+  local ready = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', skipped, want)
+  read = read + #ready / 2
+  for i = 1, #ready, 2 do
+    if (#claimed - 1) / 5 >= limit then claimed[1] = 1 break end
+    local id = ready[i]
+    if redis.call('SET', ARGV[4] .. id, ARGV[2], 'NX', 'PX', ARGV[3]) then
+      redis.call('ZADD', KEYS[1], 'XX', deadline, id)
+      local try = redis.call('INCR', ARGV[8] .. id)
+      redis.call('EXPIRE', ARGV[8] .. id, 88400)
+      claimed[#claimed + 1] = id
+      claimed[#claimed + 1] = ready[i + 1]
+      claimed[#claimed + 1] = redis.call('GET', ARGV[7] .. id)
+      claimed[#claimed + 1] = try
+      claimed[#claimed + 1] = redis.call('ZREM', KEYS[2], id)
+    else
+      skipped = skipped + 1
+    end
   end
+  if claimed[1] == 1 or #ready / 2 < want then break end
 end
 return claimed
 """
 RETRY_KEY_TTL_S = 88400  # arq's
 HANDOFF_SETTLE_S = 0.005  # how long a job just handed over has the loop to itself (`_let_run`)
 HANDOFF_REARM_S = 0.002  # and, once it has finished, how long before registering again (`_let_run`)
-CLAIM_GATHER_S = 0.001  # 2 ms: 1.6-1.9 % fewer 50 ms jobs/s (bench A/B, docs/benchmarks.md); no-op jobs alike
+BUSY_CLAIM_GATHER_S = 0.003  # a CPU-bound worker's wait for more freed slots before a claim
 # KEYS: queue, abort set. ARGV: worker_id, finish (0|1), result or '', result px (0: keep),
-# keep-in-progress px or '', incr score or '', job id. The job's own keys are built here from arq's
+# keep-in-progress px or '', score or '', job id. The job's own keys are built here from arq's
 # prefixes, as the claim builds them (fewer arguments to encode and send per finished job); a
-# finished job's id is published on the done channel for the callers waiting on it.
+# finished job's id is published on the done channel for the callers waiting on it. A job that stays
+# queued (a retry, or put back as the worker stops) gets `score` back in place of its lease deadline:
+# its first score, or when it is deferred, that plus the deferral (arq's `ZINCRBY` of the same).
 FINISH_SCRIPT = (
     """
 local id = ARGV[7]
@@ -127,7 +146,7 @@ if ARGV[2] == '1' then
   redis.call('ZREM', KEYS[1], id)
   redis.call('PUBLISH', '$DONE', id)
 elseif ARGV[6] ~= '' then
-  redis.call('ZINCRBY', KEYS[1], ARGV[6], id)
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[6], id)
 end
 return 1
 """.replace("$IN_PROGRESS", in_progress_key_prefix)
@@ -160,8 +179,10 @@ class AppWorker(Worker):
         self.heartbeat = Heartbeat(self)
         self._crons_started = False
         self._slot_free = asyncio.Event()
+        self._cpu_load = CpuLoad()
         self._abort_checked_at = float("-inf")
         self._fetched: dict[str, tuple[bytes | None, int, bool]] = {}  # what the claim read, per job
+        self._scores: dict[str, int] = {}  # running jobs' first scores (the queue holds their lease deadline)
         self._finished: list[tuple[str, asyncio.Task[None]]] = []  # job tasks done since the last poll
         self._holding_slot: set[str] = set()  # jobs started by `_start_job` whose slot is still taken
         # An enqueue publishes on the queue's wake channel: an idle worker claims at once instead of
@@ -232,7 +253,7 @@ class AppWorker(Worker):
                 if not self.allow_pick_jobs:
                     return
                 if more:
-                    if self.job_counter >= self.max_jobs and not await self._slots_freed(self.poll_delay_s):
+                    if not await self._slots_to_claim(self.poll_delay_s):
                         return
                     continue
                 if self.burst:
@@ -280,14 +301,14 @@ class AppWorker(Worker):
             (timestamp_ms(), self.worker_id, int(self.lifecycle.lease_s * 1000), in_progress_key_prefix,
              free, count, job_key_prefix, retry_key_prefix),
         )  # fmt: skip
-        read, taken = int(reply[0]), (len(reply) - 1) // 5
+        more, taken = int(reply[0]), (len(reply) - 1) // 5
         for i in range(1, len(reply), 5):
             job_id_b, score_b, payload, job_try, aborted = reply[i : i + 5]
             job_id = job_id_b.decode() if isinstance(job_id_b, bytes) else str(job_id_b)
             await self._start_job(job_id, int(float(score_b)), payload or None, int(job_try), bool(aborted))
-        # More may be ready: the read was full, or every free slot was used and ids were left over.
-        # Nothing claimed (a window of jobs others hold): wait for a wake-up or the poll delay, not spin.
-        return taken > 0 and (read >= count or (taken >= free and read > taken))
+        # Nothing claimed (the read cap's worth of jobs others hold): wait for a wake-up or the poll
+        # delay, not spin.
+        return taken > 0 and more == 1
 
     async def _start_job(
         self, job_id: str, score: int, payload: bytes | None, job_try: int, aborted: bool
@@ -365,9 +386,11 @@ class AppWorker(Worker):
         """arq's `run_job` for a job our claim fetched (payload, try, abort flag came with the claim:
         no per-job transaction), with the same outcomes: result stored, retried with defer, put back
         on cancellation, failed; arq's own path for anything else."""
+        self._scores[job_id] = score
         try:
             await self._run_job(job_id, score)
         finally:
+            del self._scores[job_id]
             # the slot is free as the job ends, in its own task: a done callback would run a loop turn later
             self._free_slot(job_id)
 
@@ -529,15 +552,19 @@ class AppWorker(Worker):
             return False
         return True
 
-    async def _slots_freed(self, timeout: float) -> bool:
-        """Every slot busy and more jobs ready: wait for a slot, then up to `CLAIM_GATHER_S` for a
-        tenth of the slots, so one claim call fills several (a claim per finished job would cost a
-        round trip each; a 50 ms job loses at most 1 ms of its slot). False when none freed."""
+    async def _slots_to_claim(self, timeout: float) -> bool:
+        """More jobs are ready: wait (up to `timeout`; False when none freed) for a free slot, and
+        while this process is short of CPU, up to `BUSY_CLAIM_GATHER_S` more for a quarter of the
+        slots. A CPU-bound worker then makes fewer, bigger claims, and its finishes and ledger
+        writes go out in bigger batches; one with CPU to spare claims for a slot as soon as it
+        frees: a 50 ms job's slot does not idle through a gather (bench A/B in docs/benchmarks.md)."""
         if not await self._slot_freed(timeout):
             return False
+        if not self._cpu_load.saturated():
+            return True
         loop = asyncio.get_running_loop()
-        until = loop.time() + CLAIM_GATHER_S
-        wanted = max(1, self.max_jobs // 10)
+        until = loop.time() + BUSY_CLAIM_GATHER_S
+        wanted = max(1, self.max_jobs // 4)
         while self.max_jobs - self.job_counter < wanted and (left := until - loop.time()) > 0:
             self._slot_free.clear()  # set again by the next job to finish
             try:
@@ -568,6 +595,9 @@ class AppWorker(Worker):
     ) -> None:
         """arq's finish, applied only while this worker holds the job's lease."""
         expire_ms = 0 if keep_result_forever or not result_timeout_s else to_ms(result_timeout_s)
+        # staying queued: back to its first score (plus the deferral), not its lease deadline
+        first = None if finish else self._scores.get(job_id)
+        score = "" if first is None else first + (incr_score or 0)
         # submitted, then awaited through any cancel: a job's end is recorded to completion even
         # when the worker stops meanwhile (arq's close gathers the job tasks: none may end cancelled)
         applied = await through_cancellation(
@@ -579,7 +609,7 @@ class AppWorker(Worker):
                     result_data or b"",
                     expire_ms or 0,
                     "" if keep_in_progress is None else to_ms(keep_in_progress),
-                    "" if not incr_score else incr_score,
+                    score,
                     job_id,
                 ],
             )

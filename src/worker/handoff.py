@@ -75,13 +75,15 @@ redis.call('RPUSH', KEYS[2], 'stop:' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[2], 60000)
 return {}
 """
-# KEYS: in-progress, retry, abort set, wake channel. ARGV: worker id, job id, aborted (0|1), now ms.
-# Gives back a job handed to this worker that it will not run: the lease and the try go, the abort
-# request (if one came with it) stays, and idle workers are woken to claim the job.
+# KEYS: in-progress, retry, abort set, wake channel, queue. ARGV: worker id, job id, aborted (0|1),
+# now ms, the job's score. Gives back a job handed to this worker that it will not run: the lease
+# and the try go, the job's score is its own again instead of the lease's deadline, the abort request
+# (if one came with it) stays, and idle workers are woken to claim the job.
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   if redis.call('DECR', KEYS[2]) <= 0 then redis.call('DEL', KEYS[2]) end
+  redis.call('ZADD', KEYS[5], 'XX', ARGV[5], ARGV[2])
 end
 if ARGV[3] == '1' then redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2]) end
 redis.call('PUBLISH', KEYS[4], 1)
@@ -97,6 +99,7 @@ class Handoff:
         self._redis = redis
         self._worker_id = worker_id
         self._wake_channel = wake_channel(queue_name)
+        self._queue_key = queue_name  # arq's queue name is its sorted set's key
         self._keys = [idle_workers_key(queue_name), inbox_key(queue_name, worker_id)]
         self._member = f"{lease_ms} {worker_id}"
         self._stop = redis.register_script(STOP_SCRIPT)
@@ -141,8 +144,8 @@ class Handoff:
         """Give back a job handed to this worker that it will not run (it may no longer claim)."""
         await self._release(
             keys=[in_progress_key_prefix + job.job_id, retry_key_prefix + job.job_id, abort_jobs_ss,
-                  self._wake_channel],
-            args=[self._worker_id, job.job_id, "1" if job.aborted else "0", timestamp_ms()],
+                  self._wake_channel, self._queue_key],
+            args=[self._worker_id, job.job_id, "1" if job.aborted else "0", timestamp_ms(), job.score],
         )  # fmt: skip
         log.info("handed job given back", job_id=job.job_id)
 

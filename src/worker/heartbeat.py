@@ -126,6 +126,7 @@ class Heartbeat:
             ttl_ms=self.config.record_ttl_ms,
             job_ids=running,
             lease_ms=int(self.config.lease_s * 1000),
+            queue_key=self.worker.queue_name,
         )
         await self._beat_ledger()
         self._maybe_log_summary(record, queued)

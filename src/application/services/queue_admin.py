@@ -80,8 +80,9 @@ class QueueAdmin:
         return QueueInfo(
             name=queue.value,
             key=queue_key(queue),
-            length=max(0, ready - running),  # arq keeps a running job on the queue until it finishes
-            deferred=deferred,
+            length=ready,
+            # a running job stays on the queue until it finishes, scored with its lease's deadline
+            deferred=max(0, deferred - running),
             in_progress=_count(counts, queue, JobStatus.RUNNING),
             failed=_count(counts, queue, JobStatus.FAILED),
             finished=_count(counts, queue, JobStatus.SUCCEEDED),

@@ -58,17 +58,19 @@ log = structlog.get_logger(__name__)
 # Each added job goes to one idle worker registered for a direct hand-off while any is left: the
 # job's lease is set to that worker (as its claim would) and the job, with its try count, pushed to
 # the worker's inbox, where it is waiting in a blocking pop (no wake-up, no claim round trip). The
-# job stays in the queue, as a claimed job does: if that worker died, its lease lapses and any
-# worker claims it. Idle workers are woken (pub/sub) for the jobs nobody was handed. Lapsed
-# registrations are skipped here and removed by the next registration (this script stays short: it
-# runs on a Redis that has often just woken up, where every call costs several times its usual).
+# job stays in the queue, as a claimed job does, scored with its lease's deadline: if that worker
+# died, its lease lapses and any worker claims it. Idle workers are woken (pub/sub) for the jobs
+# nobody was handed. Lapsed registrations are skipped here and removed by the next registration
+# (this script stays short: it runs on a Redis that has often just woken up, where every call costs
+# several times its usual).
 # The job and result keys are derived in the script (single-instance Redis, as arq itself assumes),
 # so a chunk of a thousand jobs is one call instead of a thousand.
 ENQUEUE_MANY_SCRIPT = """
 local jp, rp, px, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ipp, rtp, inbox = ARGV[5], ARGV[6], ARGV[7]
 local t = redis.call('TIME')
-local now = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
+local now = string.format('%d', now_ms)
 local idle = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'LIMIT', 0, (#ARGV - 7) / 2)
 local handed = 0
 local added, members, unhanded = {}, {}, 0
@@ -84,6 +86,7 @@ for i = 8, #ARGV, 2 do
       local member = idle[handed + 1]
       local lease, worker = string.match(member, '^(%d+) (.+)$')
       if redis.call('SET', ipp .. id, worker, 'NX', 'PX', lease) then
+        members[#members - 1] = string.format('%d', now_ms + tonumber(lease))  -- leased, as a claim
         handed = handed + 1
         redis.call('ZREM', KEYS[3], member)
         local try = 1
@@ -363,7 +366,8 @@ class TaskService:
         return JobView(record=record, queue_state=await self.queue_state(job_id, record.queue))
 
     async def queue_depth(self, queue: QueueName) -> tuple[int, int, float | None]:
-        """(ready, deferred, score in ms of the oldest ready job or None) of one queue."""
+        """(ready, deferred, score in ms of the oldest ready job or None) of one queue. A running
+        job's score is its lease's deadline: it counts as deferred until it finishes."""
         pool = await self.get_pool()
         now_ms = int(time.time() * 1000)
         async with pool.pipeline(transaction=False) as pipe:
