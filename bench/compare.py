@@ -94,6 +94,7 @@ RUN_TIMEOUT_S = 900  # a guard only: each runner has its own timeout and fails l
 # Latency: the caller pauses this long after each sample, so every sample meets an idle worker; the
 # same pause for every lib (before the seventh session only our runner paused, which cost us ~25 %).
 LATENCY_PAUSE_MS = 5.0
+IO_WAIT_S = 0.05  # the 50 ms I/O job's sleep (bench/ours_worker.py, bench/peers/runner.py)
 
 
 def job_count(lib: str, scenario: str, jobs: int | None, smoke: bool) -> int:
@@ -196,6 +197,29 @@ def figure(results: dict[str, Any], lib: str, scenario: str, name: str) -> float
     return float(value) if isinstance(value, int | float) else None
 
 
+def io_ceiling(ours: float | None, peer: str | None, peer_jobs_per_s: float | None) -> dict[str, Any]:
+    """Where the 50 ms I/O figures stand against the ceiling of 100 slots of 50 ms (2,000 jobs/s):
+    the share of it each side reached, the time per job around the 50 ms body (slots ÷ jobs/s −
+    50 ms: what a worker adds), and whether 1.2 × the best peer is below the ceiling at all. When it
+    is not, no worker could pass gate 1 in this run."""
+    if not ours or not peer or not peer_jobs_per_s:
+        return {}
+    slots = LIBS["ours"].concurrency
+    ceiling = slots / IO_WAIT_S
+    needed = 1.2 * peer_jobs_per_s
+    ours_ms = (slots / ours - IO_WAIT_S) * 1000
+    peer_ms = (LIBS[peer].concurrency / peer_jobs_per_s - IO_WAIT_S) * 1000
+    return {
+        "ceiling_jobs_per_s": ceiling,
+        "needed_jobs_per_s": needed,
+        "attainable": needed <= ceiling,
+        "ours_share_of_ceiling": ours / ceiling,
+        "peer_share_of_ceiling": peer_jobs_per_s / ceiling,
+        "ours_ms_around_body": ours_ms,
+        "peer_ms_around_body": peer_ms,
+    }
+
+
 def gates(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's three gates, each a ratio of figures from this run."""
     out: list[dict[str, Any]] = []
@@ -208,6 +232,7 @@ def gates(results: dict[str, Any]) -> list[dict[str, Any]]:
             "gate": f"50 ms I/O: ours / best peer ({best or 'none'}) >= 1.2",
             "ratio": ratio,
             "pass": None if ratio is None else ratio >= 1.2,
+            **io_ceiling(ours_io, best, peer_io.get(best) if best else None),
         }
     )
     ours_noop = figure(results, "ours", "noop", "jobs_per_s")
@@ -265,6 +290,18 @@ def print_gates(gate_list: list[dict[str, Any]]) -> None:
         else:
             verdict = f"{gate['ratio']:.2f}  {'PASS' if gate['pass'] else 'FAIL'}"
         print(f"  {gate['gate']:<55} {verdict}")
+        if "ceiling_jobs_per_s" in gate:
+            print(
+                f"    ceiling {gate['ceiling_jobs_per_s']:,.0f} jobs/s (100 slots x 50 ms): ours "
+                f"{gate['ours_share_of_ceiling']:.1%} of it, the peer {gate['peer_share_of_ceiling']:.1%}; "
+                f"per job around the body: ours {gate['ours_ms_around_body']:.1f} ms, the peer "
+                f"{gate['peer_ms_around_body']:.1f} ms"
+            )
+            if not gate["attainable"]:
+                print(
+                    f"    1.2 x the peer is {gate['needed_jobs_per_s']:,.0f} jobs/s, above the ceiling: "
+                    "no worker could pass this gate in this run"
+                )
 
 
 def peer_versions(peers_python: Path) -> dict[str, str]:
