@@ -33,13 +33,16 @@ FINGERPRINT_KEY = f"deploy:{PROTOCOL_VERSION}:fingerprint"
 # Renew a lease only while this worker holds it: a paused-then-resumed zombie cannot revive a lease
 # another worker has taken since. The job's score on the queue is its lease's deadline (see the claim
 # in src/worker/arq_worker.py): it moves with the lease, and only while the job is still queued.
-# KEYS: in-progress keys. ARGV: worker id, lease ms, queue key, new deadline ms, then the job ids.
+# KEYS: in-progress keys. ARGV: worker id, lease ms, queue key, then the job ids. The deadline is on
+# Redis's clock, as the lease's expiry is.
 RENEW_LEASES = """
+local t = redis.call('TIME')
+local deadline = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]))
 local renewed = 0
 for i = 1, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('PEXPIRE', KEYS[i], ARGV[2])
-    redis.call('ZADD', ARGV[3], 'XX', ARGV[4], ARGV[4 + i])
+    redis.call('ZADD', ARGV[3], 'XX', deadline, ARGV[3 + i])
     renewed = renewed + 1
   end
 end
@@ -126,7 +129,7 @@ class DeploymentRegistry:
             pipe.zremrangebyscore(WORKERS_SEEN_KEY, "-inf", now_ms - SEEN_RETENTION_MS)
             if job_ids:
                 keys = [in_progress_key_prefix + job_id for job_id in job_ids]
-                args: list[str | int] = [record.worker_id, lease_ms, queue_key, now_ms + lease_ms, *job_ids]
+                args: list[str | int] = [record.worker_id, lease_ms, queue_key, *job_ids]
                 await self._renew(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
         return int(replies[4]) if job_ids else 0

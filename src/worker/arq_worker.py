@@ -4,6 +4,9 @@ What it changes, and why:
 - claims are batched in one Lua call and take a short *lease* (`JOB_LEASE_SECONDS`) whose value is
   this worker's id, instead of arq's anonymous `in-progress` key that lives for the longest timeout
   + 10 s: a killed worker's jobs are free again within about one lease;
+- a claimed job's score on the queue is its lease's deadline, so running jobs are out of the range
+  a claim reads (arq reads `queue_read_limit` ids and tries each, running or not);
+- freed slots are gathered into one claim only while the process is short of CPU (`CpuLoad`);
 - finishing a job (result, queue removal) only happens while this worker still holds the lease, so a
   paused-then-resumed zombie cannot overwrite or delete what a newer owner is doing;
 - a heartbeat (`src/worker/heartbeat.py`) renews the leases, publishes the registry record and
@@ -88,11 +91,13 @@ RELIED_ON_ARQ_ATTRIBUTES = ("queue_read_limit", "max_burst_jobs", "allow_abort_j
 # key, `ZREM` from its abort set). A claimed job's score becomes its lease's deadline: running jobs
 # leave the ready range, so a claim reads only what it can take (arq reads `queue_read_limit` ids
 # and tries each: with as many jobs running across the workers, nobody could claim the next one).
-# Should the worker die, the score and the lease lapse together and the job is ready again. Ids
-# that another worker holds are skipped, reading further, up to the read cap.
+# Should the worker die, the score and the lease lapse together and the job is ready again (the
+# deadline is on Redis's clock, as the lease's expiry and a hand-off's deadline are). Ids that
+# another worker holds are skipped, reading further, up to the read cap.
 CLAIM_SCRIPT = """
 local limit, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
-local deadline = string.format('%d', tonumber(ARGV[1]) + tonumber(ARGV[3]))
+local t = redis.call('TIME')
+local deadline = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[3]))
 local claimed = {0}
 local skipped, read = 0, 0
 while true do
@@ -314,6 +319,15 @@ class AppWorker(Worker):
         self, job_id: str, score: int, payload: bytes | None, job_try: int, aborted: bool
     ) -> asyncio.Task[None]:
         """Run a job this worker holds the lease of, with what its claim (or hand-off) fetched."""
+        running = self.tasks.get(job_id)
+        if running is not None and not running.done():
+            # Its lease lapsed while it ran here (a pause longer than the lease) and this worker
+            # claimed it again: the running task holds the lease once more; a second run would race it.
+            log.warning("job claimed again while it runs here: left to the running task", job_id=job_id)
+            if aborted and job_id in self.job_tasks:  # the claim took the abort request: honour it
+                self.job_tasks[job_id].cancel()
+                self.aborting_tasks.add(job_id)
+            return running
         self._fetched[job_id] = (payload, job_try, aborted)
         await self.sem.acquire()
         self.job_counter += 1
@@ -390,7 +404,7 @@ class AppWorker(Worker):
         try:
             await self._run_job(job_id, score)
         finally:
-            del self._scores[job_id]
+            self._scores.pop(job_id, None)
             # the slot is free as the job ends, in its own task: a done callback would run a loop turn later
             self._free_slot(job_id)
 

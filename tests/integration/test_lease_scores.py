@@ -35,7 +35,8 @@ pytestmark = pytest.mark.integration
 
 QUEUE = queue_key(QueueName.NORMALIZATION)
 DEFER_S = 600.0
-SLACK_MS = 5_000  # clocks read a little apart: the worker's, Redis's and the test's
+LEASE_S = 30.0  # far from the deferral and from the slack: each score tells which rule set it
+SLACK_MS = 1_000  # one host: the worker's, Redis's and the test's clocks read a little apart
 
 
 async def hangs(ctx: dict[str, Any]) -> None:
@@ -62,7 +63,7 @@ async def claiming_worker(settings: Settings, *, max_jobs: int, read_cap: int) -
     cancelled (put back, as a stopping worker does) and the worker closed afterwards."""
     await publish_deployment(settings)
     worker = build_worker(
-        settings.model_copy(update={"arq_max_jobs": max_jobs}),
+        settings.model_copy(update={"arq_max_jobs": max_jobs, "job_lease_seconds": LEASE_S}),
         burst=True,
         handle_signals=False,
         functions=FUNCTIONS,
@@ -99,7 +100,7 @@ async def test_a_claimed_job_is_scored_with_its_lease_and_put_back_with_its_own_
     settings: Settings, arq_pool: ArqRedis
 ) -> None:
     scores = await enqueue(arq_pool, "hangs", ["t:lease:1", "t:lease:2"])
-    lease_ms = int(settings.job_lease_seconds * 1000)
+    lease_ms = int(LEASE_S * 1000)
     async with claiming_worker(settings, max_jobs=1, read_cap=10) as worker:
         before = now_ms()
         more = await worker._claim_ready(worker.queue_read_limit)
@@ -153,6 +154,40 @@ async def test_a_claim_reads_past_ids_another_holder_has_not_rescored(
         assert not capped.tasks
 
 
+async def test_a_claim_goes_on_past_a_chunk_it_partly_claimed(settings: Settings, arq_pool: ArqRedis) -> None:
+    """Two held ids, then five free, 3 slots: the first chunk (slots + 1 = 4 ids) skips the held two
+    and claims two; the claimed ones leave the ready range, so the next chunk starts after the skipped
+    ids only, claims the third, and sees a fourth: more are ready."""
+    ids = [f"t:mixed:{n}" for n in range(1, 8)]
+    await enqueue(arq_pool, "hangs", ids)
+    for job_id in ids[:2]:
+        await arq_pool.set(in_progress_key_prefix + job_id, b"w-older", px=60_000)
+    async with claiming_worker(settings, max_jobs=3, read_cap=10) as worker:
+        assert await worker._claim_ready(worker.queue_read_limit) is True
+        await wait_until_started(worker, ids[2:5], timeout=5)
+        assert sorted(worker.tasks) == ids[2:5]  # in queue order: none skipped, none out of turn
+
+
+async def test_a_job_claimed_again_while_it_runs_here_is_not_run_twice(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
+    """A pause longer than the lease lets it lapse; this worker's next claim takes its own running
+    job again. The running task keeps it: no second run, and the score is its own when put back."""
+    scores = await enqueue(arq_pool, "hangs", ["t:again:1"])
+    async with claiming_worker(settings, max_jobs=2, read_cap=10) as worker:
+        await worker._claim_ready(worker.queue_read_limit)
+        await wait_until_started(worker, ["t:again:1"], timeout=5)
+        running = worker.tasks["t:again:1"]
+        await arq_pool.delete(in_progress_key_prefix + "t:again:1")  # the lease lapsed
+        await arq_pool.zadd(QUEUE, {"t:again:1": scores["t:again:1"]})  # and so did its deadline
+        await worker._claim_ready(worker.queue_read_limit)
+        assert worker.tasks["t:again:1"] is running and worker.job_counter == 1
+        assert await arq_pool.get(in_progress_key_prefix + "t:again:1") == worker.worker_id.encode()
+        worker.release_running_jobs("test: stopping")
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        assert await arq_pool.zscore(QUEUE, "t:again:1") == scores["t:again:1"]
+
+
 async def test_a_deferred_retry_is_scored_from_the_jobs_own_score(
     settings: Settings, arq_pool: ArqRedis
 ) -> None:
@@ -177,6 +212,7 @@ async def test_renewing_a_lease_moves_the_score_of_the_jobs_this_worker_holds_on
     await arq_pool.set(in_progress_key_prefix + "t:theirs:1", b"w-2", px=60_000)
     await arq_pool.set(in_progress_key_prefix + "t:gone:1", b"w-1", px=60_000)  # finished meanwhile
     beat = datetime.now(UTC)
+    before = now_ms()
     record = WorkerRecord(
         worker_id="w-1", hostname="h", pid=1, version="test-1", queue=QUEUE, tasks=[], fingerprint="f",
         started_at=beat, last_beat_at=beat,
@@ -189,7 +225,8 @@ async def test_renewing_a_lease_moves_the_score_of_the_jobs_this_worker_holds_on
         queue_key=QUEUE,
     )
     assert renewed == 2  # its own two leases
-    assert await arq_pool.zscore(QUEUE, "t:mine:1") == int(beat.timestamp() * 1000) + 30_000
+    renewed_to = await arq_pool.zscore(QUEUE, "t:mine:1")
+    assert renewed_to is not None and before + 30_000 - SLACK_MS <= renewed_to <= now_ms() + 30_000 + SLACK_MS
     assert await arq_pool.zscore(QUEUE, "t:theirs:1") == 1000
     assert await arq_pool.zscore(QUEUE, "t:gone:1") is None  # never put back on the queue
 

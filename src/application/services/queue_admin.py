@@ -81,7 +81,9 @@ class QueueAdmin:
             name=queue.value,
             key=queue_key(queue),
             length=ready,
-            # a running job stays on the queue until it finishes, scored with its lease's deadline
+            # a running job stays on the queue until it finishes, scored with its lease's deadline;
+            # jobs whose worker died count as ready once their leases lapse, and as running in the
+            # ledger until they run again, so `deferred` is low by as many meanwhile
             deferred=max(0, deferred - running),
             in_progress=_count(counts, queue, JobStatus.RUNNING),
             failed=_count(counts, queue, JobStatus.FAILED),
