@@ -232,7 +232,7 @@ def gates(results: dict[str, Any]) -> list[dict[str, Any]]:
             "gate": f"50 ms I/O: ours / best peer ({best or 'none'}) >= 1.2",
             "ratio": ratio,
             "pass": None if ratio is None else ratio >= 1.2,
-            **io_ceiling(ours_io, best, peer_io.get(best) if best else None),
+            **io_ceiling(ours_io, best, peer_io[best] if best else None),
         }
     )
     ours_noop = figure(results, "ours", "noop", "jobs_per_s")
@@ -292,8 +292,9 @@ def print_gates(gate_list: list[dict[str, Any]]) -> None:
         print(f"  {gate['gate']:<55} {verdict}")
         if "ceiling_jobs_per_s" in gate:
             print(
-                f"    ceiling {gate['ceiling_jobs_per_s']:,.0f} jobs/s (100 slots x 50 ms): ours "
-                f"{gate['ours_share_of_ceiling']:.1%} of it, the peer {gate['peer_share_of_ceiling']:.1%}; "
+                f"    ceiling {gate['ceiling_jobs_per_s']:,.0f} jobs/s (slots x {IO_WAIT_S * 1000:.0f} ms): "
+                f"ours {gate['ours_share_of_ceiling']:.1%} of it, "
+                f"the peer {gate['peer_share_of_ceiling']:.1%}; "
                 f"per job around the body: ours {gate['ours_ms_around_body']:.1f} ms, the peer "
                 f"{gate['peer_ms_around_body']:.1f} ms"
             )

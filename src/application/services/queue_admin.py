@@ -85,7 +85,7 @@ class QueueAdmin:
             # jobs whose worker died count as ready once their leases lapse, and as running in the
             # ledger until they run again, so `deferred` is low by as many meanwhile
             deferred=max(0, deferred - running),
-            in_progress=_count(counts, queue, JobStatus.RUNNING),
+            in_progress=running,
             failed=_count(counts, queue, JobStatus.FAILED),
             finished=_count(counts, queue, JobStatus.SUCCEEDED),
             cancelled=_count(counts, queue, JobStatus.CANCELLED),
