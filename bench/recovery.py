@@ -197,8 +197,9 @@ async def _measure_once(settings: Settings, workdir: Path, rep: int) -> float:
         killed_at = time.perf_counter()
         victim.wait(30)
         timeout = settings.job_lease_seconds + 60.0
-        second, seen_at = await wait_ledger(repository, envelope.job_id, 2, timeout, "after SIGKILL")
-        if second.worker_id == first.worker_id or second.attempt != 2:
+        # attempt 2 is the lost lease's fencing of the killed run; attempt 3 runs on the other worker
+        second, seen_at = await wait_ledger(repository, envelope.job_id, 3, timeout, "after SIGKILL")
+        if second.worker_id == first.worker_id or second.attempt != 3 or second.lease_losses != 1:
             raise RuntimeError(f"unexpected takeover: {first.worker_id} -> {second.worker_id} ({second})")
         return seen_at - killed_at
     finally:

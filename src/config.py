@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     # lifecycle safety
     worker_heartbeat_interval: float = Field(default=5.0, gt=0)
     job_lease_seconds: float = Field(default=30.0, gt=0)
+    job_max_lease_losses: int = Field(default=3, ge=1)
     worker_max_jobs_before_restart: int = Field(default=0, ge=0)
     worker_max_rss_mb: int = Field(default=0, ge=0)
     reconcile_every_seconds: int = Field(default=30, ge=1)

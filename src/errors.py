@@ -10,7 +10,8 @@
     ├── TransientError            transient  503          retried with backoff (arq `Retry`)
     │   ├── StoreUnavailable
     │   ├── QueueUnavailable
-    │   └── LLMUnavailable
+    │   ├── LLMUnavailable
+    │   └── JobTimedOut           timeout                a run exceeded ARQ_JOB_TIMEOUT
     └── PolicyError               policy     403          refused by configuration (fenced version, ...)
 
 The API maps the tree to status codes in one exception handler; the worker maps transient errors
@@ -74,6 +75,12 @@ class QueueUnavailable(TransientError):
 
 class LLMUnavailable(TransientError):
     pass
+
+
+class JobTimedOut(TransientError):
+    """A run took longer than its timeout: counted as a try and retried with backoff, then failed."""
+
+    category = ErrorCategory.TIMEOUT
 
 
 class PolicyError(AppError):

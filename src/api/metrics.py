@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from src.application.services.alarms import ALARM_KINDS, Alarm
 from src.application.services.queue_admin import QueueInfo
 from src.domain.jobs import JobCount
 from src.domain.workers import Histogram, WorkerRecord
@@ -28,12 +29,19 @@ def _buckets(h: Histogram) -> list[tuple[str, float]]:
 class FleetSnapshot(Collector):
     """A one-shot collector over data already read for this scrape."""
 
-    def __init__(self, queues: list[QueueInfo], counts: list[JobCount], workers: list[WorkerRecord]) -> None:
-        self.queues, self.counts, self.workers = queues, counts, workers
+    def __init__(
+        self,
+        queues: list[QueueInfo],
+        counts: list[JobCount],
+        workers: list[WorkerRecord],
+        alarms: list[Alarm] | None = None,
+    ) -> None:
+        self.queues, self.counts, self.workers, self.alarms = queues, counts, workers, alarms or []
 
     def collect(self) -> Iterator[Metric]:
         yield from self._queues()
         yield from self._ledger()
+        yield from self._alarms()
         yield from self._workers()
         yield from self._tasks()
         yield from self._llm()
@@ -62,6 +70,19 @@ class FleetSnapshot(Collector):
                 [c.queue.value, c.status.value, c.error_category.value if c.error_category else ""], c.count
             )
         return [jobs]
+
+    def _alarms(self) -> Iterable[Metric]:
+        """Jobs of each alarm kind in the last hour: every kind is always exported (0 when quiet), so
+        an alert can compare against it without `absent()`."""
+        alarms = GaugeMetricFamily(
+            "clinic_alarm_jobs",
+            "Jobs taken by a consumer outside the fleet, quarantined, or failed by timeout in the last hour",
+            labels=["kind"],
+        )
+        found = {a.kind: a.count for a in self.alarms}
+        for kind in ALARM_KINDS:
+            alarms.add_metric([kind.value], found.get(kind, 0))
+        return [alarms]
 
     def _workers(self) -> Iterable[Metric]:
         live = GaugeMetricFamily(

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from src.application.services.alarms import Alarm
 from src.application.services.task_service import JobView
 from src.domain.jobs import ErrorCategory, JobProgress, JobStatus
 from src.domain.workers import WorkerRecord
@@ -20,6 +21,7 @@ class JobStatusResponse(BaseModel):
     attempt: int
     app_failures: int
     interruptions: int
+    lease_losses: int
     worker_id: str | None
     version: str | None
     request_id: str | None
@@ -35,6 +37,7 @@ class JobStatusResponse(BaseModel):
     result: dict[str, Any] | None
     in_queue: bool
     in_progress_in_queue: bool
+    superseded_by: str | None  # the later generation this job goes on as (follow it)
 
 
 def job_response(view: JobView) -> JobStatusResponse:
@@ -47,6 +50,7 @@ def job_response(view: JobView) -> JobStatusResponse:
         attempt=r.attempt,
         app_failures=r.app_failures,
         interruptions=r.interruptions,
+        lease_losses=r.lease_losses,
         worker_id=r.worker_id,
         version=r.version,
         request_id=r.envelope.request_id,
@@ -62,13 +66,15 @@ def job_response(view: JobView) -> JobStatusResponse:
         result=r.result,
         in_queue=view.queue_state.queued,
         in_progress_in_queue=view.queue_state.in_progress,
+        superseded_by=r.superseded_by,
     )
 
 
 class QueueHealthResponse(BaseModel):
-    status: str
+    status: str  # ok, or alarm when `alarms` is not empty
     redis: str
     queues: dict[str, int]
+    alarms: list[Alarm] = []  # intrusions, quarantines, timeouts of the last hour
 
 
 class WorkerView(BaseModel):

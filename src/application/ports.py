@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from src.domain.addresses import NormalizedAddress
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
 from src.domain.jobs import (
+    ErrorCategory,
     JobClaim,
     JobCount,
     JobEnvelope,
@@ -17,9 +18,10 @@ from src.domain.jobs import (
     JobProgress,
     JobRecord,
     JobStatus,
+    LostLease,
     QueueName,
 )
-from src.domain.workers import WorkerRecord
+from src.domain.workers import WorkerRecord, WorkerRegistration
 
 
 class Repository(Protocol):
@@ -81,7 +83,11 @@ class Repository(Protocol):
         progress: JobProgress,
     ) -> int:
         """`create_jobs` for freshly enqueued jobs (status queued, attempt 0), written straight from
-        their envelopes: the bulk-enqueue path, without building a `JobRecord` per job."""
+        their envelopes: the bulk-enqueue path, without building a `JobRecord` per job.
+
+        An envelope of generation n > 1 supersedes every lower generation of its logical key: their
+        `superseded_by` names it, and those not yet terminal become `superseded`, so no run of them
+        can be claimed, heartbeaten or finished any more (only the current generation runs)."""
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
 
@@ -92,8 +98,30 @@ class Repository(Protocol):
         """Most recently enqueued first."""
 
     async def claim_job(self, job_id: str, claim: JobClaim) -> int | None:
-        """Start a run: if the job is not terminal, increment its attempt, set it running and return
-        the new attempt (the fencing token); None when the job is unknown or already terminal."""
+        """Start a run: if the job is queued or interrupted, increment its attempt, set it running
+        and return the new attempt (the fencing token); None when the job is unknown, terminal or
+        running (a running job claimed again lost its lease: see `record_lost_lease`)."""
+
+    async def record_lost_lease(
+        self, job_id: str, *, at: datetime, max_losses: int, attempt: int | None = None
+    ) -> LostLease | None:
+        """A running job whose worker lost the lease (died or froze mid-run; at `attempt`, when
+        given): count the loss, fence the run off (attempt + 1) and put the job back `queued`, or,
+        at `max_losses`, quarantine it (`failed`, category quarantined, `worker_id` still naming the
+        last holder). None when the job is not running (at that attempt)."""
+
+    async def fail_waiting_job(
+        self,
+        job_id: str,
+        *,
+        at: datetime,
+        category: ErrorCategory,
+        message: str,
+        result: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record that a queued or interrupted job was lost without a run of ours (a consumer outside
+        the fleet took it, or its payload expired in Redis): `failed` with `category`. False when the
+        job is not waiting (a run claimed it meanwhile, or it is terminal)."""
 
     async def heartbeat_job(
         self, job_id: str, attempt: int, *, at: datetime, progress: JobProgress | None = None
@@ -113,8 +141,11 @@ class Repository(Protocol):
     async def count_jobs(self) -> list[JobCount]:
         """Ledger records counted by (queue, status, error category), with the oldest enqueue time."""
 
-    async def finished_since(self, since: datetime, *, limit: int) -> list[JobRecord]:
-        """Jobs that finished (succeeded, failed or cancelled) at or after `since`, newest first."""
+    async def finished_since(
+        self, since: datetime, *, limit: int, categories: Collection[ErrorCategory] | None = None
+    ) -> list[JobRecord]:
+        """Jobs that finished (succeeded, failed or cancelled) at or after `since`, newest first;
+        with `categories`, only the failures of those error categories."""
 
     async def delete_finished_jobs(self, before: datetime, *, limit: int) -> list[str]:
         """Delete ledger records of jobs that finished before `before` (never queued, running or
@@ -126,6 +157,13 @@ class Repository(Protocol):
 
     async def cancel_job(self, job_id: str, *, at: datetime) -> bool:
         """Mark a non-terminal job cancelled; False when it is unknown or already terminal."""
+
+    # the workers that ever ran here (kept in the store: a Redis wipe must not make them strangers)
+    async def register_worker(self, worker: WorkerRegistration) -> None:
+        """Record (or refresh) a worker of the fleet; called at its start and then now and again."""
+
+    async def known_workers(self, worker_ids: Collection[str]) -> set[str]:
+        """Which of `worker_ids` are workers of the fleet (registered here at some point)."""
 
 
 class AddressNormalizer(Protocol):

@@ -104,16 +104,25 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
+    # Replaced by the next generation of its logical key (`superseded_by`): it can never be
+    # claimed, heartbeaten or finished again, so only the current generation ever runs.
+    SUPERSEDED = "superseded"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUPERSEDED})
 
 
 class ErrorCategory(StrEnum):
     PERMANENT = "permanent"
     TRANSIENT = "transient"
     POLICY = "policy"
+    TIMEOUT = "timeout"  # a run exceeded ARQ_JOB_TIMEOUT: an application failure, retried while tries remain
+    QUARANTINED = "quarantined"  # its workers lost the lease JOB_MAX_LEASE_LOSSES times (a crash loop)
+    FOREIGN_CONSUMER = "foreign_consumer"  # taken off our queue by a consumer outside the fleet
 
 
 class JobEnvelope(BaseModel):
@@ -156,6 +165,7 @@ class JobRecord(BaseModel):
     attempt: int = 0
     app_failures: int = 0
     interruptions: int = 0
+    lease_losses: int = 0  # runs whose worker stopped renewing the lease (died, froze) before an outcome
     envelope: JobEnvelope
     worker_id: str | None = None
     version: str | None = None
@@ -168,6 +178,7 @@ class JobRecord(BaseModel):
     error_category: ErrorCategory | None = None
     error_message: str | None = None
     result: dict[str, Any] | None = None
+    superseded_by: str | None = None  # the job id of the generation that replaced this one
 
 
 # JobClaim and JobOutcome are dataclasses, not pydantic models: a worker builds two per job from
@@ -195,6 +206,22 @@ class JobOutcome:
     result: dict[str, Any] | None = None
     app_failure: bool = False
     interruption: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LostLease:
+    """What the ledger did with a running job whose worker lost the lease: the run is fenced off
+    (`attempt` moved on) and the job is either `QUEUED` again, for a re-delivery with backoff, or
+    `FAILED` in quarantine once `lease_losses` reached the limit. `worker_id` held the lost lease."""
+
+    status: JobStatus
+    attempt: int
+    lease_losses: int
+    worker_id: str | None
+
+    @property
+    def quarantined(self) -> bool:
+        return self.status is JobStatus.FAILED
 
 
 class JobCount(BaseModel):

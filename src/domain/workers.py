@@ -65,6 +65,18 @@ class LLMStats(BaseModel):
     latency_s: Histogram = Field(default_factory=Histogram)
 
 
+class WorkerRegistration(BaseModel):
+    """A worker of the fleet as the store remembers it, long after its Redis record expired: what
+    tells a result of a dead worker of ours from one written by a stranger."""
+
+    worker_id: str
+    version: str
+    hostname: str
+    queue: str
+    started_at: datetime
+    seen_at: datetime
+
+
 class WorkerRecord(BaseModel):
     """One live worker process, refreshed every beat and expiring after three missed beats."""
 

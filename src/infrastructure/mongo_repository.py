@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -31,8 +31,10 @@ from src.domain.jobs import (
     JobProgress,
     JobRecord,
     JobStatus,
+    LostLease,
     QueueName,
 )
+from src.domain.workers import WorkerRegistration
 from src.errors import StoreUnavailable
 from src.infrastructure import store_codec as codec
 
@@ -42,6 +44,8 @@ DUPLICATE_KEY = 11000
 # Datetimes come back aware, in UTC (BSON dates are UTC milliseconds).
 CODEC_OPTIONS: CodecOptions[Document] = CodecOptions(document_class=dict, tz_aware=True, tzinfo=UTC)
 _NOT_TERMINAL = {"$nin": list(codec.TERMINAL_STATUSES)}
+_WAITING = {"$in": [JobStatus.QUEUED.value, JobStatus.INTERRUPTED.value]}  # what a run may claim
+_FINISHED = {"$in": list(codec.FINISHED_STATUSES)}
 _RUNNING = JobStatus.RUNNING.value
 
 APPOINTMENT_INDEXES = [
@@ -76,6 +80,7 @@ class MongoRepository:
         self._batches = database.get_collection("batches", codec_options=CODEC_OPTIONS)
         self._jobs = database.get_collection("jobs", codec_options=CODEC_OPTIONS)
         self._meta = database.get_collection("meta", codec_options=CODEC_OPTIONS)
+        self._workers = database.get_collection("workers", codec_options=CODEC_OPTIONS)
         self._store_id: str | None = None
 
     # lifecycle
@@ -193,9 +198,35 @@ class MongoRepository:
     # job ledger
 
     async def create_jobs(self, records: Sequence[JobRecord]) -> int:
-        """Insert the ledger records whose job id is new; return how many were inserted."""
+        """Insert the ledger records whose job id is new; return how many were inserted. A later
+        generation then supersedes the earlier ones of its logical key (two conditioned updates:
+        a crash between insert and supersede leaves the earlier ones to the next enqueue of it)."""
         ops = [_insert_op(record.job_id, codec.job_doc(record)) for record in records]
-        return await _insert_many(self._jobs, ops)
+        inserted = await _insert_many(self._jobs, ops)
+        for record in records:
+            if record.generation > 1:
+                await self._supersede(record)
+        return inserted
+
+    async def _supersede(self, successor: JobRecord) -> None:
+        earlier = {
+            "logical_key": successor.logical_key,
+            "generation": {"$lt": successor.generation},
+            "superseded_by": None,
+        }
+        replaced = {"superseded_by": successor.job_id}
+        with _unavailable_on_connection_errors():
+            await self._jobs.update_many(
+                {**earlier, "status": _NOT_TERMINAL},
+                {
+                    "$set": {
+                        **replaced,
+                        "status": JobStatus.SUPERSEDED.value,
+                        "finished_at": successor.enqueued_at,
+                    }
+                },
+            )
+            await self._jobs.update_many(earlier, {"$set": replaced})
 
     async def create_queued_jobs(
         self,
@@ -259,12 +290,69 @@ class MongoRepository:
         }
         with _unavailable_on_connection_errors():
             doc = await self._jobs.find_one_and_update(
-                {"_id": job_id, "status": _NOT_TERMINAL},
+                {"_id": job_id, "status": _WAITING},
                 update,
                 projection={"attempt": True},
                 return_document=ReturnDocument.AFTER,
             )
         return None if doc is None else int(doc["attempt"])
+
+    async def record_lost_lease(
+        self, job_id: str, *, at: datetime, max_losses: int, attempt: int | None = None
+    ) -> LostLease | None:
+        """Count a lost lease of a running job: queued again, or quarantined at `max_losses`."""
+        running: Document = {"_id": job_id, "status": _RUNNING}
+        if attempt is not None:
+            running["attempt"] = attempt
+        counted = {"attempt": 1, "lease_losses": 1}
+        requeue = {
+            "$inc": counted,
+            "$set": {"status": JobStatus.QUEUED.value, "error_category": None,
+                     "error_message": codec.lost_lease_message(max_losses)},
+        }  # fmt: skip
+        quarantine = {
+            "$inc": counted,
+            "$set": {"status": JobStatus.FAILED.value, "error_category": ErrorCategory.QUARANTINED.value,
+                     "error_message": codec.quarantine_message(max_losses), "finished_at": at},
+        }  # fmt: skip
+        fields = {"status": True, "attempt": True, "lease_losses": True, "worker_id": True}
+        with _unavailable_on_connection_errors():
+            doc = await self._jobs.find_one_and_update(
+                {**running, "lease_losses": {"$not": {"$gte": max_losses - 1}}},  # also when missing
+                requeue,
+                projection=fields,
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is None:
+                doc = await self._jobs.find_one_and_update(
+                    running, quarantine, projection=fields, return_document=ReturnDocument.AFTER
+                )
+        if doc is None:
+            return None
+        return LostLease(
+            status=JobStatus(doc["status"]),
+            attempt=int(doc["attempt"]),
+            lease_losses=int(doc["lease_losses"]),
+            worker_id=doc.get("worker_id"),
+        )
+
+    async def fail_waiting_job(
+        self,
+        job_id: str,
+        *,
+        at: datetime,
+        category: ErrorCategory,
+        message: str,
+        result: dict[str, Any] | None = None,
+    ) -> bool:
+        """Mark a queued or interrupted job failed with `category`; False when it is not waiting."""
+        update = {
+            "$set": {"status": JobStatus.FAILED.value, "finished_at": at, "error_category": category.value,
+                     "error_message": message, "result": result},
+        }  # fmt: skip
+        with _unavailable_on_connection_errors():
+            written = await self._jobs.update_one({"_id": job_id, "status": _WAITING}, update)
+        return written.matched_count == 1
 
     async def heartbeat_job(
         self, job_id: str, attempt: int, *, at: datetime, progress: JobProgress | None = None
@@ -331,8 +419,12 @@ class MongoRepository:
             for g in groups
         ]
 
-    async def finished_since(self, since: datetime, *, limit: int) -> list[JobRecord]:
-        query = {"status": {"$in": list(codec.TERMINAL_STATUSES)}, "finished_at": {"$gte": since}}
+    async def finished_since(
+        self, since: datetime, *, limit: int, categories: Collection[ErrorCategory] | None = None
+    ) -> list[JobRecord]:
+        query: Document = {"status": _FINISHED, "finished_at": {"$gte": since}}
+        if categories is not None:
+            query["error_category"] = {"$in": [c.value for c in categories]}
         with _unavailable_on_connection_errors():
             cursor = self._jobs.find(query, sort=[("finished_at", DESCENDING)], limit=limit)
             docs = await cursor.to_list()
@@ -370,6 +462,24 @@ class MongoRepository:
         with _unavailable_on_connection_errors():
             written = await self._jobs.update_one({"_id": job_id, "status": _NOT_TERMINAL}, update)
         return written.matched_count == 1
+
+    # the fleet's workers
+
+    async def register_worker(self, worker: WorkerRegistration) -> None:
+        doc = worker.model_dump(exclude={"worker_id", "seen_at"})
+        with _unavailable_on_connection_errors():
+            await self._workers.update_one(
+                {"_id": worker.worker_id},
+                {"$setOnInsert": doc, "$set": {"seen_at": worker.seen_at}},
+                upsert=True,
+            )
+
+    async def known_workers(self, worker_ids: Collection[str]) -> set[str]:
+        if not worker_ids:
+            return set()
+        with _unavailable_on_connection_errors():
+            docs = await self._workers.find({"_id": {"$in": list(worker_ids)}}, {"_id": 1}).to_list()
+        return {str(doc["_id"]) for doc in docs}
 
     async def _update_run(self, job_id: str, attempt: int, update: Document) -> bool:
         """Apply `update` only while run `attempt` is the current, running one."""

@@ -15,11 +15,11 @@ import os
 import random
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
 from src.domain.jobs import (
@@ -31,8 +31,10 @@ from src.domain.jobs import (
     JobProgress,
     JobRecord,
     JobStatus,
+    LostLease,
     QueueName,
 )
+from src.domain.workers import WorkerRegistration
 from src.errors import StoreUnavailable
 from src.infrastructure import store_codec as codec
 from src.infrastructure.sqlite_checkpointer import WalCheckpointer
@@ -45,6 +47,7 @@ AUTOCHECKPOINT_PAGES = 10000  # about 40 MB of WAL (SQLite's default: 1000)
 INLINE_MAX_ROWS = 16  # point reads and writes of at most this many rows run on the event loop's thread
 INIT_LOCK_RETRY_S = 4.0  # within the 5 s workers.py gives the store at start-up
 _TERMINAL = ", ".join(f"'{status}'" for status in codec.TERMINAL_STATUSES)
+_FINISHED = ", ".join(f"'{status}'" for status in codec.FINISHED_STATUSES)
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meta (
@@ -64,26 +67,52 @@ _SCHEMA = (
         app_failures INTEGER NOT NULL, interruptions INTEGER NOT NULL, worker_id TEXT, version TEXT,
         enqueued_at TEXT NOT NULL, started_at TEXT, heartbeat_at TEXT, finished_at TEXT,
         duration_ms INTEGER, progress TEXT NOT NULL, error_category TEXT, error_message TEXT,
-        result TEXT, envelope TEXT NOT NULL)""",
+        result TEXT, envelope TEXT NOT NULL, lease_losses INTEGER NOT NULL DEFAULT 0, superseded_by TEXT)""",
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key_generation ON jobs (logical_key, generation)",
     "CREATE INDEX IF NOT EXISTS jobs_status_enqueued ON jobs (status, enqueued_at)",
     "CREATE INDEX IF NOT EXISTS jobs_enqueued ON jobs (enqueued_at)",
     "CREATE INDEX IF NOT EXISTS jobs_status_finished ON jobs (status, finished_at)",
+    """CREATE TABLE IF NOT EXISTS workers (
+        worker_id TEXT PRIMARY KEY, version TEXT NOT NULL, hostname TEXT NOT NULL, queue TEXT NOT NULL,
+        started_at TEXT NOT NULL, seen_at TEXT NOT NULL)""",
 )
+# Columns added since schema version 1, added in place to a file made by an older version.
+_ADDED_JOB_COLUMNS = {
+    "lease_losses": "INTEGER NOT NULL DEFAULT 0",
+    "superseded_by": "TEXT",
+}
 
 _INSERT_APPOINTMENT = (
     f"INSERT OR IGNORE INTO appointments ({codec.APPOINTMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
 )
 _JOB_PLACEHOLDERS = ", ".join("?" * (codec.JOB_COLUMNS.count(",") + 1))
 _INSERT_JOB = f"INSERT OR IGNORE INTO jobs ({codec.JOB_COLUMNS}) VALUES ({_JOB_PLACEHOLDERS})"
-# A newer attempt of the same job wins; a run of another job may always overwrite.
+# A newer attempt of the same job wins; a run of another job may always overwrite. And never from a run
+# the ledger no longer holds as current, checked in the same statement: a run fenced off (its lease
+# lost, its generation superseded, its job cancelled) between its last check and this write writes
+# nothing.
 _SAVE_NORMALIZATION = """UPDATE appointments
     SET normalization_status = ?, normalization = ?, prov_job_id = ?, prov_attempt = ?
-    WHERE id = ? AND NOT (prov_job_id IS ? AND prov_attempt > ?)"""
-_CLAIM = f"""UPDATE jobs SET attempt = attempt + 1, status = 'running', worker_id = ?, version = ?,
+    WHERE id = ? AND NOT (prov_job_id IS ? AND prov_attempt > ?)
+      AND NOT EXISTS (SELECT 1 FROM jobs WHERE job_id = ? AND NOT (attempt = ? AND status = 'running'))"""
+_CLAIM = """UPDATE jobs SET attempt = attempt + 1, status = 'running', worker_id = ?, version = ?,
     started_at = ?, heartbeat_at = ?, finished_at = NULL, duration_ms = NULL, error_category = NULL,
     error_message = NULL, result = NULL
-    WHERE job_id = ? AND status NOT IN ({_TERMINAL}) RETURNING attempt"""
+    WHERE job_id = ? AND status IN ('queued', 'interrupted') RETURNING attempt"""
+# A lost lease: the run is fenced off (attempt + 1) and the job queued again, or quarantined at the
+# limit; `worker_id` keeps naming the last holder. Two conditioned statements, each atomic.
+_LOST_LEASE_REQUEUE = """UPDATE jobs SET attempt = attempt + 1, lease_losses = lease_losses + 1,
+    status = 'queued', error_category = NULL, error_message = ?
+    WHERE job_id = ? AND status = 'running' AND lease_losses + 1 < ? AND (? IS NULL OR attempt = ?)
+    RETURNING status, attempt, lease_losses, worker_id"""
+_LOST_LEASE_QUARANTINE = """UPDATE jobs SET attempt = attempt + 1, lease_losses = lease_losses + 1,
+    status = 'failed', error_category = 'quarantined', error_message = ?, finished_at = ?
+    WHERE job_id = ? AND status = 'running' AND (? IS NULL OR attempt = ?)
+    RETURNING status, attempt, lease_losses, worker_id"""
+_SUPERSEDE = f"""UPDATE jobs SET superseded_by = ?,
+    status = CASE WHEN status IN ({_TERMINAL}) THEN status ELSE 'superseded' END,
+    finished_at = coalesce(finished_at, ?)
+    WHERE logical_key = ? AND generation < ? AND superseded_by IS NULL"""
 _FINISH = """UPDATE jobs SET status = ?, finished_at = ?, duration_ms = ?, error_category = ?,
     error_message = ?, result = ?, app_failures = app_failures + ?, interruptions = interruptions + ?
     WHERE job_id = ? AND attempt = ? AND status = 'running'"""
@@ -169,7 +198,7 @@ class SQLiteRepository:
         codec.check_provenance(results, job_id, attempt)
 
         def save(conn: sqlite3.Connection) -> int:
-            rows = [(*codec.normalization_row(result), job_id, attempt) for result in results]
+            rows = [(*codec.normalization_row(r), job_id, attempt, job_id, attempt) for r in results]
             return _write_many(conn, _SAVE_NORMALIZATION, rows)
 
         return await self._run(save, inline=len(results) <= INLINE_MAX_ROWS)
@@ -204,9 +233,13 @@ class SQLiteRepository:
 
     async def create_jobs(self, records: Sequence[JobRecord]) -> int:
         """Insert the ledger records whose job id is new; return how many were inserted."""
-        return await self._run(
-            lambda conn: _write_many(conn, _INSERT_JOB, [codec.job_row(record) for record in records])
-        )
+        rows = [codec.job_row(record) for record in records]
+        successors = [
+            (r.job_id, codec.iso_utc(r.enqueued_at), r.logical_key, r.generation)
+            for r in records
+            if r.generation > 1
+        ]
+        return await self._run(lambda conn: _insert_jobs(conn, rows, successors))
 
     async def create_queued_jobs(
         self,
@@ -218,11 +251,10 @@ class SQLiteRepository:
     ) -> int:
         at = codec.to_utc(enqueued_at).isoformat(timespec="microseconds")  # as iso_utc writes it
         seed = progress.model_dump_json()
+        rows = [codec.queued_job_row(e, queue.value, at, seed) for e in envelopes]
+        successors = [(e.job_id, at, e.logical_key, e.generation) for e in envelopes if e.generation > 1]
         return await self._run(
-            lambda conn: _write_many(
-                conn, _INSERT_JOB, [codec.queued_job_row(e, queue.value, at, seed) for e in envelopes]
-            ),
-            inline=len(envelopes) <= INLINE_MAX_ROWS,
+            lambda conn: _insert_jobs(conn, rows, successors), inline=len(envelopes) <= INLINE_MAX_ROWS
         )
 
     async def get_job(self, job_id: str) -> JobRecord | None:
@@ -240,7 +272,7 @@ class SQLiteRepository:
         return [codec.job_from_row(row) for row in rows]
 
     async def claim_job(self, job_id: str, claim: JobClaim) -> int | None:
-        """Start a run of a non-terminal job: increment and return its attempt; None otherwise."""
+        """Start a run of a queued or interrupted job: increment and return its attempt; else None."""
         started = codec.iso_utc(claim.started_at)
         args = (claim.worker_id, claim.version, started, started, job_id)
 
@@ -249,6 +281,41 @@ class SQLiteRepository:
             return int(rows[0][0]) if rows else None
 
         return await self._batcher.submit(claim_)
+
+    async def record_lost_lease(
+        self, job_id: str, *, at: datetime, max_losses: int, attempt: int | None = None
+    ) -> LostLease | None:
+        """Count a lost lease of a running job: queued again, or quarantined at `max_losses`."""
+        requeue = (codec.lost_lease_message(max_losses), job_id, max_losses, attempt, attempt)
+        quarantine = (codec.quarantine_message(max_losses), codec.iso_utc(at), job_id, attempt, attempt)
+
+        def record(conn: sqlite3.Connection) -> LostLease | None:
+            row = conn.execute(_LOST_LEASE_REQUEUE, requeue).fetchone()
+            if row is None:
+                row = conn.execute(_LOST_LEASE_QUARANTINE, quarantine).fetchone()
+            if row is None:
+                return None
+            status, new_attempt, losses, worker_id = row
+            return LostLease(
+                status=JobStatus(status), attempt=new_attempt, lease_losses=losses, worker_id=worker_id
+            )
+
+        return await self._batcher.submit(record)
+
+    async def fail_waiting_job(
+        self,
+        job_id: str,
+        *,
+        at: datetime,
+        category: ErrorCategory,
+        message: str,
+        result: dict[str, Any] | None = None,
+    ) -> bool:
+        """Mark a queued or interrupted job failed with `category`; False when it is not waiting."""
+        sql = """UPDATE jobs SET status = 'failed', finished_at = ?, error_category = ?, error_message = ?,
+            result = ? WHERE job_id = ? AND status IN ('queued', 'interrupted')"""
+        args = (codec.iso_utc(at), category.value, message, codec.result_json(result), job_id)
+        return await self._update_one(sql, args)
 
     async def heartbeat_job(
         self, job_id: str, attempt: int, *, at: datetime, progress: JobProgress | None = None
@@ -295,10 +362,14 @@ class SQLiteRepository:
             for queue, status, category, count, oldest in rows
         ]
 
-    async def finished_since(self, since: datetime, *, limit: int) -> list[JobRecord]:
-        sql = f"""SELECT {codec.JOB_COLUMNS} FROM jobs
-            WHERE status IN ({_TERMINAL}) AND finished_at >= ? ORDER BY finished_at DESC LIMIT ?"""
-        rows = await self._run(lambda conn: conn.execute(sql, (codec.iso_utc(since), limit)).fetchall())
+    async def finished_since(
+        self, since: datetime, *, limit: int, categories: Collection[ErrorCategory] | None = None
+    ) -> list[JobRecord]:
+        kinds = "" if categories is None else f"AND error_category IN ({', '.join('?' * len(categories))})"
+        sql = f"""SELECT {codec.JOB_COLUMNS} FROM jobs WHERE status IN ({_FINISHED}) {kinds}
+            AND finished_at >= ? ORDER BY finished_at DESC LIMIT ?"""
+        args = (*(c.value for c in categories or ()), codec.iso_utc(since), limit)
+        rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
         return [codec.job_from_row(row) for row in rows]
 
     async def delete_finished_jobs(self, before: datetime, *, limit: int) -> list[str]:
@@ -336,6 +407,30 @@ class SQLiteRepository:
         sql = f"""UPDATE jobs SET status = 'cancelled', finished_at = ?
             WHERE job_id = ? AND status NOT IN ({_TERMINAL})"""
         return await self._update_one(sql, (codec.iso_utc(at), job_id))
+
+    # the fleet's workers
+
+    async def register_worker(self, worker: WorkerRegistration) -> None:
+        sql = """INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (worker_id) DO UPDATE SET seen_at = excluded.seen_at"""
+        args = (worker.worker_id, worker.version, worker.hostname, worker.queue,
+                codec.iso_utc(worker.started_at), codec.iso_utc(worker.seen_at))  # fmt: skip
+        await self._update_one(sql, args)
+
+    async def known_workers(self, worker_ids: Collection[str]) -> set[str]:
+        ids = list(worker_ids)
+        if not ids:
+            return set()
+
+        def select(conn: sqlite3.Connection) -> set[str]:
+            known: set[str] = set()
+            for start in range(0, len(ids), 500):  # within SQLite's bound-parameter limit
+                chunk = ids[start : start + 500]
+                sql = f"SELECT worker_id FROM workers WHERE worker_id IN ({', '.join('?' * len(chunk))})"
+                known.update(row[0] for row in conn.execute(sql, chunk))
+            return known
+
+        return await self._run(select)
 
     # plumbing (the functions passed to `_run` execute on the store's thread)
 
@@ -414,10 +509,15 @@ class SQLiteRepository:
         with _write(conn):
             for statement in _SCHEMA:
                 conn.execute(statement)
+            present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+            for column, definition in _ADDED_JOB_COLUMNS.items():
+                if column not in present:  # a file made by an older version: migrate in place
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
             conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES (1, ?, ?, ?)",
                 (uuid.uuid4().hex, codec.iso_utc(datetime.now(UTC)), codec.SCHEMA_VERSION),
             )
+            conn.execute("UPDATE meta SET schema_version = ? WHERE id = 1", (codec.SCHEMA_VERSION,))
             row = conn.execute("SELECT store_id FROM meta WHERE id = 1").fetchone()
         return str(row[0])
 
@@ -477,6 +577,18 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
             with suppress(sqlite3.Error):  # keep the original error
                 conn.execute("ROLLBACK")
         raise
+
+
+def _insert_jobs(
+    conn: sqlite3.Connection, rows: list[tuple[object, ...]], successors: Sequence[tuple[object, ...]]
+) -> int:
+    """Insert ledger rows; a later generation supersedes the earlier ones in the same transaction."""
+    if not successors:
+        return _write_many(conn, _INSERT_JOB, rows)
+    with _write(conn):
+        inserted = conn.executemany(_INSERT_JOB, rows).rowcount
+        conn.executemany(_SUPERSEDE, successors)
+    return inserted
 
 
 def _write_many(conn: sqlite3.Connection, sql: str, rows: list[tuple[object, ...]]) -> int:

@@ -27,8 +27,10 @@ from src.domain.appointments import (
 from src.domain.documents import NormalizedDocument
 from src.domain.jobs import JobEnvelope, JobRecord, JobStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the ledger's lease_losses and superseded_by
 TERMINAL_STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus if s.terminal)
+# Runs that ended (what `finished_since` lists): a superseded generation was replaced, not finished.
+FINISHED_STATUSES: tuple[str, ...] = tuple(s for s in TERMINAL_STATUSES if s != JobStatus.SUPERSEDED)
 
 _RESULT_JSON = TypeAdapter(dict[str, Any] | None)
 _ZERO = timedelta(0)
@@ -58,6 +60,23 @@ def with_utc(model: ModelT, *names: str) -> ModelT:
         if value is not None and (value.tzinfo is None or value.utcoffset() != _ZERO):
             changes[name] = to_utc(value)
     return model.model_copy(update=changes) if changes else model
+
+
+def lost_lease_message(max_losses: int) -> str:
+    """The ledger's message on a job put back after a lost lease."""
+    return (
+        "its worker stopped renewing the lease mid-run (died or froze): re-delivered with backoff, "
+        f"quarantined after {max_losses} such losses"
+    )
+
+
+def quarantine_message(max_losses: int) -> str:
+    """The ledger's message on a job quarantined after `max_losses` lost leases."""
+    return (
+        f"quarantined: its workers lost the lease {max_losses} times while running it (a crash loop: "
+        "out of memory, a crash in native code, a kill); worker_id names the last holder. Fix the "
+        "cause, then retry it"
+    )
 
 
 def check_provenance(results: Sequence[NormalizationResult], job_id: str, attempt: int) -> None:
@@ -101,7 +120,7 @@ APPOINTMENT_COLUMNS = (
 JOB_COLUMNS = (
     "job_id, logical_key, generation, task, queue, status, attempt, app_failures, interruptions,"
     " worker_id, version, enqueued_at, started_at, heartbeat_at, finished_at, duration_ms, progress,"
-    " error_category, error_message, result, envelope"
+    " error_category, error_message, result, envelope, lease_losses, superseded_by"
 )
 _JOB_COLUMN_NAMES = [name.strip() for name in JOB_COLUMNS.split(",")]
 
@@ -177,6 +196,8 @@ def job_row(record: JobRecord) -> tuple[Any, ...]:
         record.error_message,
         result_json(record.result),
         record.envelope.model_dump_json(),
+        record.lease_losses,
+        record.superseded_by,
     )
 
 
@@ -205,6 +226,8 @@ def queued_job_row(envelope: JobEnvelope, queue: str, enqueued_at: str, progress
         None,
         None,
         envelope.model_dump_json(),
+        0,
+        None,
     )
 
 

@@ -421,6 +421,8 @@ class AppWorker(Worker):
 
         async def failed_before_start(exc: BaseException) -> None:
             self.jobs_failed += 1
+            if not isinstance(exc, asyncio.CancelledError):  # an abort: the ledger says cancelled already
+                await self._refuse_in_ledger(job_id, str(exc))
             result_data = serialize_result(
                 function_name, args, kwargs, job_try, enqueue_time_ms, False, exc, start_ms, timestamp_ms(),
                 f"{job_id}:{function_name}", self.queue_name, job_id=job_id, serializer=self.job_serializer,
@@ -524,6 +526,18 @@ class AppWorker(Worker):
         )  # fmt: skip
         if self.after_job_end:
             await self.after_job_end(ctx)
+
+    async def _refuse_in_ledger(self, job_id: str, reason: str) -> None:
+        """A job this worker takes off the queue without running it is recorded `failed` in the
+        ledger, with the reason, so it is listed and retryable instead of waiting there forever
+        (and never mistaken for one a stranger took)."""
+        runner = self.ctx.get("runner")
+        if runner is None:
+            return
+        try:
+            await runner.refuse(job_id, f"{reason} (on worker {self.worker_id})")
+        except Exception as exc:  # noqa: BLE001 - the queue is still cleaned up; the reconciler sees the rest
+            log.error("could not record a refused job in the ledger", job_id=job_id, error=type(exc).__name__)
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self._finished.append((job_id, task))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from src.domain.workers import LLMStats, WorkerCounters, WorkerRecord, WorkerState
+from src.domain.workers import LLMStats, WorkerCounters, WorkerRecord, WorkerRegistration, WorkerState
 from src.infrastructure.deployment_registry import DeploymentRegistry
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 SUMMARY_EVERY_S = 60.0
+REGISTER_EVERY_S = 3600.0  # how often the store's record of this worker is refreshed
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Heartbeat:
         self._state_file: Path | None = None
         self._last_summary = time.monotonic()
         self._done_at_last_summary = 0
+        self._registered_at = float("-inf")
 
     @property
     def ctx(self) -> dict[Any, Any]:
@@ -78,6 +80,7 @@ class Heartbeat:
         """Called after the start-up hook: allow a first version, beat once, then keep beating."""
         if await self.registry.allow_first_version(self.config.version):
             log.warning("first version on an empty deployment: allowed", version=self.config.version)
+        await self._register()  # in the store before any claim: what it writes is never a stranger's
         await self.beat()
         self._write_state_file()
         if self.worker.burst and self.state is not WorkerState.OK:
@@ -129,6 +132,8 @@ class Heartbeat:
             queue_key=self.worker.queue_name,
         )
         await self._beat_ledger()
+        if time.monotonic() - self._registered_at > REGISTER_EVERY_S:
+            await self._register()
         self._maybe_log_summary(record, queued)
         self._maybe_recycle(record)
 
@@ -178,6 +183,25 @@ class Heartbeat:
         counters = getattr(self.ctx.get("address_normalizer"), "counters", None)
         stats = getattr(counters, "stats", None)
         return stats() if callable(stats) else None
+
+    async def _register(self) -> None:
+        """Record this worker in the store (Redis's registry forgets it when it dies or Redis is
+        wiped; the store tells its results from a stranger's for as long as they are kept)."""
+        repository = self.ctx.get("repository")
+        if repository is None:
+            return
+        now = datetime.now(UTC)
+        await repository.register_worker(
+            WorkerRegistration(
+                worker_id=self.worker.worker_id,
+                version=self.config.version,
+                hostname=socket.gethostname(),
+                queue=self.worker.queue_name,
+                started_at=self.started_at,
+                seen_at=now,
+            )
+        )
+        self._registered_at = time.monotonic()
 
     async def _beat_ledger(self) -> None:
         runs: dict[str, int] = self.ctx.get("active_runs", {})

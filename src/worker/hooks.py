@@ -23,6 +23,7 @@ from src.worker.job_runner import JobRunner
 log = structlog.get_logger(__name__)
 
 STARTUP_TIMEOUT_S = 10.0
+RECONCILE_GRACE_S = 5.0
 
 
 def build_address_normalizer(settings: Settings, ctx: WorkerContext) -> AddressNormalizer:
@@ -92,6 +93,8 @@ async def startup(ctx: WorkerContext) -> None:
         worker_id=ctx["worker_id"],
         version=ctx["version"],
         max_tries=settings.arq_max_tries,
+        timeout_s=settings.arq_job_timeout,
+        max_lease_losses=settings.job_max_lease_losses,
         active_runs=ctx["active_runs"],
         stats=ctx["task_stats"],
     )
@@ -106,8 +109,12 @@ async def startup(ctx: WorkerContext) -> None:
         ctx["tasks"],
         # a running job is stale when its lease could have been renewed three times and was not
         stale_after_s=max(3 * settings.worker_heartbeat_interval, settings.job_lease_seconds),
-        # a queued record without its arq job: re-enqueueing is idempotent, so a short grace is safe
-        grace_s=max(5.0, 2 * settings.reconcile_every_seconds),
+        # A queued record whose arq job is not there yet may be one an enqueue is pushing right now
+        # (records are written first): a grace of one chunk's push. Re-enqueueing under the same id
+        # is idempotent, so a short grace is safe, and it keeps deferred jobs (Redis was down) to
+        # one interval after Redis is back.
+        grace_s=min(RECONCILE_GRACE_S, settings.reconcile_every_seconds),
+        max_lease_losses=settings.job_max_lease_losses,
     )
     await warn_if_redis_may_evict(ctx)
     log.info("worker ready", store=repository.identity(), fingerprint=ctx["fingerprint"])

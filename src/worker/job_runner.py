@@ -1,8 +1,14 @@
 """Runs one job with ledger bookkeeping: claim (fencing attempt), outcome, and the retry policy.
 
-Transient errors become arq `Retry` with exponential backoff until `max_tries`; permanent and policy
-errors fail fast with their category and message; a cancellation (shutdown) is recorded as an
-interruption, not as an application failure.
+Transient errors, and a run that exceeds `ARQ_JOB_TIMEOUT` (category `timeout`), become arq `Retry`
+with exponential backoff until `max_tries`; permanent and policy errors fail fast with their
+category and message; a cancellation (shutdown, a lease given back, an operator's cancel) is
+recorded as an interruption, never as an application failure.
+
+A job found `running` when claimed lost its lease: its worker died or froze mid-run. The ledger
+counts the loss and fences that run off; the job is put back with backoff, not run at once, and
+after `max_lease_losses` it is quarantined (`failed`, category `quarantined`), so a job that kills
+every worker that runs it cannot take a fleet down in a loop.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from src.application.ports import Repository
 from src.application.services.normalization_service import RunInfo, StaleAttempt
 from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobStatus
 from src.domain.workers import TaskStats
-from src.errors import AppError, TransientError
+from src.errors import AppError, JobTimedOut, TransientError
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +52,12 @@ def retry_delay_s(job_try: int, base: float = 1.0, cap: float = 60.0) -> float:
     return float(min(cap, base * 2 ** max(0, job_try - 1)))
 
 
+def lease_loss_delay_s(lease_losses: int) -> float:
+    """How long a job waits after its `lease_losses`-th lost lease before it runs again: 0.5 s, 1 s,
+    2 s, ... on top of the lapsed lease itself (which already kept it waiting a whole lease)."""
+    return retry_delay_s(lease_losses, base=0.5)
+
+
 class JobRunner:
     def __init__(
         self,
@@ -54,6 +66,8 @@ class JobRunner:
         worker_id: str,
         version: str,
         max_tries: int,
+        timeout_s: float,
+        max_lease_losses: int,
         active_runs: dict[str, int] | None = None,
         stats: dict[str, TaskStats] | None = None,
     ) -> None:
@@ -61,6 +75,8 @@ class JobRunner:
         self.worker_id = worker_id
         self.version = version
         self._max_tries = max_tries
+        self._timeout_s = timeout_s
+        self._max_lease_losses = max_lease_losses
         self.active_runs = active_runs if active_runs is not None else {}
         self.stats = stats if stats is not None else {}
         self._task_of: dict[str, str] = {}
@@ -82,8 +98,7 @@ class JobRunner:
         claim = JobClaim(worker_id=self.worker_id, version=self.version, started_at=started)
         attempt = await self._repository.claim_job(job_id, claim)
         if attempt is None:
-            log.warning("job skipped: unknown, cancelled or already finished in the ledger")
-            return {"skipped": True}
+            return await self._not_claimed(envelope, started)
         self.active_runs[job_id] = attempt
         run = RunInfo(job_id=job_id, attempt=attempt, worker_id=self.worker_id, version=self.version)
 
@@ -96,7 +111,7 @@ class JobRunner:
             )
 
         try:
-            result = await body(run)
+            result = await self._within_timeout(body, run)
         except asyncio.CancelledError:
             await asyncio.shield(
                 self._finish(
@@ -171,13 +186,67 @@ class JobRunner:
         await self._finish(job_id, attempt, outcome(JobStatus.SUCCEEDED, result=result))
         return result
 
+    async def refuse(self, job_id: str, reason: str) -> None:
+        """Record a job the worker could not even start (payload expired or unreadable, function
+        unknown to this worker) as failed, category permanent: listed, and retryable by an operator."""
+        message = f"not started: {reason}"
+        if await self._repository.fail_waiting_job(
+            job_id, at=datetime.now(UTC), category=ErrorCategory.PERMANENT, message=message
+        ):
+            log.error("job refused before it started", job_id=job_id, reason=reason)
+
+    async def _within_timeout(self, body: Body, run: RunInfo) -> dict[str, Any]:
+        """The body under `ARQ_JOB_TIMEOUT`; running out of it is a failure (`JobTimedOut`), which
+        the cancellation of a shutdown or an abort is not."""
+        deadline = asyncio.timeout(self._timeout_s)
+        try:
+            async with deadline:
+                return await body(run)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the body's own TimeoutError: an error like any other
+            raise JobTimedOut(f"run exceeded the job timeout of {self._timeout_s:g} s") from None
+
+    async def _not_claimed(self, envelope: JobEnvelope, at: datetime) -> dict[str, Any]:
+        """The ledger refused the claim: the job is finished, cancelled, superseded or unknown
+        (skip it), or still `running` under a run whose worker lost the lease (count the loss)."""
+        job_id = envelope.job_id
+        lost = await self._repository.record_lost_lease(job_id, at=at, max_losses=self._max_lease_losses)
+        if lost is None:
+            log.warning("job skipped: unknown, cancelled, superseded or already finished in the ledger")
+            return {"skipped": True}
+        stats = self._stats_of(envelope.task.value)
+        if lost.quarantined:
+            stats.failed[ErrorCategory.QUARANTINED.value] = (
+                stats.failed.get(ErrorCategory.QUARANTINED.value, 0) + 1
+            )
+            log.error(
+                "job quarantined: its workers lost the lease while running it, again and again",
+                lease_losses=lost.lease_losses,
+                last_worker_id=lost.worker_id,
+                category=ErrorCategory.QUARANTINED.value,
+            )
+            return {"quarantined": True, "lease_losses": lost.lease_losses, "last_worker_id": lost.worker_id}
+        stats.retried += 1
+        delay = lease_loss_delay_s(lost.lease_losses)
+        log.warning(
+            "lease lost mid-run by another worker (died or froze): re-delivered after a backoff",
+            lease_losses=lost.lease_losses,
+            last_worker_id=lost.worker_id,
+            retry_in_s=delay,
+        )
+        raise Retry(defer=delay)
+
+    def _stats_of(self, task: str) -> TaskStats:
+        return self.stats.get(task) or self.stats.setdefault(task, TaskStats())  # built once per task
+
     async def _tries(self, job_id: str) -> int:
         """This run counted: previous application failures + 1 (interruptions never count)."""
         record = await self._repository.get_job(job_id)
         return (record.app_failures if record else 0) + 1
 
     def _count(self, task: str, outcome: JobOutcome) -> None:
-        stats = self.stats.get(task) or self.stats.setdefault(task, TaskStats())  # built once per task
+        stats = self._stats_of(task)
         stats.duration_s.observe(outcome.duration_ms / 1000)
         if outcome.status is JobStatus.SUCCEEDED:
             stats.succeeded += 1

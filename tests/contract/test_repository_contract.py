@@ -37,6 +37,14 @@ def claim_by(worker_id: str, at: datetime = T0) -> JobClaim:
     return JobClaim(worker_id=worker_id, version="1.2.3", started_at=at)
 
 
+async def take_over(repo: Repository, job_id: str, worker_id: str, at: datetime = T0) -> int | None:
+    """What a worker does when its claim finds the job still running (its holder lost the lease):
+    record the loss, which fences the old run off, then claim the job queued again."""
+    lost = await repo.record_lost_lease(job_id, at=at, max_losses=3)
+    assert lost is not None and lost.status is JobStatus.QUEUED
+    return await repo.claim_job(job_id, claim_by(worker_id, at))
+
+
 def outcome(status: JobStatus, **changes: object) -> JobOutcome:
     values: dict[str, object] = {
         "status": status,
@@ -77,7 +85,7 @@ async def test_two_repositories_on_one_store_see_each_others_writes(store: Store
     await repo.create_jobs([make_job("normalize:appt-1")])
     assert await other.get_appointment("appt-1") == make_appointment(1)
     assert await other.claim_job(JOB, claim_by("worker-b")) == 1
-    assert await repo.claim_job(JOB, claim_by("worker-a")) == 2
+    assert await take_over(repo, JOB, "worker-a") == 3
     assert await other.finish_job(JOB, 1, outcome(JobStatus.SUCCEEDED)) is False
     record = await other.get_job(JOB)
     assert record is not None and record.worker_id == "worker-a" and record.status is JobStatus.RUNNING
@@ -380,9 +388,13 @@ async def test_create_queued_jobs_equals_create_jobs_of_the_same_records(repo: R
 
 
 async def test_claim_increments_attempt_and_marks_running(repo: Repository) -> None:
-    """Each claim returns the next attempt and records who runs it and since when."""
+    """Each claim returns the next attempt and records who runs it and since when; a running job is
+    not claimed again (its holder may still run it)."""
     await repo.create_jobs([make_job("normalize:appt-1")])
     assert await repo.claim_job(JOB, claim_by("worker-a", T0 + timedelta(seconds=1))) == 1
+    assert await repo.claim_job(JOB, claim_by("worker-b", T0 + timedelta(seconds=2))) is None
+    interrupted = outcome(JobStatus.INTERRUPTED, interruption=True)
+    assert await repo.finish_job(JOB, 1, interrupted) is True
     assert await repo.claim_job(JOB, claim_by("worker-b", T0 + timedelta(seconds=5))) == 2
     record = await repo.get_job(JOB)
     assert record is not None
@@ -417,10 +429,10 @@ async def test_a_zombie_run_is_fenced_off(repo: Repository) -> None:
     await repo.create_jobs([make_job("normalize:appt-1")])
     await repo.insert_appointments([make_appointment(1)])
     attempt_a = await repo.claim_job(JOB, claim_by("worker-a"))
-    attempt_b = await repo.claim_job(JOB, claim_by("worker-b", T0 + timedelta(seconds=30)))
-    assert (attempt_a, attempt_b) == (1, 2)
-    result_b = make_result("appt-1", JOB, 2, worker_id="worker-b")
-    assert await repo.save_normalizations([result_b], job_id=JOB, attempt=2) == 1
+    attempt_b = await take_over(repo, JOB, "worker-b", T0 + timedelta(seconds=30))
+    assert (attempt_a, attempt_b) == (1, 3)
+    result_b = make_result("appt-1", JOB, 3, worker_id="worker-b")
+    assert await repo.save_normalizations([result_b], job_id=JOB, attempt=3) == 1
     before = await repo.get_job(JOB)
 
     later = T0 + timedelta(minutes=1)
@@ -432,14 +444,15 @@ async def test_a_zombie_run_is_fenced_off(repo: Repository) -> None:
     appointment = await repo.get_appointment("appt-1")
     assert appointment is not None and appointment.provenance == result_b.provenance
 
-    assert await repo.heartbeat_job(JOB, 2, at=later) is True
-    assert await repo.finish_job(JOB, 2, outcome(JobStatus.SUCCEEDED, result={"written": 1})) is True
+    assert await repo.heartbeat_job(JOB, 3, at=later) is True
+    assert await repo.finish_job(JOB, 3, outcome(JobStatus.SUCCEEDED, result={"written": 1})) is True
     record = await repo.get_job(JOB)
     assert record is not None and (record.status, record.app_failures, record.result) == (
         JobStatus.SUCCEEDED,
         0,
         {"written": 1},
     )
+    assert record.lease_losses == 1 and record.worker_id == "worker-b"
 
 
 async def test_finish_records_the_outcome_and_counts_failures(repo: Repository) -> None:
@@ -594,7 +607,7 @@ async def test_heartbeat_jobs_refreshes_only_current_running_attempts(repo: Repo
     await repo.create_jobs([make_job("normalize:a"), make_job("normalize:b"), make_job("normalize:c")])
     assert await repo.claim_job("normalize:a:1", claim_by("w1")) == 1
     assert await repo.claim_job("normalize:b:1", claim_by("w1")) == 1
-    assert await repo.claim_job("normalize:b:1", claim_by("w2")) == 2  # taken over
+    assert await take_over(repo, "normalize:b:1", "w2") == 3
     later = T0 + timedelta(seconds=30)
     matched = await repo.heartbeat_jobs(
         [("normalize:a:1", 1), ("normalize:b:1", 1), ("normalize:c:1", 1)], at=later

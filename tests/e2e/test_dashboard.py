@@ -7,6 +7,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from scripts.local_redis import RedisServer
 from src.api.main import create_app
 from src.api.routes import dashboard
 from src.config import Settings
-from src.domain.jobs import QueueName
+from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobName, JobProgress, QueueName
+from src.infrastructure.repository_factory import build_repository
 from src.worker.settings import build_worker
 from tests.conftest import make_settings, publish_deployment
 from tests.e2e.dashboard_support import chromium_page, ensure_chromium, serve
@@ -191,6 +193,50 @@ async def test_dashboard_shows_progress_and_retries_a_failed_job(
 
             assert await page.locator("#dashboard img").count() == 0, "a server string was parsed as HTML"
             assert errors == [] and foreign == []
+
+
+async def test_dashboard_raises_the_alarm_for_an_intrusion_and_a_quarantine(
+    settings: Settings, arq_pool: ArqRedis, tmp_path: Path, chromium: str
+) -> None:
+    """A job a stranger took and a quarantined job show as alarms above the panels, each naming its
+    job; the failures panel names the worker that last held the quarantined one."""
+    repository = build_repository(settings)
+    await repository.init()
+    now = datetime.now(UTC)
+    taken, poison = (
+        JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key=f"normalize:{k}") for k in "ab"
+    )
+    await repository.create_queued_jobs(
+        [taken, poison], QueueName.NORMALIZATION, enqueued_at=now, progress=JobProgress()
+    )
+    evidence = {"foreign_result": {"format": "pickle", "function": "<unknown>"}}
+    await repository.fail_waiting_job(
+        taken.job_id, at=now, category=ErrorCategory.FOREIGN_CONSUMER, message="taken", result=evidence
+    )
+    claim = JobClaim(worker_id="host-b:42:dead01", version="test-1", started_at=now)
+    assert await repository.claim_job(poison.job_id, claim) == 1
+    assert (await repository.record_lost_lease(poison.job_id, at=now, max_losses=1)) is not None
+    await repository.close()
+    async with (
+        serve(dashboard_app(settings)) as base_url,
+        chromium_page(tmp_path / "profile", base_url) as (
+            page,
+            foreign,
+        ),
+    ):
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await page.goto(f"{base_url}/dashboard", timeout=PAGE_LOAD_TIMEOUT_MS)
+        await sign_in(page, TOKEN)
+        alarms = page.locator("#alarms")
+        await expect(alarms).to_be_visible(timeout=UI_TIMEOUT_MS)
+        await expect(alarms.locator('li[data-kind="foreign_consumer"]')).to_contain_text(taken.job_id)
+        await expect(alarms.locator('li[data-kind="quarantined"]')).to_contain_text(poison.job_id)
+        await expect(alarms).to_contain_text("host-b:42:dead01")
+        row = page.locator(f'#failures tbody tr[data-key="{poison.job_id}"]')
+        await expect(row).to_contain_text("quarantined", timeout=UI_TIMEOUT_MS)
+        await expect(row).to_contain_text("host-b:42:dead01")
+        assert errors == [] and foreign == []
 
 
 async def test_dashboard_page_is_public_static_and_same_origin(settings: Settings) -> None:

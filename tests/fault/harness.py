@@ -264,11 +264,33 @@ class Cluster:
             timeout=60,
         )
 
+    def run_cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """`python -m src.cli ARGS` as an operator runs it next to the cluster (e.g. `doctor`)."""
+        return subprocess.run(
+            [PYTHON, "-m", "src.cli", *args],
+            cwd=ROOT,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def start_ghost(self, name: str, *, queue: str, serializer: str = "pickle") -> Process:
+        """A plain arq worker (tests/fault/ghost_arq_worker.py) on `queue`, its runs logged to
+        `<name>.jsonl`; returns once it polls."""
+        record = self.root / f"{name}.jsonl"
+        record.touch()
+        env = self.env(GHOST_RECORD_PATH=str(record), GHOST_QUEUE=queue, GHOST_SERIALIZER=serializer)
+        return self.spawn(name, [PYTHON, "-m", "tests.fault.ghost_arq_worker"], env)
+
     def restart_redis(self) -> None:
         """Stop redis-server and start an empty one on the same port and directory (no persistence)."""
-        port, workdir = self.redis.port, self.redis.workdir
         self.redis.stop()
-        self.redis = start_redis_server(workdir, port)
+        self.start_redis_again()
+
+    def start_redis_again(self) -> None:
+        """Start an empty redis-server on the stopped one's port and directory."""
+        self.redis = start_redis_server(self.redis.workdir, self.redis.port)
 
     def stop_all(self) -> None:
         for process in self.processes:
@@ -386,6 +408,24 @@ class Cluster:
         except WaitTimeout as exc:
             counts = Counter(r.status.value for r in (await self.jobs(ids)).values())
             raise WaitTimeout(f"{exc}; ledger statuses: {dict(counts)}") from None
+
+    async def wait_all_succeeded_logical(self, job_ids: Iterable[str], *, timeout: float) -> list[JobRecord]:
+        """Wait until the logical job of each id has succeeded, whichever generation ran it last
+        (a job re-enqueued as its next generation goes on there); return those records."""
+        keys = [job_id.rpartition(":")[0] for job_id in job_ids]
+
+        async def done() -> list[JobRecord] | None:
+            latest = [await self.repo.latest_job(key) for key in keys]
+            if all(r is not None and r.status is JobStatus.SUCCEEDED for r in latest):
+                return [r for r in latest if r is not None]
+            return None
+
+        try:
+            return await wait_for(done, timeout=timeout, what=f"{len(keys)} jobs to succeed", interval=0.2)
+        except WaitTimeout as exc:
+            latest = [await self.repo.latest_job(key) for key in keys]
+            counts = Counter(r.status.value if r else "missing" for r in latest)
+            raise WaitTimeout(f"{exc}; latest generations: {dict(counts)}") from None
 
     def effects(self) -> list[Effect]:
         if not self.effects_path.exists():

@@ -23,7 +23,7 @@ def test_promtool_accepts_the_alert_rules() -> None:
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 async def test_every_metric_in_the_rules_is_exported(

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 
+from src.application.ports import Repository
 from src.application.services.reconciler import Reconciler
 from src.application.services.task_service import TaskService
 from src.config import Settings
@@ -98,7 +99,8 @@ async def test_worker_without_a_published_fingerprint_waits(settings: Settings, 
 async def test_dead_workers_lease_expires_and_the_job_is_taken_over(
     settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
 ) -> None:
-    """A job claimed by a worker that died is run by another within about one lease, as attempt 2."""
+    """A job claimed by a worker that died is run by another within about one lease and a backoff: the
+    lost lease is counted, and the job is put back once before it runs."""
     job_id = await stored_and_enqueued(settings, arq_pool, "d1")
     repository = build_repository(settings)
     await repository.init()
@@ -110,38 +112,64 @@ async def test_dead_workers_lease_expires_and_the_job_is_taken_over(
     assert worker.jobs_complete == 1
     record = await repository.get_job(job_id)
     assert record is not None and record.status is JobStatus.SUCCEEDED
-    assert record.attempt == 2 and record.worker_id == worker.worker_id and record.app_failures == 0
+    # attempt 2 fenced the dead run off as the loss was counted; attempt 3 ran after the backoff
+    assert record.attempt == 3 and record.worker_id == worker.worker_id and record.app_failures == 0
+    assert record.lease_losses == 1 and worker.jobs_retried == 1
     await repository.close()
 
 
-async def test_reconciler_requeues_a_stale_running_job_under_the_next_generation(
-    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
-) -> None:
-    """A running record with a stale heartbeat and no arq job left becomes interrupted; the next
-    generation is enqueued with its checkpoint and succeeds."""
+async def _stale_running_job(settings: Settings, name: str) -> tuple[Repository, JobEnvelope]:
     repository = build_repository(settings)
     await repository.init()
-    await repository.insert_appointments([appointment("r1")])
+    await repository.insert_appointments([appointment(name)])
     long_ago = datetime.now(UTC) - timedelta(minutes=10)
-    env = envelope("r1")
+    env = envelope(name)
     await repository.create_jobs(
         [JobRecord(job_id=env.job_id, logical_key=env.logical_key, generation=1, task=env.task,
                    queue=QueueName.NORMALIZATION, envelope=env, enqueued_at=long_ago,
                    progress=JobProgress(done=0, total=1, cursor=None))]
     )  # fmt: skip
     await repository.claim_job(env.job_id, JobClaim(worker_id="gone", version="test-1", started_at=long_ago))
+    return repository, env
+
+
+async def test_reconciler_requeues_a_stale_running_job_whose_worker_died(
+    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
+) -> None:
+    """A running record with a stale heartbeat and no arq job left lost its lease: the loss is counted
+    and, nothing in Redis blocking its id, it is enqueued again under it and succeeds."""
+    repository, env = await _stale_running_job(settings, "r1")
     tasks = TaskService(pool=arq_pool, repository=repository)
-    report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60).run()
-    assert report.interrupted_requeued == 1
-    old = await repository.get_job(env.job_id)
-    assert old is not None and old.status is JobStatus.INTERRUPTED and old.interruptions == 1
+    report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60, max_lease_losses=3).run()
+    assert report.lost_leases_requeued == 1 and report.vanished_requeued == 0
+    requeued = await repository.get_job(env.job_id)
+    assert requeued is not None and requeued.status is JobStatus.QUEUED and requeued.lease_losses == 1
     await run_burst_worker()
-    successor = await repository.get_job("normalize:r1:2")
-    assert successor is not None and successor.status is JobStatus.SUCCEEDED
+    done = await repository.get_job(env.job_id)
+    assert done is not None and done.status is JobStatus.SUCCEEDED and done.worker_id != "gone"
     stored = await repository.get_appointment("r1")
-    assert (
-        stored is not None and stored.provenance is not None and stored.provenance.job_id == "normalize:r1:2"
-    )
+    assert stored is not None and stored.provenance is not None and stored.provenance.job_id == env.job_id
+    await repository.close()
+
+
+async def test_reconciler_runs_a_job_whose_id_is_blocked_as_the_next_generation(
+    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
+) -> None:
+    """A result left under a stale running job's id (arq's own net for a run of ours) blocks that id:
+    the job goes on as the next generation, which supersedes it, and succeeds."""
+    repository, env = await _stale_running_job(settings, "r2")
+    await arq_pool.set(result_key_prefix + env.job_id, b'{"s": false}')
+    tasks = TaskService(pool=arq_pool, repository=repository)
+    report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60, max_lease_losses=3).run()
+    assert report.lost_leases_requeued == 1 and report.foreign_consumed == 0
+    old = await repository.get_job(env.job_id)
+    assert old is not None and (old.status, old.superseded_by) == (JobStatus.SUPERSEDED, "normalize:r2:2")
+    await run_burst_worker()
+    successor = await repository.get_job("normalize:r2:2")
+    assert successor is not None and successor.status is JobStatus.SUCCEEDED
+    stored = await repository.get_appointment("r2")
+    assert stored is not None and stored.provenance is not None
+    assert stored.provenance.job_id == "normalize:r2:2"
     await repository.close()
 
 
@@ -159,9 +187,9 @@ async def test_reconciler_requeues_a_queued_job_whose_arq_job_vanished(
                    enqueued_at=datetime.now(UTC) - timedelta(minutes=5))]
     )  # fmt: skip
     tasks = TaskService(pool=arq_pool, repository=repository)
-    fresh = Reconciler(repository, tasks, stale_after_s=5, grace_s=600)
+    fresh = Reconciler(repository, tasks, stale_after_s=5, grace_s=600, max_lease_losses=3)
     assert (await fresh.run()).vanished_requeued == 0  # within the grace period: the enqueue may be in flight
-    report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60).run()
+    report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60, max_lease_losses=3).run()
     assert report.vanished_requeued == 1
     await run_burst_worker()
     record = await repository.get_job(env.job_id)

@@ -40,7 +40,7 @@ from tests.contract.conftest import (
 )
 
 JOB = "normalize:appt-1:1"
-NOT_TERMINAL = {"$nin": ["succeeded", "failed", "cancelled"]}
+NOT_TERMINAL = {"$nin": ["succeeded", "failed", "cancelled", "superseded"]}
 
 
 @dataclass
@@ -97,14 +97,17 @@ class FakeCollection:
     async def update_one(self, filter: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> Any:
         return self._answer("update_one", filter, update, upsert=upsert)
 
+    async def update_many(self, filter: dict[str, Any], update: dict[str, Any]) -> Any:
+        return self._answer("update_many", filter, update)
+
     async def find_one_and_update(self, filter: dict[str, Any], update: dict[str, Any], **kwargs: Any) -> Any:
         return self._answer("find_one_and_update", filter, update, **kwargs)
 
     async def find_one(self, filter: dict[str, Any], **kwargs: Any) -> Any:
         return self._answer("find_one", filter, **kwargs)
 
-    def find(self, filter: dict[str, Any]) -> FakeCursor:
-        cursor = FakeCursor(self._answer("find", filter) or [])
+    def find(self, filter: dict[str, Any], *args: Any, **kwargs: Any) -> FakeCursor:
+        cursor = FakeCursor(self._answer("find", filter, *args, **kwargs) or [])
         self.cursors.append(cursor)
         return cursor
 
@@ -209,7 +212,7 @@ async def test_init_creates_the_indexes_and_the_marker(db: FakeDatabase, repo: M
 
 async def test_collections_decode_datetimes_as_aware_utc(db: FakeDatabase, repo: MongoRepository) -> None:
     """Every collection is opened with tz-aware UTC codec options."""
-    assert set(db.collections) == {"appointments", "batches", "jobs", "meta"}
+    assert set(db.collections) == {"appointments", "batches", "jobs", "meta", "workers"}
     for collection in db.collections.values():
         assert collection.codec_options.tz_aware is True and collection.codec_options.tzinfo is UTC
 
@@ -323,8 +326,8 @@ async def test_insert_batch_is_an_upsert(db: FakeDatabase, repo: MongoRepository
 # fenced job writes
 
 
-async def test_claim_increments_attempt_of_non_terminal_jobs(db: FakeDatabase, repo: MongoRepository) -> None:
-    """claim_job is one find_one_and_update: non-terminal filter, $inc attempt, AFTER document."""
+async def test_claim_increments_attempt_of_waiting_jobs(db: FakeDatabase, repo: MongoRepository) -> None:
+    """claim_job is one find_one_and_update: queued-or-interrupted filter, $inc attempt, AFTER document."""
     db["jobs"].reply({"_id": JOB, "attempt": 3}, None)
     claim = JobClaim(worker_id="worker-a", version="1.2.3", started_at=T0)
     assert await repo.claim_job(JOB, claim) == 3
@@ -332,7 +335,7 @@ async def test_claim_increments_attempt_of_non_terminal_jobs(db: FakeDatabase, r
 
     call = db["jobs"].calls[0]
     assert call.method == "find_one_and_update"
-    assert call.args[0] == {"_id": JOB, "status": NOT_TERMINAL}
+    assert call.args[0] == {"_id": JOB, "status": {"$in": ["queued", "interrupted"]}}
     assert call.args[1] == {
         "$inc": {"attempt": 1},
         "$set": {

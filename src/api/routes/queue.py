@@ -17,6 +17,7 @@ from src.api.deps import (
     TaskServiceDep,
 )
 from src.api.schemas import JobStatusResponse, QueueHealthResponse, job_response
+from src.application.services.alarms import recent_alarms
 from src.application.services.queue_admin import CleanupReport, FailedJobs, QueueInfo, RetryReport
 from src.domain.jobs import JobRecord, JobStatus
 
@@ -114,8 +115,15 @@ async def cleanup(
 
 @router.get("/health", response_model=QueueHealthResponse)
 async def queue_health(admin: QueueAdminDep, tasks: TaskServiceDep, _: CallerDep) -> QueueHealthResponse:
-    """Redis reachable, and per queue whether anything waits."""
+    """Redis reachable, per queue whether anything waits, and the alarms of the last hour (a consumer
+    outside the fleet took jobs, a job quarantined after a crash loop, jobs failed by timeout)."""
     pool = await tasks.get_pool()
     await pool.ping()
     queues = await admin.info()
-    return QueueHealthResponse(status="ok", redis="ok", queues={q.name: q.length for q in queues})
+    alarms = await recent_alarms(admin.repository)
+    return QueueHealthResponse(
+        status="alarm" if alarms else "ok",
+        redis="ok",
+        queues={q.name: q.length for q in queues},
+        alarms=alarms,
+    )

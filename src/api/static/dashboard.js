@@ -12,6 +12,7 @@
     running: "/api/v1/queue/jobs?status=running&limit=50",
     failures: "/api/v1/queue/failed?limit=20",
     batches: "/api/v1/batches?limit=10",
+    alarms: "/api/v1/queue/health",
   };
 
   const $ = (selector) => document.querySelector(selector);
@@ -117,6 +118,7 @@
 
   function sectionError(name, message) {
     const tbody = $(`#${name} tbody`);
+    if (!tbody) return; // the alarms banner: it shows when there are alarms, not when it cannot load
     const columns = tbody.closest("table").tHead.rows[0].cells.length;
     tbody.replaceChildren(el("tr", { class: "error" }, el("td", { colspan: columns }, message)));
   }
@@ -125,7 +127,7 @@
     return el("button", { type: "button", dataset: { action, jobId } }, label);
   }
 
-  // --- the five panels ---------------------------------------------------------------------------
+  // --- the panels ---------------------------------------------------------------------------------
 
   function renderQueues(queues) {
     syncRows($("#queues tbody"), queues, {
@@ -207,6 +209,24 @@
     });
   }
 
+  // Intrusions, quarantines and timeouts of the last hour: one line each, above everything else.
+  function renderAlarms(body) {
+    const list = $("#alarms ul");
+    list.replaceChildren(
+      ...(body.alarms || []).map((a) =>
+        el(
+          "li",
+          { dataset: { kind: a.kind } },
+          badge(a.kind, "bad"),
+          ` ${a.message} Jobs: `,
+          el("span", { class: "mono" }, a.job_ids.join(", ")),
+          ` (last ${when(a.last_at)}).`,
+        ),
+      ),
+    );
+    $("#alarms").hidden = !(body.alarms || []).length;
+  }
+
   function renderFailures(body) {
     const counts = Object.entries(body.by_category).map(([category, n]) => `${category} ${n}`);
     $("#failures .summary").replaceChildren(
@@ -223,6 +243,7 @@
         badge(j.error_category ?? "unknown", j.error_category === "transient" ? "warn" : "bad"),
         el("span", { class: "message", title: j.error_message ?? "" }, j.error_message ?? "—"),
         String(j.attempt),
+        el("span", { class: "mono" }, j.worker_id ?? "—"),
         when(j.finished_at),
       ],
     });
@@ -252,6 +273,7 @@
     running: renderRunning,
     failures: renderFailures,
     batches: renderBatches,
+    alarms: renderAlarms,
   };
 
   // --- talking to the API ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 
 from src.application.ports import Repository, WorkerDirectory
+from src.application.services.alarms import recent_alarms
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.domain.jobs import JobStatus, queue_key
@@ -55,7 +56,7 @@ class Doctor:
         findings: list[Finding] = []
         checks: list[Callable[[], Awaitable[list[Finding]]]] = [
             self._reachability, self._fleet, self._consumption, self._stuck_jobs, self._error_rate,
-            self._redis_limits, self._unknown_writers, self._too_fast,
+            self._redis_limits, self._unknown_writers, self._too_fast, self._alarms,
         ]  # fmt: skip
         for check in checks:
             try:
@@ -198,6 +199,9 @@ class Doctor:
         now = datetime.now(UTC)
         recent = await self._repository.finished_since(now - timedelta(hours=1), limit=5000)
         known = await self._directory.seen_workers(now - timedelta(days=1))
+        writers = {r.worker_id for r in recent if r.worker_id} - known
+        if writers:  # Redis forgets dead workers (and all of them when wiped); the store does not
+            known |= await self._repository.known_workers(writers)
         strangers: dict[str, int] = defaultdict(int)
         for r in recent:
             if r.worker_id and r.worker_id not in known:
@@ -237,6 +241,17 @@ class Doctor:
                     f"{typical:.0f} ms: it is probably not doing the work")))  # fmt: skip
         return found or [
             Finding(check="too-fast", ok=True, message="job durations are consistent across workers")
+        ]
+
+    async def _alarms(self) -> list[Finding]:
+        found = []
+        for alarm in await recent_alarms(self._repository):
+            ids = ", ".join(alarm.job_ids[:5]) + (", …" if alarm.count > 5 else "")
+            evidence = f"; evidence: {alarm.evidence}" if alarm.evidence else ""
+            found.append(problem(alarm.kind.value, f"{alarm.message} (last at {alarm.last_at:%H:%M:%S} UTC: "
+                                                   f"{ids}){evidence}"))  # fmt: skip
+        return found or [
+            Finding(check="alarms", ok=True, message="no intrusion, quarantine or timeout in the last hour")
         ]
 
 

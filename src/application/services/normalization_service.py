@@ -70,7 +70,7 @@ class NormalizationService:
         appointment = await self._repository.get_appointment(appointment_id)
         if appointment is None:
             raise NotFound(f"appointment {appointment_id} no longer exists")
-        if appointment.provenance is not None and appointment.provenance.job_id == run.job_id:
+        if _written_by(appointment, run):
             return {"normalized": 0, "already_done": 1}
         result = await self._normalize(appointment, run)
         await self._write([result], run, still_current, JobProgress(done=0, total=1))
@@ -96,7 +96,7 @@ class NormalizationService:
             )
             if not page:
                 break
-            todo = [a for a in page if a.provenance is None or a.provenance.job_id != run.job_id]
+            todo = [a for a in page if not _written_by(a, run)]
             results = list(await asyncio.gather(*(self._normalize(a, run) for a in todo)))
             before = JobProgress(done=cursor - seq_from, total=total, cursor=cursor)
             cursor = page[-1].seq + 1
@@ -170,6 +170,17 @@ class NormalizationService:
                 duration_ms=int((finished - started).total_seconds() * 1000),
             ),
         )
+
+
+def _written_by(appointment: Appointment, run: RunInfo) -> bool:
+    """An earlier run of the same logical job (any attempt, any generation) already wrote it: a run
+    that resumes past its checkpoint, or a later generation, does not write it again."""
+    provenance = appointment.provenance
+    if provenance is None:
+        return False
+    if provenance.job_id == run.job_id:
+        return True
+    return provenance.job_id.rpartition(":")[0] == run.job_id.rpartition(":")[0]
 
 
 def _summary(results: Sequence[NormalizationResult]) -> dict[str, object]:

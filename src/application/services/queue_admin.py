@@ -10,7 +10,7 @@ import structlog
 from pydantic import BaseModel
 
 from src.application.ports import Repository
-from src.application.services.task_service import TaskService
+from src.application.services.task_service import QueueState, TaskService
 from src.domain.jobs import ErrorCategory, JobCount, JobRecord, JobStatus, QueueName, queue_key
 from src.errors import Conflict, NotFound
 
@@ -122,23 +122,37 @@ class QueueAdmin:
         return await self._record(job_id)
 
     async def retry(self, job_id: str, *, request_id: str | None) -> RetryReport:
-        """Run a failed, cancelled or interrupted job again as the next generation of its logical key,
-        so a result arq still caches under the old id never blocks it; resumes at its checkpoint."""
+        """Run a job again, resuming at its checkpoint: a failed, cancelled or interrupted one as the
+        next generation of its logical key (a result arq still caches under the old id never blocks
+        it); a queued one whose arq job is gone (taken by a consumer outside the fleet, lost with
+        Redis) at once instead of at the reconciler's next pass. A job already replaced by a live
+        later generation answers with that one (`already_queued`)."""
         record = await self._record(job_id)
-        if record.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-            raise Conflict(f"job {job_id} is {record.status.value}; it will run, nothing to retry")
         if record.status is JobStatus.SUCCEEDED:
             raise Conflict(f"job {job_id} succeeded; nothing to retry")
-        state = (await self._tasks.queue_states([(job_id, record.queue)]))[job_id]
-        if state.queued or state.in_progress:
-            raise Conflict(f"job {job_id} is still on the queue; it will run again by itself")
-        latest = await self._repository.latest_job(record.logical_key)
-        generation = (latest.generation if latest else record.generation) + 1
-        trace = request_id or record.envelope.request_id  # keep the original request traceable
-        successor = record.envelope.model_copy(update={"generation": generation, "request_id": trace})
-        result = (await self._tasks.enqueue_many([successor], record.queue, progress=record.progress))[0]
-        log.info("job retried", job_id=job_id, next_job_id=result.job_id)
+        if record.superseded_by is not None:
+            latest = await self._repository.latest_job(record.logical_key)
+            if latest is not None and not latest.status.terminal:
+                return RetryReport(previous_job_id=job_id, job_id=latest.job_id, status="already_queued")
+        if record.status is JobStatus.RUNNING:
+            raise Conflict(
+                f"job {job_id} is running; if its worker died, it is taken over when its lease lapses"
+            )
+        state = await self._tasks.queue_state(job_id, record.queue)
+        if not record.status.terminal:  # queued or interrupted
+            if await self._live(state):
+                raise Conflict(f"job {job_id} is still on the queue; it will run by itself")
+            result = await self._tasks.requeue(record, state)
+        else:
+            result = await self._tasks.enqueue_next_generation(record, request_id=request_id)
+        log.info("job retried", job_id=job_id, next_job_id=result.job_id, was=record.status.value)
         return RetryReport(previous_job_id=job_id, job_id=result.job_id, status=result.status)
+
+    async def _live(self, state: QueueState) -> bool:
+        """The job's arq job is waiting or held by a worker of ours (a stranger's hold does not count)."""
+        if state.lease_holder is not None:
+            return bool(await self._repository.known_workers([state.lease_holder]))
+        return state.queued
 
     async def cleanup(self, *, older_than_s: float, limit: int = 10_000) -> CleanupReport:
         """Delete ledger records and cached results of jobs that finished more than `older_than_s`

@@ -120,6 +120,10 @@ RESULT_POLL_FIRST_S = 0.05
 RESULT_POLL_MAX_S = 1.0
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 def _deferred(chunk: Sequence[JobEnvelope]) -> list[EnqueueResult]:
     return [EnqueueResult(job_id=e.job_id, status="deferred") for e in chunk]
 
@@ -141,9 +145,11 @@ class EnqueueResult:
 class QueueState(BaseModel):
     """What Redis knows about a job, next to the ledger's record."""
 
-    queued: bool
-    in_progress: bool
-    has_result: bool
+    queued: bool  # on the queue: waiting, deferred, or running under a lease
+    in_progress: bool  # a lease (or a stranger's in-progress key) holds it
+    has_result: bool  # arq's result key exists (whoever wrote it)
+    has_payload: bool = False  # arq's job key exists
+    lease_holder: str | None = None  # the in-progress key's value: one of our worker ids, or not
 
 
 class JobView(BaseModel):
@@ -211,8 +217,6 @@ class TaskService:
         `deferred`: the reconciler enqueues them once Redis answers again."""
         if not envelopes:
             return []
-        now = datetime.now(UTC)
-        enqueue_ms = int(now.timestamp() * 1000)
         seed = progress or JobProgress()
         results: list[EnqueueResult] = []
         pushing: asyncio.Task[list[EnqueueResult]] | None = None
@@ -220,6 +224,9 @@ class TaskService:
         try:
             for start in range(0, len(envelopes), ENQUEUE_CHUNK):
                 chunk = envelopes[start : start + ENQUEUE_CHUNK]
+                # each chunk's own time: the reconciler's grace covers one chunk's push, not an import's
+                now = datetime.now(UTC)
+                enqueue_ms = int(now.timestamp() * 1000)
                 payloads = [self._payload(e, enqueue_ms) for e in chunk]  # an oversized one: nothing written
                 await self.repository.create_queued_jobs(chunk, queue, enqueued_at=now, progress=seed)
                 if pushing is not None:
@@ -294,7 +301,8 @@ class TaskService:
         return payload
 
     async def wait_for_result(self, job_id: str, timeout: float) -> JobRecord:
-        """Wait until the job's ledger record is final (succeeded, failed or cancelled) and return it.
+        """Wait until the job's ledger record is final (succeeded, failed or cancelled) and return it;
+        a generation superseded by a later one (a retry, a re-enqueue) is followed to that one.
 
         Woken by the completion feed (one subscription per process, no connection held per
         waiter) and re-reading the ledger with backoff in any case. `NotFound` for an unknown
@@ -311,6 +319,12 @@ class TaskService:
                 record = await self.repository.get_job(job_id)
                 if record is None:
                     raise NotFound(f"job {job_id} not found")
+                if record.superseded_by is not None:  # the logical job goes on in a later generation
+                    if feed is not None and announced is not None:
+                        feed.unwatch(job_id, announced)
+                        announced = feed.watch(record.superseded_by)
+                    job_id = record.superseded_by
+                    continue
                 if record.status.terminal:
                     return record
                 remaining = deadline - loop.time()
@@ -329,15 +343,7 @@ class TaskService:
                 feed.unwatch(job_id, announced)
 
     async def queue_state(self, job_id: str, queue: QueueName) -> QueueState:
-        pool = await self.get_pool()
-        async with pool.pipeline(transaction=False) as pipe:
-            pipe.zscore(queue_key(queue), job_id)
-            pipe.exists(in_progress_key_prefix + job_id)
-            pipe.exists(result_key_prefix + job_id)
-            score, in_progress, has_result = await pipe.execute()
-        return QueueState(
-            queued=score is not None, in_progress=bool(in_progress), has_result=bool(has_result)
-        )
+        return (await self.queue_states([(job_id, queue)]))[job_id]
 
     async def queue_states(self, jobs: Sequence[tuple[str, QueueName]]) -> dict[str, QueueState]:
         """What Redis holds for many jobs, in pipelined round trips."""
@@ -348,15 +354,46 @@ class TaskService:
             async with pool.pipeline(transaction=False) as pipe:
                 for job_id, queue in chunk:
                     pipe.zscore(queue_key(queue), job_id)
-                    pipe.exists(in_progress_key_prefix + job_id)
+                    pipe.get(in_progress_key_prefix + job_id)
                     pipe.exists(result_key_prefix + job_id)
+                    pipe.exists(job_key_prefix + job_id)
                 replies = await pipe.execute()
             for index, (job_id, _) in enumerate(chunk):
-                score, in_progress, has_result = replies[index * 3 : index * 3 + 3]
+                score, holder, has_result, has_payload = replies[index * 4 : index * 4 + 4]
                 states[job_id] = QueueState(
-                    queued=score is not None, in_progress=bool(in_progress), has_result=bool(has_result)
+                    queued=score is not None,
+                    in_progress=holder is not None,
+                    has_result=bool(has_result),
+                    has_payload=bool(has_payload),
+                    lease_holder=None if holder is None else _text(holder),
                 )
         return states
+
+    async def result_bytes(self, job_id: str) -> bytes | None:
+        """The raw arq result stored under `job_id`, whoever wrote it (never deserialized here)."""
+        pool = await self.get_pool()
+        raw = await pool.get(result_key_prefix + job_id)
+        return None if raw is None else bytes(raw)
+
+    async def requeue(self, record: JobRecord, state: QueueState) -> EnqueueResult:
+        """Put a ledger job whose arq job is gone back on the queue: under its own id when nothing in
+        Redis blocks that id, else (a result or payload left under it, ours or a stranger's) as the
+        next generation of its logical key, which supersedes this one in the ledger. Either way it
+        resumes from its checkpoint."""
+        if not (state.has_result or state.has_payload):
+            return (await self.enqueue_many([record.envelope], record.queue, progress=record.progress))[0]
+        return await self.enqueue_next_generation(record)
+
+    async def enqueue_next_generation(
+        self, record: JobRecord, *, request_id: str | None = None
+    ) -> EnqueueResult:
+        """Enqueue the generation after the latest one of `record`'s logical key, from its
+        checkpoint; the ledger marks every earlier generation superseded."""
+        latest = await self.repository.latest_job(record.logical_key)
+        generation = max(record.generation, latest.generation if latest else 0) + 1
+        trace = request_id or record.envelope.request_id  # keep the original request traceable
+        successor = record.envelope.model_copy(update={"generation": generation, "request_id": trace})
+        return (await self.enqueue_many([successor], record.queue, progress=record.progress))[0]
 
     async def get_job(self, job_id: str) -> JobView:
         """The ledger record (source of truth) plus what the queue currently holds; NotFound if unknown."""
