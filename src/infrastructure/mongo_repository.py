@@ -96,9 +96,14 @@ class MongoRepository:
                 await self._meta.update_one({"_id": "store"}, {"$setOnInsert": marker}, upsert=True)
             except DuplicateKeyError:
                 pass  # another process created the marker at the same moment
+            await self._meta.update_one(
+                {"_id": "store", "schema_version": {"$lt": codec.SCHEMA_VERSION}},
+                {"$set": {"schema_version": codec.SCHEMA_VERSION}},
+            )
             found = await self._meta.find_one({"_id": "store"})
         if found is None:
             raise StoreUnavailable("MongoDB store lost its init marker", store=self.identity())
+        codec.check_schema_version(int(found.get("schema_version", 1)), self.identity())
         self._store_id = str(found["store_id"])
 
     async def close(self) -> None:
@@ -199,8 +204,10 @@ class MongoRepository:
 
     async def create_jobs(self, records: Sequence[JobRecord]) -> int:
         """Insert the ledger records whose job id is new; return how many were inserted. A later
-        generation then supersedes the earlier ones of its logical key (two conditioned updates:
-        a crash between insert and supersede leaves the earlier ones to the next enqueue of it)."""
+        generation then supersedes the earlier ones of its logical key (two conditioned updates,
+        not one transaction: should the process die between the insert and them, the earlier
+        generation stays runnable until the next enqueue of a later one; a succeeded generation is
+        never superseded)."""
         ops = [_insert_op(record.job_id, codec.job_doc(record)) for record in records]
         inserted = await _insert_many(self._jobs, ops)
         for record in records:
@@ -226,7 +233,9 @@ class MongoRepository:
                     }
                 },
             )
-            await self._jobs.update_many(earlier, {"$set": replaced})
+            await self._jobs.update_many(
+                {**earlier, "status": {"$ne": JobStatus.SUCCEEDED.value}}, {"$set": replaced}
+            )
 
     async def create_queued_jobs(
         self,

@@ -109,10 +109,11 @@ _LOST_LEASE_QUARANTINE = """UPDATE jobs SET attempt = attempt + 1, lease_losses 
     status = 'failed', error_category = 'quarantined', error_message = ?, finished_at = ?
     WHERE job_id = ? AND status = 'running' AND (? IS NULL OR attempt = ?)
     RETURNING status, attempt, lease_losses, worker_id"""
+# A succeeded generation is never superseded: its outcome stands (a later one is refused upstream).
 _SUPERSEDE = f"""UPDATE jobs SET superseded_by = ?,
-    status = CASE WHEN status IN ({_TERMINAL}) THEN status ELSE 'superseded' END,
-    finished_at = coalesce(finished_at, ?)
-    WHERE logical_key = ? AND generation < ? AND superseded_by IS NULL"""
+    finished_at = CASE WHEN status IN ({_TERMINAL}) THEN finished_at ELSE ? END,
+    status = CASE WHEN status IN ({_TERMINAL}) THEN status ELSE 'superseded' END
+    WHERE logical_key = ? AND generation < ? AND superseded_by IS NULL AND status != 'succeeded'"""
 _FINISH = """UPDATE jobs SET status = ?, finished_at = ?, duration_ms = ?, error_category = ?,
     error_message = ?, result = ?, app_failures = app_failures + ?, interruptions = interruptions + ?
     WHERE job_id = ? AND attempt = ? AND status = 'running'"""
@@ -517,8 +518,12 @@ class SQLiteRepository:
                 "INSERT OR IGNORE INTO meta VALUES (1, ?, ?, ?)",
                 (uuid.uuid4().hex, codec.iso_utc(datetime.now(UTC)), codec.SCHEMA_VERSION),
             )
-            conn.execute("UPDATE meta SET schema_version = ? WHERE id = 1", (codec.SCHEMA_VERSION,))
-            row = conn.execute("SELECT store_id FROM meta WHERE id = 1").fetchone()
+            conn.execute(
+                "UPDATE meta SET schema_version = ? WHERE id = 1 AND schema_version < ?",
+                (codec.SCHEMA_VERSION, codec.SCHEMA_VERSION),
+            )
+            row = conn.execute("SELECT store_id, schema_version FROM meta WHERE id = 1").fetchone()
+        codec.check_schema_version(int(row[1]), self.identity())
         return str(row[0])
 
     async def _one_job(self, clause: str, args: tuple[object, ...]) -> JobRecord | None:

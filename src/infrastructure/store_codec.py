@@ -26,6 +26,7 @@ from src.domain.appointments import (
 )
 from src.domain.documents import NormalizedDocument
 from src.domain.jobs import JobEnvelope, JobRecord, JobStatus
+from src.errors import PolicyError
 
 SCHEMA_VERSION = 2  # 2: the ledger's lease_losses and superseded_by
 TERMINAL_STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus if s.terminal)
@@ -60,6 +61,17 @@ def with_utc(model: ModelT, *names: str) -> ModelT:
         if value is not None and (value.tzinfo is None or value.utcoffset() != _ZERO):
             changes[name] = to_utc(value)
     return model.model_copy(update=changes) if changes else model
+
+
+def check_schema_version(found: int, store: str) -> None:
+    """Refuse a store that a newer release has migrated: its records may hold statuses and fields
+    this code cannot read or would mishandle (a rolling deploy that runs both must retire the old
+    workers first: docs/operations.md)."""
+    if found > SCHEMA_VERSION:
+        raise PolicyError(
+            f"store {store} has schema version {found}, written by a newer release; this code knows "
+            f"version {SCHEMA_VERSION}: run the newer release (or retire this one)"
+        )
 
 
 def lost_lease_message(max_losses: int) -> str:

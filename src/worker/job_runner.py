@@ -94,11 +94,16 @@ class JobRunner:
     async def _run(self, envelope: JobEnvelope, body: Body) -> dict[str, Any]:
         job_id = envelope.job_id
         started = datetime.now(UTC)
-        t0 = time.perf_counter()
         claim = JobClaim(worker_id=self.worker_id, version=self.version, started_at=started)
         attempt = await self._repository.claim_job(job_id, claim)
         if attempt is None:
-            return await self._not_claimed(envelope, started)
+            return await self._not_claimed(envelope, body, started)
+        return await self._claimed(envelope, body, attempt)
+
+    async def _claimed(self, envelope: JobEnvelope, body: Body, attempt: int) -> dict[str, Any]:
+        """Run `body` as `attempt` of the job (the ledger's fencing token) and record the outcome."""
+        job_id = envelope.job_id
+        t0 = time.perf_counter()
         self.active_runs[job_id] = attempt
         run = RunInfo(job_id=job_id, attempt=attempt, worker_id=self.worker_id, version=self.version)
 
@@ -110,20 +115,19 @@ class JobRunner:
                 **fields,
             )
 
+        deadline = asyncio.timeout(self._timeout_s)
         try:
-            result = await self._within_timeout(body, run)
+            result = await self._within(deadline, body, run)
         except asyncio.CancelledError:
-            await asyncio.shield(
-                self._finish(
-                    job_id,
-                    attempt,
-                    outcome(
-                        JobStatus.INTERRUPTED,
-                        interruption=True,
-                        error_message="interrupted (worker stopping or job aborted)",
-                    ),
+            if deadline.expired():  # out of time, and cancelled again meanwhile (arq's own timeout)
+                await asyncio.shield(self._timed_out_while_cancelled(job_id, attempt, outcome))
+            else:
+                interrupted = outcome(
+                    JobStatus.INTERRUPTED,
+                    interruption=True,
+                    error_message="interrupted (worker stopping or job aborted)",
                 )
-            )
+                await asyncio.shield(self._finish(job_id, attempt, interrupted))
             raise
         except StaleAttempt as exc:
             log.warning("run superseded by a newer attempt; stopping", reason=exc.message)
@@ -195,10 +199,9 @@ class JobRunner:
         ):
             log.error("job refused before it started", job_id=job_id, reason=reason)
 
-    async def _within_timeout(self, body: Body, run: RunInfo) -> dict[str, Any]:
+    async def _within(self, deadline: asyncio.Timeout, body: Body, run: RunInfo) -> dict[str, Any]:
         """The body under `ARQ_JOB_TIMEOUT`; running out of it is a failure (`JobTimedOut`), which
         the cancellation of a shutdown or an abort is not."""
-        deadline = asyncio.timeout(self._timeout_s)
         try:
             async with deadline:
                 return await body(run)
@@ -207,12 +210,33 @@ class JobRunner:
                 raise  # the body's own TimeoutError: an error like any other
             raise JobTimedOut(f"run exceeded the job timeout of {self._timeout_s:g} s") from None
 
-    async def _not_claimed(self, envelope: JobEnvelope, at: datetime) -> dict[str, Any]:
+    async def _timed_out_while_cancelled(
+        self, job_id: str, attempt: int, outcome: Callable[..., JobOutcome]
+    ) -> None:
+        """A run past its deadline that did not end when cancelled, ended by arq's later net: still a
+        failed try (category timeout), never an interruption, or it would run, and overrun, forever.
+        arq puts the job back; the ledger says whether it runs again."""
+        tries = await self._tries(job_id)
+        message = f"run exceeded the job timeout of {self._timeout_s:g} s and ignored its cancellation"
+        status = JobStatus.QUEUED if tries < self._max_tries else JobStatus.FAILED
+        await self._finish(
+            job_id,
+            attempt,
+            outcome(status, app_failure=True, error_category=ErrorCategory.TIMEOUT, error_message=message),
+        )
+
+    async def _not_claimed(self, envelope: JobEnvelope, body: Body, at: datetime) -> dict[str, Any]:
         """The ledger refused the claim: the job is finished, cancelled, superseded or unknown
         (skip it), or still `running` under a run whose worker lost the lease (count the loss)."""
         job_id = envelope.job_id
         lost = await self._repository.record_lost_lease(job_id, at=at, max_losses=self._max_lease_losses)
         if lost is None:
+            # Not running either: a run that was only slow, not dead, may have just ended as "will
+            # run again" (queued, interrupted). Then it is this delivery's to run, not to skip.
+            claim = JobClaim(worker_id=self.worker_id, version=self.version, started_at=datetime.now(UTC))
+            attempt = await self._repository.claim_job(job_id, claim)
+            if attempt is not None:
+                return await self._claimed(envelope, body, attempt)
             log.warning("job skipped: unknown, cancelled, superseded or already finished in the ledger")
             return {"skipped": True}
         stats = self._stats_of(envelope.task.value)

@@ -14,7 +14,16 @@ from src.application.services.reconciler import Reconciler
 from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.appointments import Appointment
-from src.domain.jobs import JobClaim, JobEnvelope, JobName, JobProgress, JobRecord, JobStatus, QueueName
+from src.domain.jobs import (
+    ErrorCategory,
+    JobClaim,
+    JobEnvelope,
+    JobName,
+    JobProgress,
+    JobRecord,
+    JobStatus,
+    QueueName,
+)
 from src.domain.workers import WorkerState
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.repository_factory import build_repository
@@ -260,4 +269,44 @@ async def test_cleanup_task_deletes_old_finished_records_only(
     report = await cleanup(ctx)  # type: ignore[arg-type]
     assert report["ledger_records_deleted"] == 1
     assert await repository.get_job(job_id) is None and await repository.get_job(queued_id) is not None
+    await repository.close()
+
+
+async def test_reconciler_reports_a_strangers_result_and_goes_on_past_odd_ones(
+    settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
+) -> None:
+    """Two waiting jobs gone from the queue, each with a result no worker of ours wrote (one of them
+    odd JSON a naive reader would choke on), and one simply gone: the first two are recorded
+    failed/foreign_consumer with what the stranger left and run again as generation 2, the third
+    under its own id; all three then succeed."""
+    repository = build_repository(settings)
+    await repository.init()
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    names = ("s1", "s2", "s3")
+    await repository.insert_appointments([appointment(n) for n in names])
+    envs = [envelope(n) for n in names]
+    await repository.create_jobs(
+        [JobRecord(job_id=e.job_id, logical_key=e.logical_key, generation=1, task=e.task,
+                   queue=QueueName.NORMALIZATION, envelope=e, enqueued_at=long_ago) for e in envs]
+    )  # fmt: skip
+    await arq_pool.set(
+        result_key_prefix + envs[0].job_id, b'{"f": "normalize_appointment", "s": true, "r": "x"}'
+    )
+    await arq_pool.set(result_key_prefix + envs[1].job_id, b'{"st": 1e300, "t": 1180591620717411303424}')
+    tasks = TaskService(pool=arq_pool, repository=repository)
+    report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60, max_lease_losses=3).run()
+    assert (report.foreign_consumed, report.vanished_requeued, report.errors) == (2, 1, 0)
+    taken = await repository.get_job(envs[0].job_id)
+    assert taken is not None and (taken.status, taken.error_category, taken.superseded_by) == (
+        JobStatus.FAILED,
+        ErrorCategory.FOREIGN_CONSUMER,
+        "normalize:s1:2",
+    )
+    assert taken.result is not None and taken.result["foreign_result"]["result"] == "x"
+    odd = await repository.get_job(envs[1].job_id)
+    assert odd is not None and odd.result is not None and odd.result["foreign_result"]["format"] == "json"
+    await run_burst_worker()
+    for job_id in ("normalize:s1:2", "normalize:s2:2", envs[2].job_id):
+        record = await repository.get_job(job_id)
+        assert record is not None and record.status is JobStatus.SUCCEEDED, job_id
     await repository.close()

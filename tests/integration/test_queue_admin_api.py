@@ -117,6 +117,45 @@ async def test_retry_runs_a_failed_job_under_the_next_generation(
     assert job["status"] == "succeeded"
 
 
+async def test_retry_follows_generations_and_requeues_a_vanished_job(
+    api: httpx.AsyncClient, run_burst_worker: RunBurstWorker, arq_pool: ArqRedis
+) -> None:
+    """A queued job whose arq job is gone is enqueued again at once (202, same id); retrying a
+    generation that a live one replaced answers with that one; once it succeeded, 409 and the
+    succeeded generation is never superseded."""
+    created = await create(api)
+    job_id = created["job_id"]
+    state = api._transport.app.state  # type: ignore[attr-defined]
+    record = await state.repository.get_job(job_id)
+    await state.tasks.remove_queued(job_id, record.queue)  # gone, as a stranger or a wipe leaves it
+    requeued = await api.post(f"/api/v1/queue/job/{job_id}/retry")
+    assert requeued.status_code == 202 and requeued.json() == {
+        "previous_job_id": job_id,
+        "job_id": job_id,
+        "status": "queued",
+    }
+    await state.tasks.remove_queued(job_id, record.queue)
+    await arq_pool.set(result_key_prefix + job_id, b'{"s":false}')  # and a result blocks its id
+    moved = await api.post(f"/api/v1/queue/job/{job_id}/retry")
+    successor = job_id.rsplit(":", 1)[0] + ":2"
+    assert moved.status_code == 202 and moved.json()["job_id"] == successor
+    superseded = (await api.get(f"/api/v1/queue/job/{job_id}")).json()
+    assert (superseded["status"], superseded["superseded_by"]) == ("superseded", successor)
+    again = await api.post(f"/api/v1/queue/job/{job_id}/retry")
+    assert again.status_code == 202 and again.json() == {
+        "previous_job_id": job_id,
+        "job_id": successor,
+        "status": "already_queued",
+    }
+    waited = await api.get(f"/api/v1/queue/job/{job_id}", params={"wait": 0.1})
+    assert waited.json()["job_id"] == job_id  # the answer is the asked job's record
+    await run_burst_worker()
+    refused = await api.post(f"/api/v1/queue/job/{job_id}/retry")
+    assert refused.status_code == 409 and "succeeded" in refused.json()["detail"]
+    done = await state.tasks.wait_for_result(job_id, 5)  # a waiter on the old id gets the outcome
+    assert (done.job_id, done.status.value) == (successor, "succeeded")
+
+
 async def test_cleanup_never_deletes_queued_or_running_jobs(
     api: httpx.AsyncClient, run_burst_worker: RunBurstWorker
 ) -> None:

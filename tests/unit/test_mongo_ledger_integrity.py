@@ -113,7 +113,10 @@ async def test_a_later_generation_supersedes_the_earlier_ones(
         {**earlier, "status": NOT_TERMINAL},
         {"$set": {"superseded_by": "normalize:appt-1:2", "status": "superseded", "finished_at": at}},
     )
-    assert marked.args == (earlier, {"$set": {"superseded_by": "normalize:appt-1:2"}})
+    assert marked.args == (
+        {**earlier, "status": {"$ne": "succeeded"}},
+        {"$set": {"superseded_by": "normalize:appt-1:2"}},
+    )
 
 
 async def test_a_first_generation_supersedes_nothing(db: FakeDatabase, repo: MongoRepository) -> None:

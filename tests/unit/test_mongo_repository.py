@@ -176,7 +176,9 @@ def update_result(matched: int, upserted_id: str | None = None) -> UpdateResult:
 
 async def test_init_creates_the_indexes_and_the_marker(db: FakeDatabase, repo: MongoRepository) -> None:
     """init() creates the batch/seq, ledger and listing indexes and upserts one init marker."""
-    db["meta"].reply(update_result(0, upserted_id="store"), {"_id": "store", "store_id": "abc123"})
+    db["meta"].reply(
+        update_result(0, upserted_id="store"), update_result(0), {"_id": "store", "store_id": "abc123"}
+    )
     await repo.init()
 
     appointment_indexes = [i.document for i in db["appointments"].only_call.args[0]]
@@ -197,7 +199,8 @@ async def test_init_creates_the_indexes_and_the_marker(db: FakeDatabase, repo: M
         {"key": {"status": 1, "finished_at": -1}, "name": "status_finished"},
         {"key": {"enqueued_at": -1}, "name": "enqueued"},
     ]
-    upsert, read = db["meta"].calls
+    upsert, migrate, read = db["meta"].calls
+    assert migrate.args == ({"_id": "store", "schema_version": {"$lt": 2}}, {"$set": {"schema_version": 2}})
     assert (
         upsert.method == "update_one"
         and upsert.args[0] == {"_id": "store"}

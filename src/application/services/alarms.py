@@ -20,6 +20,7 @@ from src.domain.jobs import ErrorCategory
 
 ALARM_WINDOW = timedelta(hours=1)
 MAX_IDS = 20  # job ids listed per alarm (the count says how many there were)
+MAX_COUNTED = 1000  # jobs counted per alarm kind ("1000" then reads "at least 1000")
 
 _WHAT = {
     ErrorCategory.FOREIGN_CONSUMER: (
@@ -49,10 +50,9 @@ class Alarm(BaseModel):
 async def recent_alarms(repository: Repository, *, window: timedelta = ALARM_WINDOW) -> list[Alarm]:
     """The alarms of the last `window`, one per kind, the most recent job first."""
     since = datetime.now(UTC) - window
-    records = await repository.finished_since(since, limit=1000, categories=tuple(_WHAT))
     alarms: list[Alarm] = []
-    for kind, template in _WHAT.items():
-        mine = [r for r in records if r.error_category is kind]
+    for kind, template in _WHAT.items():  # one query per kind: a flood of one never hides another
+        mine = await repository.finished_since(since, limit=MAX_COUNTED, categories=(kind,))
         if not mine:
             continue
         latest = mine[0]

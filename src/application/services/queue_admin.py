@@ -130,9 +130,13 @@ class QueueAdmin:
         record = await self._record(job_id)
         if record.status is JobStatus.SUCCEEDED:
             raise Conflict(f"job {job_id} succeeded; nothing to retry")
-        if record.superseded_by is not None:
-            latest = await self._repository.latest_job(record.logical_key)
-            if latest is not None and not latest.status.terminal:
+        latest = await self._repository.latest_job(record.logical_key)
+        if latest is not None and latest.job_id != job_id:  # a later generation took over
+            if latest.status is JobStatus.SUCCEEDED:
+                raise Conflict(
+                    f"job {job_id} was replaced by {latest.job_id}, which succeeded; nothing to retry"
+                )
+            if not latest.status.terminal:
                 return RetryReport(previous_job_id=job_id, job_id=latest.job_id, status="already_queued")
         if record.status is JobStatus.RUNNING:
             raise Conflict(

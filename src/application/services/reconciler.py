@@ -23,8 +23,9 @@ from pydantic import BaseModel
 
 from src.application.ports import Repository
 from src.application.services.task_service import QueueState, TaskService
-from src.domain.foreign_results import describe_foreign_result
+from src.domain.foreign_results import MAX_BYTES, describe_foreign_result
 from src.domain.jobs import ErrorCategory, JobRecord, JobStatus
+from src.errors import TransientError
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,7 @@ class ReconcileReport(BaseModel):
     foreign_consumed: int = 0  # jobs a consumer outside the fleet took, run again as a new generation
     quarantined: int = 0
     left_alone: int = 0
+    errors: int = 0  # records that could not be reconciled this pass (logged; tried again next pass)
 
 
 class Reconciler:
@@ -73,22 +75,35 @@ class Reconciler:
             if not foreign_hold and (state.queued or state.lease_holder is not None):
                 report.left_alone += 1
                 continue
-            running = record.status is JobStatus.RUNNING
-            if running and not await self._lost_lease(record, now, report):
-                continue
-            # A result under a waiting job's id: no run of ours wrote it (ours record the ledger
-            # outcome first). Under a running job's, it may be arq's own net for a run of ours.
-            if foreign_hold or (state.has_result and not running):
-                await self._foreign_consumed(record, state, now, report)
-                continue
-            result = await self._tasks.requeue(record, state)
-            if not running:
-                report.vanished_requeued += 1
-                log.warning("job vanished from the queue: enqueued again", job_id=record.job_id,
-                            enqueued_as=result.job_id, status=result.status)  # fmt: skip
+            try:
+                await self._reconcile(record, state, foreign_hold, now, report)
+            except TransientError:
+                raise  # the store is down: the whole pass is retried at the next tick
+            except Exception as exc:  # noqa: BLE001 - one odd record must never stop the others
+                report.errors += 1
+                log.error("could not reconcile a job; the others go on", job_id=record.job_id,
+                          error=f"{type(exc).__name__}: {exc}")  # fmt: skip
         if report.examined != report.left_alone:
             log.warning("reconciled", **report.model_dump())
         return report
+
+    async def _reconcile(
+        self, record: JobRecord, state: QueueState, foreign_hold: bool, now: datetime, report: ReconcileReport
+    ) -> None:
+        running = record.status is JobStatus.RUNNING
+        if running and not await self._lost_lease(record, now, report):
+            return
+        # A result under a waiting job's id: no run of ours wrote it (ours record the ledger outcome
+        # first, and arq's own timeout puts the job back). Under a running job's it may be an older
+        # run's, so that job only goes on under another generation.
+        if foreign_hold or (state.has_result and not running):
+            await self._foreign_consumed(record, state, now, report)
+            return
+        result = await self._tasks.requeue(record, state)
+        if not running:
+            report.vanished_requeued += 1
+            log.warning("job vanished from the queue: enqueued again", job_id=record.job_id,
+                        enqueued_as=result.job_id, status=result.status)  # fmt: skip
 
     async def _lost_lease(self, record: JobRecord, now: datetime, report: ReconcileReport) -> bool:
         """A running job nobody holds: count the lost lease. True when it is to be enqueued again."""
@@ -117,10 +132,10 @@ class Reconciler:
         evidence: dict[str, Any] = {"detected_at": now.isoformat(), "queue": record.queue.value}
         if state.lease_holder is not None:
             evidence["held_by"] = state.lease_holder[:100]
-        raw = await self._tasks.result_bytes(record.job_id) if state.has_result else None
-        if raw is not None:
-            evidence["foreign_result"] = describe_foreign_result(raw)
-        what = "holds it" if raw is None else "took it and stored its own result"
+        found = await self._tasks.result_head(record.job_id, MAX_BYTES) if state.has_result else None
+        if found is not None:
+            evidence["foreign_result"] = describe_foreign_result(*found)
+        what = "holds it" if found is None else "took it and stored its own result"
         message = (
             f"taken off the queue by a consumer outside the fleet, which {what} (no registered worker "
             "of ours wrote it): run again as the next generation"

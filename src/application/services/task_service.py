@@ -41,6 +41,7 @@ from src.domain.jobs import (
     JobEnvelope,
     JobProgress,
     JobRecord,
+    JobStatus,
     QueueName,
     idle_workers_key,
     inbox_key,
@@ -319,7 +320,8 @@ class TaskService:
                 record = await self.repository.get_job(job_id)
                 if record is None:
                     raise NotFound(f"job {job_id} not found")
-                if record.superseded_by is not None:  # the logical job goes on in a later generation
+                if record.superseded_by is not None and record.status is not JobStatus.SUCCEEDED:
+                    # the logical job goes on in a later generation: its outcome is that one's
                     if feed is not None and announced is not None:
                         feed.unwatch(job_id, announced)
                         announced = feed.watch(record.superseded_by)
@@ -369,11 +371,16 @@ class TaskService:
                 )
         return states
 
-    async def result_bytes(self, job_id: str) -> bytes | None:
-        """The raw arq result stored under `job_id`, whoever wrote it (never deserialized here)."""
+    async def result_head(self, job_id: str, limit: int) -> tuple[bytes, int] | None:
+        """The first `limit` bytes of the arq result stored under `job_id`, whoever wrote it, and its
+        full size; None when there is none. Never deserialized here, never read whole: a stranger's
+        value may be hundreds of MB."""
         pool = await self.get_pool()
-        raw = await pool.get(result_key_prefix + job_id)
-        return None if raw is None else bytes(raw)
+        async with pool.pipeline(transaction=True) as pipe:
+            pipe.strlen(result_key_prefix + job_id)
+            pipe.getrange(result_key_prefix + job_id, 0, limit - 1)
+            size, head = await pipe.execute()
+        return None if not size else (bytes(head), int(size))
 
     async def requeue(self, record: JobRecord, state: QueueState) -> EnqueueResult:
         """Put a ledger job whose arq job is gone back on the queue: under its own id when nothing in
