@@ -31,7 +31,7 @@ from src.domain.jobs import JobEnvelope, JobName, QueueName
 from src.logging import configure_logging
 from src.worker.context import WorkerContext
 from src.worker.event_loop import new_event_loop
-from src.worker.settings import ARQ_TRY_CEILING, build_worker
+from src.worker.settings import ARQ_TRY_CEILING, TASK_ENFORCES_TIMEOUT, build_worker
 
 IO_WAIT_S = 0.05
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     task = func(
         make_task(args.scenario, Harness(args.redis_url, args.jobs)),
         name=JobName.NORMALIZE_APPOINTMENT.value,
-        timeout=settings.arq_job_timeout,
+        timeout=TASK_ENFORCES_TIMEOUT,  # as our tasks are registered: the job runner enforces it
         max_tries=ARQ_TRY_CEILING,
     )
     asyncio.set_event_loop(new_event_loop(settings.worker_event_loop))  # as workers.py does

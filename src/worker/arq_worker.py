@@ -20,6 +20,7 @@ Every arq method overridden or relied on is in `RELIED_ON_ARQ_METHODS`, checked 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
@@ -481,11 +482,14 @@ class AppWorker(Worker):
         # turns more per job); an abort cancels this task while the function runs, and only then.
         task = asyncio.current_task()
         assert task is not None
-        net = asyncio.timeout(timeout_s)  # cheaper than wait_for: no extra task per job
+        # A timeout of 0: the task enforces its own (our tasks' job runner records a timeout in the
+        # ledger as a failed try); a second timer per job here would cost as much as the rest of
+        # this method. Else arq's, as `asyncio.timeout` (cheaper than wait_for: no task per job).
+        deadline = asyncio.timeout(timeout_s) if timeout_s else contextlib.nullcontext()
         try:
             self.job_tasks[job_id] = task
             try:
-                async with net:
+                async with deadline:
                     result = await function.coroutine(ctx, *args, **kwargs)
             finally:
                 del self.job_tasks[job_id]
@@ -500,11 +504,6 @@ class AppWorker(Worker):
                 self.jobs_failed += 1
             elif self.retry_jobs and isinstance(exc, asyncio.CancelledError | RetryJob):
                 self.jobs_retried += 1  # shutdown: back on the queue for another worker
-            elif isinstance(exc, TimeoutError) and net.expired() and self._may_put_back(function, job_try):
-                # Our job runner enforces the job's timeout itself; this net, later, ends only a run
-                # that ignored that cancellation. Back on the queue: the ledger decides what follows.
-                self.jobs_retried += 1
-                log.error("job overran the safety timeout: put back", job_id=job_id, timeout_s=timeout_s)
             else:
                 result, finish = exc, True
                 self.jobs_failed += 1
@@ -544,13 +543,6 @@ class AppWorker(Worker):
             await runner.refuse(job_id, f"{reason} (on worker {self.worker_id})")
         except Exception as exc:  # noqa: BLE001 - the queue is still cleaned up; the reconciler sees the rest
             log.error("could not record a refused job in the ledger", job_id=job_id, error=type(exc).__name__)
-
-    def _may_put_back(self, function: Function | CronJob, job_try: int) -> bool:
-        """A function (not a cron) with tries left under arq's own cap: ours, whose runner records
-        its timeouts in the ledger, have `ARQ_TRY_CEILING`."""
-        if isinstance(function, CronJob):
-            return False
-        return job_try < (self.max_tries if function.max_tries is None else function.max_tries)
 
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self._finished.append((job_id, task))

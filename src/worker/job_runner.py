@@ -94,16 +94,14 @@ class JobRunner:
     async def _run(self, envelope: JobEnvelope, body: Body) -> dict[str, Any]:
         job_id = envelope.job_id
         started = datetime.now(UTC)
+        t0 = time.perf_counter()
         claim = JobClaim(worker_id=self.worker_id, version=self.version, started_at=started)
         attempt = await self._repository.claim_job(job_id, claim)
         if attempt is None:
-            return await self._not_claimed(envelope, body, started)
-        return await self._claimed(envelope, body, attempt)
-
-    async def _claimed(self, envelope: JobEnvelope, body: Body, attempt: int) -> dict[str, Any]:
-        """Run `body` as `attempt` of the job (the ledger's fencing token) and record the outcome."""
-        job_id = envelope.job_id
-        t0 = time.perf_counter()
+            taken = await self._not_claimed(envelope, started)
+            if not isinstance(taken, int):
+                return taken  # skipped or quarantined
+            attempt = taken
         self.active_runs[job_id] = attempt
         run = RunInfo(job_id=job_id, attempt=attempt, worker_id=self.worker_id, version=self.version)
 
@@ -115,11 +113,19 @@ class JobRunner:
                 **fields,
             )
 
+        # The body under ARQ_JOB_TIMEOUT: running out of it is a failed try (`JobTimedOut`), which the
+        # cancellation of a shutdown or an abort is not. (Inline, not a helper: the frames are per job.)
         deadline = asyncio.timeout(self._timeout_s)
         try:
-            result = await self._within(deadline, body, run)
+            try:
+                async with deadline:
+                    result = await body(run)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the body's own TimeoutError: an error like any other
+                raise JobTimedOut(f"run exceeded the job timeout of {self._timeout_s:g} s") from None
         except asyncio.CancelledError:
-            if deadline.expired():  # out of time, and cancelled again meanwhile (arq's own timeout)
+            if deadline.expired():  # out of time, and cancelled again before the run ended
                 await asyncio.shield(self._timed_out_while_cancelled(job_id, attempt, outcome))
             else:
                 interrupted = outcome(
@@ -199,23 +205,12 @@ class JobRunner:
         ):
             log.error("job refused before it started", job_id=job_id, reason=reason)
 
-    async def _within(self, deadline: asyncio.Timeout, body: Body, run: RunInfo) -> dict[str, Any]:
-        """The body under `ARQ_JOB_TIMEOUT`; running out of it is a failure (`JobTimedOut`), which
-        the cancellation of a shutdown or an abort is not."""
-        try:
-            async with deadline:
-                return await body(run)
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the body's own TimeoutError: an error like any other
-            raise JobTimedOut(f"run exceeded the job timeout of {self._timeout_s:g} s") from None
-
     async def _timed_out_while_cancelled(
         self, job_id: str, attempt: int, outcome: Callable[..., JobOutcome]
     ) -> None:
-        """A run past its deadline that did not end when cancelled, ended by arq's later net: still a
-        failed try (category timeout), never an interruption, or it would run, and overrun, forever.
-        arq puts the job back; the ledger says whether it runs again."""
+        """A run past its deadline that did not end when cancelled, then cancelled again (a shutdown
+        or an abort meanwhile): still a failed try (category timeout), never an interruption, or a
+        run that overruns would come back forever without using its tries."""
         tries = await self._tries(job_id)
         message = f"run exceeded the job timeout of {self._timeout_s:g} s and ignored its cancellation"
         status = JobStatus.QUEUED if tries < self._max_tries else JobStatus.FAILED
@@ -225,9 +220,10 @@ class JobRunner:
             outcome(status, app_failure=True, error_category=ErrorCategory.TIMEOUT, error_message=message),
         )
 
-    async def _not_claimed(self, envelope: JobEnvelope, body: Body, at: datetime) -> dict[str, Any]:
+    async def _not_claimed(self, envelope: JobEnvelope, at: datetime) -> int | dict[str, Any]:
         """The ledger refused the claim: the job is finished, cancelled, superseded or unknown
-        (skip it), or still `running` under a run whose worker lost the lease (count the loss)."""
+        (skip it), or still `running` under a run whose worker lost the lease (count the loss).
+        An attempt when it turns out to be this delivery's to run after all."""
         job_id = envelope.job_id
         lost = await self._repository.record_lost_lease(job_id, at=at, max_losses=self._max_lease_losses)
         if lost is None:
@@ -236,7 +232,7 @@ class JobRunner:
             claim = JobClaim(worker_id=self.worker_id, version=self.version, started_at=datetime.now(UTC))
             attempt = await self._repository.claim_job(job_id, claim)
             if attempt is not None:
-                return await self._claimed(envelope, body, attempt)
+                return attempt
             log.warning("job skipped: unknown, cancelled, superseded or already finished in the ledger")
             return {"skipped": True}
         stats = self._stats_of(envelope.task.value)

@@ -63,9 +63,9 @@ def new_worker_id() -> str:
 # enforces ARQ_MAX_TRIES on application failures from the ledger instead, so arq's own cap only
 # guards against a job that can never even start.
 ARQ_TRY_CEILING = 1000
-# The job runner enforces ARQ_JOB_TIMEOUT on the job's body and records a timeout as a failed try;
-# arq's own timeout, this much later, is only the net for a runner that could not end the run.
-ARQ_TIMEOUT_SLACK_S = 30
+# The job runner enforces ARQ_JOB_TIMEOUT on the job's body and records a timeout as a failed try, so
+# arq's own per-job timeout is off for our tasks (0: "the task enforces its own", see AppWorker).
+TASK_ENFORCES_TIMEOUT = 0
 
 
 def task_functions(settings: Settings, queue: QueueName) -> list[Function]:
@@ -73,7 +73,7 @@ def task_functions(settings: Settings, queue: QueueName) -> list[Function]:
         func(
             cast(WorkerCoroutine, TASKS[name]),
             name=name.value,
-            timeout=settings.arq_job_timeout + ARQ_TIMEOUT_SLACK_S,
+            timeout=TASK_ENFORCES_TIMEOUT,
             max_tries=ARQ_TRY_CEILING,
         )
         for name in TASKS_BY_QUEUE[queue]

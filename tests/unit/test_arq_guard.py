@@ -16,9 +16,9 @@ from src.config import Settings
 from src.domain.jobs import JobName, QueueName
 from src.worker.arq_worker import RELIED_ON_ARQ_ATTRIBUTES, RELIED_ON_ARQ_METHODS
 from src.worker.settings import (
-    ARQ_TIMEOUT_SLACK_S,
     ARQ_TRY_CEILING,
     CRONS_BY_QUEUE,
+    TASK_ENFORCES_TIMEOUT,
     TASKS_BY_QUEUE,
     task_functions,
 )
@@ -58,8 +58,9 @@ def test_every_job_name_is_registered_with_a_worker() -> None:
     assert sorted(registered) == sorted(JobName)
     functions = task_functions(Settings(_env_file=None), QueueName.NORMALIZATION)  # type: ignore[call-arg]
     assert {f.name for f in functions} == {n.value for n in TASKS_BY_QUEUE[QueueName.NORMALIZATION]}
-    # the job runner enforces ARQ_JOB_TIMEOUT (300 s) itself; arq's timeout is the net behind it
-    assert all(f.max_tries == ARQ_TRY_CEILING and f.timeout_s == 300 + ARQ_TIMEOUT_SLACK_S for f in functions)
+    # the job runner enforces ARQ_JOB_TIMEOUT itself (tests/unit/test_job_runner.py): arq's is off
+    assert TASK_ENFORCES_TIMEOUT == 0
+    assert all(f.max_tries == ARQ_TRY_CEILING and f.timeout_s == TASK_ENFORCES_TIMEOUT for f in functions)
 
 
 def test_api_and_worker_never_import_each_other() -> None:

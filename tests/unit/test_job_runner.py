@@ -94,8 +94,8 @@ async def test_a_cancellation_before_the_deadline_is_an_interruption(repo: SQLit
 
 
 async def test_a_run_that_ignores_its_timeout_is_still_a_timeout(repo: SQLiteRepository) -> None:
-    """A body that swallows the deadline's cancellation and is ended by arq's later net records a
-    failed try (category timeout), not an interruption: it would otherwise overrun forever."""
+    """A body that swallows the deadline's cancellation and is then cancelled again (a shutdown)
+    records a failed try (category timeout), not an interruption: it would otherwise overrun forever."""
 
     async def stubborn(run: RunInfo) -> dict[str, Any]:
         try:
@@ -105,7 +105,7 @@ async def test_a_run_that_ignores_its_timeout_is_still_a_timeout(repo: SQLiteRep
         return {}
 
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.3):  # arq's net, later than the runner's deadline
+        async with asyncio.timeout(0.3):  # the second cancellation, after the runner's deadline
             await runner(repo, timeout_s=0.05).run(ENVELOPE, stubborn)
     record = await repo.get_job(JOB)
     assert record is not None
