@@ -5,6 +5,8 @@ retire-version V    fence version V (run after V's workers drained): its workers
 versions            list the allowed versions
 workers             the live workers: id, host, version, state, jobs
 job ID              one job's ledger record
+retime-naive        one-off: correct appointment times stored as UTC before APP_TIMEZONE (dry run
+                    unless --apply)
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from src.application.services.doctor import Doctor, DoctorConfig
 from src.application.services.queue_admin import QueueAdmin
+from src.application.services.retime import retime_naive_times
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
 from src.errors import AppError
@@ -215,6 +219,31 @@ async def doctor(settings: Settings, args: argparse.Namespace) -> int:
     return await with_admin(settings, act)
 
 
+async def retime_naive(settings: Settings, args: argparse.Namespace) -> int:
+    """The one-off correction of times stored by the JSON path before APP_TIMEZONE (see
+    src/application/services/retime.py): a dry run unless `--apply`."""
+    cutoff = datetime.fromisoformat(args.created_before)
+    if cutoff.tzinfo is None:
+        print("--created-before needs an offset (e.g. 2026-12-06T12:00:00Z)", file=sys.stderr)
+        return 2
+    repository = build_repository(settings)
+    await repository.init()
+    try:
+        report = await retime_naive_times(
+            repository, zone=settings.timezone, created_before=cutoff, apply=args.apply
+        )
+    finally:
+        await repository.close()
+    verb = "moved" if args.apply else "would move"
+    count = report.moved if args.apply else report.to_move
+    print(f"{verb} {count} of {report.examined} appointment(s) created one by one before "
+          f"{cutoff.isoformat()} from their UTC wall time to {settings.app_timezone}"
+          f"{'' if args.apply else ' (a dry run: --apply writes)'}")  # fmt: skip
+    for appointment_id, stored, corrected in report.samples:
+        print(f"  {appointment_id}: {stored.isoformat()} -> {corrected.isoformat()}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m src.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,6 +265,13 @@ def parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("cleanup")
     clean.add_argument("--older-than", type=float, default=None, help="seconds (default: ARQ_KEEP_RESULT)")
     clean.set_defaults(handler=cleanup)
+    retime = sub.add_parser(
+        "retime-naive",
+        help="one-off: correct times that POST /api/v1/appointments stored as UTC before APP_TIMEZONE",
+    )
+    retime.add_argument("--created-before", required=True, help="the upgrade's time, with an offset")
+    retime.add_argument("--apply", action="store_true", help="write (default: a dry run that reports)")
+    retime.set_defaults(handler=retime_naive)
     return p
 
 

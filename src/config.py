@@ -17,9 +17,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from src.domain.appointments import FieldLimits
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "<sua_chave_api>"})
 
@@ -125,6 +128,25 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_import_rows: int = Field(default=100_000, ge=1)
 
+    # input rules (docs/security.md)
+    app_timezone: str = "America/Sao_Paulo"  # the zone of every input time written without an offset
+    max_paciente_chars: int = Field(default=200, ge=1)
+    max_documento_chars: int = Field(default=32, ge=1)
+    max_endereco_chars: int = Field(default=500, ge=1)
+    max_telefone_chars: int = Field(default=40, ge=1)
+    max_email_chars: int = Field(default=254, ge=1)
+
+    @field_validator("app_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(
+                f"APP_TIMEZONE {value!r} is not an IANA time zone name (e.g. America/Sao_Paulo)"
+            ) from None
+        return value
+
     @field_validator("openai_base_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -207,6 +229,20 @@ class Settings(BaseSettings):
             name, role, token = (part.strip() for part in raw.split(":", 2))
             entries.append((name, role, token))
         return entries
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.app_timezone)
+
+    @property
+    def field_limits(self) -> FieldLimits:
+        return FieldLimits(
+            paciente=self.max_paciente_chars,
+            documento=self.max_documento_chars,
+            endereco=self.max_endereco_chars,
+            telefone=self.max_telefone_chars,
+            email=self.max_email_chars,
+        )
 
     @property
     def is_production(self) -> bool:

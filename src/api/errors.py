@@ -19,9 +19,11 @@ async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     if exc.status_code >= 500:
         log.warning("request failed", error=exc.message, category=exc.category.value)
+    retry_after = exc.details.get("retry_after_s")
     return JSONResponse(
         {"detail": exc.message, "category": exc.category.value, **_safe_details(exc)},
         status_code=exc.status_code,
+        headers={"Retry-After": str(retry_after)} if isinstance(retry_after, int) else None,
     )
 
 

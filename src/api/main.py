@@ -69,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             producer_version=settings.app_version,
             chunk_size=settings.batch_chunk_size,
             max_import_rows=settings.max_import_rows,
+            timezone=settings.timezone,
+            limits=settings.field_limits,
         )
         registry = DeploymentRegistry(pool)
         publisher = asyncio.create_task(keep_deployment_published(registry, settings, repository.identity()))

@@ -36,12 +36,13 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimitMiddleware:
-    """413 when `Content-Length` or the streamed body exceeds the limit, before the body is buffered."""
+    """413 when `Content-Length` or the streamed body exceeds the limit, before the body is buffered.
+
+    A body sent without a length (chunked) is counted as it streams; past the limit the app is told
+    the client went away (it abandons the request: a truncated body is never taken for a whole
+    one) and, whatever it answers, the client gets the 413: a body over its limit is 413 however
+    it is sent."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -56,28 +57,34 @@ class BodySizeLimitMiddleware:
             await self._reject(send)
             return
         received = 0
-        response_started = False
+        too_large = False
+        replaced = started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    # As if the client had gone: the app abandons the request (a truncated body must
+                    # never be taken for a whole one), and its answer is replaced by the 413.
+                    too_large = True
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
+        async def limited_send(message: Message) -> None:
+            nonlocal replaced, started
+            if too_large and not started:
+                if message["type"] == "http.response.start" and not replaced:
+                    replaced = True
+                    await self._reject(send)
+                return  # the app's answer to a truncated body is not the client's
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not response_started:
-                await self._reject(send)
+        await self.app(scope, limited_receive, limited_send)
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(

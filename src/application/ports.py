@@ -60,6 +60,14 @@ class Repository(Protocol):
         """Write results of one run of `job_id`; skip appointments a newer attempt of the same job
         already wrote. Return how many were written."""
 
+    async def single_appointments_to_retime(self, *, after_id: str | None, limit: int) -> list[Appointment]:
+        """Appointments created one by one (no batch) and not yet retimed, in id order, after
+        `after_id`, at most `limit`: the one-off time correction's pages (`retime-naive`)."""
+
+    async def retime_appointments(self, times: Sequence[tuple[str, datetime]]) -> int:
+        """Set `data_hora` of each (id, time) not yet retimed and mark it retimed, so that no run of
+        the correction moves it twice; return how many changed."""
+
     async def insert_batch(self, batch: Batch) -> bool:
         """Insert the batch if its id is new; True when inserted."""
 
@@ -197,8 +205,9 @@ class WorkerDirectory(Protocol):
 class IdempotencyStore(Protocol):
     """Shared across API processes: the first `reserve` of a scope wins; the others see its answer."""
 
-    async def reserve(self, scope: str) -> str | None:
-        """None when the caller now owns the scope; else the stored value (`pending` or an answer)."""
+    async def reserve(self, scope: str, pending: str) -> str | None:
+        """None when the caller now owns the scope (`pending` is stored under it); else the stored
+        value (another caller's `pending`, or the answer it completed)."""
 
     async def complete(self, scope: str, answer: str) -> None: ...
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -28,6 +29,46 @@ class Provenance(BaseModel):
     started_at: datetime
     finished_at: datetime
     duration_ms: int
+
+
+def local_moment(value: datetime, zone: tzinfo) -> datetime:
+    """The one time rule of every input path (JSON, spreadsheet): a time without a zone is a wall
+    clock time in `APP_TIMEZONE` (`zone`); a time with an offset is kept as given."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+
+
+def retimed_as_local(stored: datetime, zone: tzinfo) -> datetime:
+    """A time that was stored by taking a zone-less input as UTC, as it should have been taken: the
+    same wall clock time in `zone` (the one-off correction of `python -m src.cli retime-naive`)."""
+    return stored.astimezone(UTC).replace(tzinfo=zone)
+
+
+def lone_surrogate_at(text: str) -> int | None:
+    """The index of the first unpaired UTF-16 surrogate (`"\\ud800"` in JSON), which is not text and
+    cannot be stored; None when there is none."""
+    for index, char in enumerate(text):
+        if "\ud800" <= char <= "\udfff":
+            return index
+    return None
+
+
+@dataclass(frozen=True)
+class FieldLimits:
+    """The longest text accepted per appointment field, in characters (MAX_*_CHARS settings)."""
+
+    paciente: int = 200
+    documento: int = 32
+    endereco: int = 500
+    telefone: int = 40
+    email: int = 254
+
+    def first_exceeded(self, values: dict[str, str | None]) -> tuple[str, int, int] | None:
+        """(field, limit, length) of the first field longer than its limit, or None."""
+        for name, value in values.items():
+            limit = getattr(self, name, None)
+            if limit is not None and value is not None and len(value) > limit:
+                return name, limit, len(value)
+        return None
 
 
 def new_appointment_id() -> str:

@@ -23,12 +23,13 @@ class RedisIdempotencyStore:
         self._pool = pool
         self._ttl_s = ttl_s
 
-    async def reserve(self, scope: str) -> str | None:
-        """None when this caller now owns the key; otherwise what is stored (`pending` or an answer)."""
-        if await self._pool.set(_key(scope), PENDING, nx=True, ex=self._ttl_s):
+    async def reserve(self, scope: str, pending: str = PENDING) -> str | None:
+        """None when this caller now owns the key (`pending` stored under it); otherwise what is
+        stored (another caller's pending value, or an answer)."""
+        if await self._pool.set(_key(scope), pending, nx=True, ex=self._ttl_s):
             return None
         stored = await self._pool.get(_key(scope))
-        return PENDING if stored is None else stored.decode()
+        return pending if stored is None else stored.decode()
 
     async def complete(self, scope: str, answer: str) -> None:
         await self._pool.set(_key(scope), answer, ex=self._ttl_s)

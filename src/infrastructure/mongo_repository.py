@@ -168,6 +168,24 @@ class MongoRepository:
             written = await self._appointments.bulk_write(ops, ordered=False)
         return written.matched_count
 
+    async def single_appointments_to_retime(self, *, after_id: str | None, limit: int) -> list[Appointment]:
+        query: Document = {"batch_id": None, "retimed": {"$exists": False}, "_id": {"$gt": after_id or ""}}
+        with _unavailable_on_connection_errors():
+            docs = await self._appointments.find(query).sort([("_id", ASCENDING)]).limit(limit).to_list()
+        return [codec.appointment_from_doc(doc) for doc in docs]
+
+    async def retime_appointments(self, times: Sequence[tuple[str, datetime]]) -> int:
+        if not times:
+            return 0
+        ops = [
+            UpdateOne({"_id": appointment_id, "retimed": {"$exists": False}},
+                      {"$set": {"data_hora": at, "retimed": True}})
+            for appointment_id, at in times
+        ]  # fmt: skip
+        with _unavailable_on_connection_errors():
+            written = await self._appointments.bulk_write(ops, ordered=False)
+        return int(written.modified_count)
+
     async def insert_batch(self, batch: Batch) -> bool:
         """Insert the batch if its id is new; True when inserted."""
         doc = batch.model_dump(exclude={"id"})

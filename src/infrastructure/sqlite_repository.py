@@ -204,6 +204,21 @@ class SQLiteRepository:
 
         return await self._run(save, inline=len(results) <= INLINE_MAX_ROWS)
 
+    async def single_appointments_to_retime(self, *, after_id: str | None, limit: int) -> list[Appointment]:
+        sql = f"""SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments
+            WHERE batch_id IS NULL AND json_extract(body, '$.retimed') IS NULL AND id > ?
+            ORDER BY id LIMIT ?"""
+        rows = await self._run(lambda conn: conn.execute(sql, (after_id or "", limit)).fetchall())
+        return [codec.appointment_from_row(row) for row in rows]
+
+    async def retime_appointments(self, times: Sequence[tuple[str, datetime]]) -> int:
+        sql = """UPDATE appointments SET body = json_set(body, '$.data_hora', ?, '$.retimed', 1)
+            WHERE id = ? AND json_extract(body, '$.retimed') IS NULL"""
+        rows: list[tuple[object, ...]] = [
+            (codec.json_time(at), appointment_id) for appointment_id, at in times
+        ]
+        return await self._run(lambda conn: _write_many(conn, sql, rows))
+
     async def insert_batch(self, batch: Batch) -> bool:
         """Insert the batch if its id is new; True when inserted."""
         args = (batch.id, codec.with_utc(batch, "created_at").model_dump_json())

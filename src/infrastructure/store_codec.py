@@ -52,6 +52,11 @@ def iso_utc(value: datetime | None) -> str | None:
     return None if value is None else to_utc(value).isoformat(timespec="microseconds")
 
 
+def json_time(value: datetime) -> str:
+    """A time as the models' JSON holds it (UTC, `Z`), for in-place edits of a JSON column."""
+    return to_utc(value).isoformat().replace("+00:00", "Z")
+
+
 def with_utc(model: ModelT, *names: str) -> ModelT:
     """`model` with the named datetime fields in UTC (naive ones taken as UTC, as BSON does);
     `model` itself when they already are, which is the common and cheap case."""

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from src.application.ports import Repository
 from src.domain.jobs import ErrorCategory, JobEnvelope, JobName, JobOutcome, JobProgress, JobStatus, QueueName
 from src.domain.workers import WorkerRegistration
-from tests.contract.conftest import T0, make_job
+from tests.contract.conftest import T0, make_appointment, make_job
 from tests.contract.test_repository_contract import claim_by, outcome
 
 JOB = "normalize:appt-1:1"
@@ -216,3 +216,21 @@ async def test_interrupted_and_transient_outcomes_keep_the_job_claimable(repo: R
     record = await repo.get_job(JOB)
     assert record is not None and (record.error_category, record.app_failures) == (ErrorCategory.TIMEOUT, 1)
     assert await repo.claim_job(JOB, claim_by("worker-b")) == 2
+
+
+async def test_single_appointments_are_retimed_once(repo: Repository) -> None:
+    """The one-off time correction lists appointments created one by one (never a batch's), in id
+    order, and moves each once: a second pass finds and changes nothing."""
+    singles = [make_appointment(n, batch_id=None, id=f"single-{n}") for n in (2, 1, 3)]
+    await repo.insert_appointments([*singles, make_appointment(9)])  # appt-9 belongs to batch-1
+    page = await repo.single_appointments_to_retime(after_id=None, limit=2)
+    assert [a.id for a in page] == ["single-1", "single-2"]
+    rest = await repo.single_appointments_to_retime(after_id="single-2", limit=10)
+    assert [a.id for a in rest] == ["single-3"]
+    moved_to = T0 + timedelta(hours=3)
+    assert await repo.retime_appointments([("single-1", moved_to), ("single-3", moved_to)]) == 2
+    assert await repo.retime_appointments([("single-1", T0)]) == 0  # already moved: never twice
+    moved = await repo.get_appointment("single-1")
+    assert moved is not None and moved.data_hora == moved_to
+    assert [a.id for a in await repo.single_appointments_to_retime(after_id=None, limit=10)] == ["single-2"]
+    assert await repo.retime_appointments([]) == 0

@@ -115,3 +115,56 @@ async def test_queue_commands_tell_the_story_of_a_job(
     assert workers.returncode == 0 and workers.stdout.startswith("WORKER")
     cleaned = await asyncio.to_thread(cli_for, settings, "cleanup", "--older-than", "0")
     assert cleaned.returncode == 0 and "deleted 2 ledger records" in cleaned.stdout
+
+
+def test_retime_naive_moves_old_single_appointments_once(redis_server: RedisServer, tmp_path: Path) -> None:
+    """The documented one-off correction: a dry run reports, --apply moves an appointment created
+    one by one before the cut-off from 14:30 UTC to 14:30 in APP_TIMEZONE, once; later ones and
+    imported ones stay as they are."""
+    from datetime import UTC, datetime
+
+    from src.domain.appointments import Appointment
+    from src.infrastructure.sqlite_repository import SQLiteRepository
+
+    def appointment(appointment_id: str, created: datetime, batch_id: str | None = None) -> Appointment:
+        return Appointment(id=appointment_id, batch_id=batch_id, paciente="P", documento="52998224725",
+                           endereco="Rua A 1", data_hora=datetime(2026, 12, 10, 14, 30, tzinfo=UTC),
+                           created_at=created)  # fmt: skip
+
+    async def seed() -> None:
+        repo = SQLiteRepository(str(tmp_path / "cli.sqlite3"))
+        await repo.init()
+        await repo.insert_appointments([
+            appointment("old", datetime(2026, 12, 1, tzinfo=UTC)),
+            appointment("new", datetime(2026, 12, 8, tzinfo=UTC)),
+            appointment("imported", datetime(2026, 12, 1, tzinfo=UTC), batch_id="b1"),
+        ])  # fmt: skip
+        await repo.close()
+
+    async def stored() -> dict[str, datetime]:
+        repo = SQLiteRepository(str(tmp_path / "cli.sqlite3"))
+        await repo.init()
+        try:
+            found = {i: await repo.get_appointment(i) for i in ("old", "new", "imported")}
+            return {i: a.data_hora.astimezone(UTC) for i, a in found.items() if a is not None}
+        finally:
+            await repo.close()
+
+    asyncio.run(seed())
+    dry = cli(redis_server, tmp_path, "retime-naive", "--created-before", "2026-12-06T00:00:00Z")
+    assert dry.returncode == 0 and "would move 1 of 2" in dry.stdout, dry.stdout + dry.stderr
+    assert "old: 2026-12-10T14:30:00+00:00 -> 2026-12-10T14:30:00-03:00" in dry.stdout
+    assert asyncio.run(stored())["old"] == datetime(2026, 12, 10, 14, 30, tzinfo=UTC)
+    applied = cli(
+        redis_server, tmp_path, "retime-naive", "--created-before", "2026-12-06T00:00:00Z", "--apply"
+    )
+    assert applied.returncode == 0 and "moved 1 of 2" in applied.stdout, applied.stdout
+    again = cli(redis_server, tmp_path, "retime-naive", "--created-before", "2026-12-06T00:00:00Z", "--apply")
+    assert "moved 0 of 1" in again.stdout, again.stdout
+    assert asyncio.run(stored()) == {
+        "old": datetime(2026, 12, 10, 17, 30, tzinfo=UTC),
+        "new": datetime(2026, 12, 10, 14, 30, tzinfo=UTC),
+        "imported": datetime(2026, 12, 10, 14, 30, tzinfo=UTC),
+    }
+    naive = cli(redis_server, tmp_path, "retime-naive", "--created-before", "2026-12-06T00:00:00")
+    assert naive.returncode == 2 and "needs an offset" in naive.stderr

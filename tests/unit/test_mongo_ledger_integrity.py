@@ -154,3 +154,19 @@ async def test_workers_are_upserted_and_looked_up_by_id(db: FakeDatabase, repo: 
     assert lookup.args == ({"_id": {"$in": ["h:1:abc", "stranger"]}}, {"_id": 1})
     assert await repo.known_workers([]) == set()
     assert isinstance(db["workers"].cursors[-1], FakeCursor)
+
+
+async def test_retime_pages_single_appointments_and_moves_each_once(
+    db: FakeDatabase, repo: MongoRepository
+) -> None:
+    """Singles not yet retimed, by id after the last page; each update requires "not retimed yet"."""
+    await repo.single_appointments_to_retime(after_id="a-2", limit=500)
+    find = db["appointments"].only_call
+    assert find.args[0] == {"batch_id": None, "retimed": {"$exists": False}, "_id": {"$gt": "a-2"}}
+    assert db["appointments"].cursors[-1].limited_to == 500
+
+    db["appointments"].reply(bulk_result(nMatched=1, nModified=1))
+    assert await repo.retime_appointments([("a-1", T0)]) == 1
+    (op,) = db["appointments"].calls[-1].args[0]
+    assert op._filter == {"_id": "a-1", "retimed": {"$exists": False}}
+    assert op._doc == {"$set": {"data_hora": T0, "retimed": True}}

@@ -8,30 +8,52 @@ chunk jobs of `chunk_size` rows, each resumable from its checkpoint.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import structlog
-from pydantic import BaseModel, EmailStr
+from pydantic import BaseModel, EmailStr, Field, field_validator
 
 from src.application.ports import IdempotencyStore, Repository
+from src.application.services import idempotent
 from src.application.services.spreadsheet_parser import ParsedSheet, RowError, parse_spreadsheet
 from src.application.services.task_service import EnqueueResult, TaskService
-from src.domain.appointments import Appointment, Batch, BatchCounts, new_appointment_id
+from src.domain.appointments import (
+    Appointment,
+    Batch,
+    BatchCounts,
+    FieldLimits,
+    local_moment,
+    lone_surrogate_at,
+    new_appointment_id,
+)
 from src.domain.jobs import JobEnvelope, JobName
-from src.errors import Conflict, NotFound
+from src.errors import InvalidInput, NotFound
 
 log = structlog.get_logger(__name__)
 
 
 class NewAppointment(BaseModel):
-    paciente: str
-    documento: str
-    endereco: str
-    data_hora: datetime
-    telefone: str | None = None
-    email: EmailStr | None = None
+    """A new appointment as the API receives it. `data_hora` without an offset is a wall clock time
+    in `APP_TIMEZONE`; text fields are checked against the MAX_*_CHARS limits by the service."""
+
+    paciente: str = Field(description="at most MAX_PACIENTE_CHARS characters (200 by default)")
+    documento: str = Field(description="CPF or CNPJ; at most MAX_DOCUMENTO_CHARS characters (32)")
+    endereco: str = Field(description="at most MAX_ENDERECO_CHARS characters (500)")
+    data_hora: datetime = Field(
+        description="ISO 8601; without an offset it is a wall clock time in APP_TIMEZONE (America/Sao_Paulo)"
+    )
+    telefone: str | None = Field(default=None, description="at most MAX_TELEFONE_CHARS characters (40)")
+    email: EmailStr | None = Field(default=None, description="at most MAX_EMAIL_CHARS characters (254)")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_only(cls, value: object) -> object:
+        """JSON may carry an unpaired surrogate (`"\\ud800"`), which Python decodes but no store can
+        encode: refused here, naming the field, instead of failing as the row is written."""
+        if isinstance(value, str) and (at := lone_surrogate_at(value)) is not None:
+            raise ValueError(f"contains an unpaired UTF-16 surrogate at character {at}, which is not text")
+        return value
 
 
 class CreatedAppointment(BaseModel):
@@ -77,20 +99,39 @@ class AppointmentService:
         producer_version: str,
         chunk_size: int,
         max_import_rows: int,
+        timezone: tzinfo,
+        limits: FieldLimits | None = None,
     ) -> None:
         self._repository = repository
         self._tasks = tasks
         self._version = producer_version
         self._chunk_size = chunk_size
         self._max_rows = max_import_rows
+        self._zone = timezone
+        self._limits = limits or FieldLimits()
+
+    @property
+    def timezone(self) -> tzinfo:
+        """`APP_TIMEZONE`: zone-less input times are in it, and answers give times in it."""
+        return self._zone
 
     async def create(self, data: NewAppointment, *, request_id: str | None) -> CreatedAppointment:
+        fields = {"paciente": data.paciente, "documento": data.documento, "endereco": data.endereco,
+                  "telefone": data.telefone, "email": data.email}  # fmt: skip
+        exceeded = self._limits.first_exceeded(fields)
+        if exceeded is not None:
+            name, limit, length = exceeded
+            raise InvalidInput(
+                f"{name} is {length} characters long, over its limit of {limit}",
+                field=name,
+                max_chars=limit,
+            )
         appointment = Appointment(
             id=new_appointment_id(),
             paciente=data.paciente,
             documento=data.documento,
             endereco=data.endereco,
-            data_hora=data.data_hora if data.data_hora.tzinfo else data.data_hora.replace(tzinfo=UTC),
+            data_hora=local_moment(data.data_hora, self._zone),
             telefone=data.telefone,
             email=data.email,
             created_at=datetime.now(UTC),
@@ -115,6 +156,26 @@ class AppointmentService:
         )
         return await self._tasks.enqueue(envelope)
 
+    async def create_once(
+        self,
+        data: NewAppointment,
+        *,
+        request_id: str | None,
+        idempotency: IdempotencyStore,
+        scope: str,
+        wait_s: float = 10.0,
+    ) -> CreatedAppointment:
+        """`create` at most once per idempotency scope: every request with the key gets the first
+        one's answer (see `idempotent.once` for a different payload, and one still running)."""
+
+        async def work() -> str:
+            return (await self.create(data, request_id=request_id)).model_dump_json()
+
+        answer = await idempotent.once(
+            idempotency, scope, data.model_dump_json().encode(), work, wait_s=wait_s
+        )
+        return CreatedAppointment.model_validate_json(answer)
+
     async def import_once(
         self,
         content: bytes,
@@ -123,27 +184,16 @@ class AppointmentService:
         request_id: str | None,
         idempotency: IdempotencyStore,
         scope: str,
-        wait_s: float = 15.0,
+        wait_s: float = 0.0,
     ) -> ImportReport:
-        """Import at most once per idempotency scope: concurrent or repeated submissions with the same
-        key get the first one's report (same batch); Conflict if it is still running after `wait_s`."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            stored = await idempotency.reserve(scope)
-            if stored is None:
-                break
-            if stored != "pending":
-                return ImportReport.model_validate_json(stored)
-            if time.monotonic() > deadline:
-                raise Conflict("an import with this Idempotency-Key is still being processed; retry shortly")
-            await asyncio.sleep(0.1)
-        try:
-            report = await self.import_spreadsheet(content, filename, request_id=request_id)
-        except BaseException:
-            await idempotency.release(scope)  # a failed import may be retried with the same key
-            raise
-        await idempotency.complete(scope, report.model_dump_json())
-        return report
+        """Import at most once per idempotency scope: a repeat with the same file gets the first
+        one's report (same batch); with another file, 422; while the first still runs, 409."""
+
+        async def work() -> str:
+            return (await self.import_spreadsheet(content, filename, request_id=request_id)).model_dump_json()
+
+        answer = await idempotent.once(idempotency, scope, content, work, wait_s=wait_s)
+        return ImportReport.model_validate_json(answer)
 
     async def import_spreadsheet(
         self, content: bytes, filename: str, *, request_id: str | None
@@ -200,7 +250,9 @@ class AppointmentService:
     def _read_rows(
         self, content: bytes, filename: str, batch_id: str, now: datetime
     ) -> tuple[ParsedSheet, list[Appointment]]:
-        sheet = parse_spreadsheet(content, filename, max_rows=self._max_rows)
+        sheet = parse_spreadsheet(
+            content, filename, max_rows=self._max_rows, timezone=self._zone, limits=self._limits
+        )
         appointments = [
             Appointment(
                 id=f"{batch_id}-{seq:06d}",

@@ -70,10 +70,13 @@ class NormalizationService:
         appointment = await self._repository.get_appointment(appointment_id)
         if appointment is None:
             raise NotFound(f"appointment {appointment_id} no longer exists")
-        if _written_by(appointment, run):
+        if _written_by(appointment, run):  # an earlier run wrote it and died before its outcome
+            if not await still_current(JobProgress(done=1, total=1)):
+                raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded")
             return {"normalized": 0, "already_done": 1}
         result = await self._normalize(appointment, run)
-        await self._write([result], run, still_current, JobProgress(done=0, total=1))
+        # The run's one write: checked, then written, with the progress it leaves behind (1 of 1).
+        await self._write([result], run, still_current, JobProgress(done=1, total=1))
         return _summary([result])
 
     async def normalize_batch_range(

@@ -19,7 +19,7 @@ import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import PurePath
 from typing import Any
 from xml.etree import ElementTree
@@ -30,9 +30,10 @@ from zoneinfo import ZoneInfo
 from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
 from openpyxl.utils.datetime import CALENDAR_MAC_1904, CALENDAR_WINDOWS_1900, from_excel
 
+from src.domain.appointments import FieldLimits, local_moment
 from src.errors import InvalidInput, PayloadTooLarge
 
-SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")  # APP_TIMEZONE's default
 REQUIRED_COLUMNS: tuple[str, ...] = ("paciente", "documento", "endereco", "data_hora")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("telefone", "email")
 COLUMN_ALIASES: dict[str, str] = {"e_mail": "email"}
@@ -97,8 +98,18 @@ class ParsedSheet:
         return len({error.row for error in self.errors})
 
 
-def parse_spreadsheet(content: bytes, filename: str, *, max_rows: int) -> ParsedSheet:
-    """Parse an `.xlsx` or `.csv` upload; raise `InvalidInput` or `PayloadTooLarge` for the file."""
+def parse_spreadsheet(
+    content: bytes,
+    filename: str,
+    *,
+    max_rows: int,
+    timezone: tzinfo = SAO_PAULO,
+    limits: FieldLimits | None = None,
+) -> ParsedSheet:
+    """Parse an `.xlsx` or `.csv` upload; raise `InvalidInput` or `PayloadTooLarge` for the file.
+    Times without a zone are in `timezone` (APP_TIMEZONE); a row with a field over its limit is
+    rejected, naming the field."""
+    rules = _RowRules(timezone, limits or FieldLimits())
     if not content:
         raise InvalidInput("the file is empty")
     suffix = PurePath(filename).suffix.lower()
@@ -108,13 +119,19 @@ def parse_spreadsheet(content: bytes, filename: str, *, max_rows: int) -> Parsed
         if content.startswith(magic):
             raise InvalidInput(f"the file is {what}, not an .xlsx or .csv spreadsheet")
     if content.startswith(_ZIP_MAGIC):
-        return _collect(_xlsx_records(content), max_rows=max_rows)
+        return _collect(_xlsx_records(content), max_rows=max_rows, rules=rules)
     if suffix in _XLSX_SUFFIXES:
         raise InvalidInput("the file is named .xlsx but is not an xlsx workbook")
-    return _collect(_csv_records(content), max_rows=max_rows)
+    return _collect(_csv_records(content), max_rows=max_rows, rules=rules)
 
 
-def _collect(records: Iterator[tuple[int, Sequence[Any]]], *, max_rows: int) -> ParsedSheet:
+@dataclass(frozen=True)
+class _RowRules:
+    timezone: tzinfo
+    limits: FieldLimits
+
+
+def _collect(records: Iterator[tuple[int, Sequence[Any]]], *, max_rows: int, rules: _RowRules) -> ParsedSheet:
     columns = _read_header(records)
     paciente, documento, endereco, data_hora = (columns[name] for name in REQUIRED_COLUMNS)
     telefone, email = columns.get("telefone"), columns.get("email")
@@ -128,12 +145,19 @@ def _collect(records: Iterator[tuple[int, Sequence[Any]]], *, max_rows: int) -> 
             raise PayloadTooLarge(f"the spreadsheet has more than {max_rows} data rows", max_rows=max_rows)
         width = len(record)
         texts = [_text(record[i]) if i < width else "" for i in (paciente, documento, endereco)]
-        moment = _parse_datetime(record[data_hora]) if data_hora < width else None
+        moment = _parse_datetime(record[data_hora], rules.timezone) if data_hora < width else None
         problems = [
             RowError(number, name, f"{name}: required value is empty")
             for name, text in zip(REQUIRED_COLUMNS[:3], texts, strict=True)
             if not text
         ]
+        optional = {"telefone": _optional(record, telefone), "email": _optional(record, email)}
+        exceeded = rules.limits.first_exceeded(
+            {**dict(zip(REQUIRED_COLUMNS[:3], texts, strict=True)), **optional}
+        )
+        if exceeded is not None:
+            name, limit, length = exceeded
+            problems.append(RowError(number, name, f"{name}: {length} characters, over its limit of {limit}"))
         if moment is None:
             empty = data_hora >= width or not _text(record[data_hora])
             reason = "required value is empty" if empty else _NOT_A_DATE
@@ -149,8 +173,8 @@ def _collect(records: Iterator[tuple[int, Sequence[Any]]], *, max_rows: int) -> 
                 documento=texts[1],
                 endereco=texts[2],
                 data_hora=moment,
-                telefone=_optional(record, telefone),
-                email=_optional(record, email),
+                telefone=optional["telefone"],
+                email=optional["email"],
             )
         )
     return sheet
@@ -206,7 +230,7 @@ def _optional(record: Sequence[Any], index: int | None) -> str | None:
     return _text(record[index]) or None
 
 
-def _parse_datetime(value: object) -> datetime | None:
+def _parse_datetime(value: object, zone: tzinfo) -> datetime | None:
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
@@ -226,7 +250,7 @@ def _parse_datetime(value: object) -> datetime | None:
             return None
     else:
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=SAO_PAULO)
+    return local_moment(moment, zone)
 
 
 def _xlsx_records(content: bytes) -> Iterator[tuple[int, Sequence[Any]]]:
