@@ -65,9 +65,10 @@ async def publish_deployment(settings: Settings) -> str:
     pool = create_redis_pool(settings)
     try:
         registry = DeploymentRegistry(pool)
-        return await registry.announce(
+        fingerprint, _ = await registry.announce(
             settings.app_version, store=repository.identity(), redis_db=settings.redis_db
         )
+        return fingerprint
     finally:
         await pool.aclose(close_connection_pool=True)
         await repository.close()

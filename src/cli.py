@@ -22,12 +22,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from src.application.services.doctor import Doctor, DoctorConfig
+from src.application.services.health import HealthService, Level
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.retime import retime_naive_times
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
 from src.errors import AppError
 from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.health_config import health_config
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 
@@ -152,21 +154,15 @@ async def queue_info(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def queue_health(settings: Settings, args: argparse.Namespace) -> int:
+    """The health model, as `GET /api/v1/queue/health` answers it: exit 1 unless every check is ok."""
+
     async def act(admin: QueueAdmin, tasks: TaskService) -> int:
-        pool = await tasks.get_pool()
-        await pool.ping()
-        registry = DeploymentRegistry(pool)
-        workers = await registry.list_workers()
-        consuming = {w.queue for w in workers if w.state.healthy}
-        problems = 0
-        for q in await admin.info():
-            ok = q.length == 0 or q.key in consuming
-            problems += not ok
-            print(
-                f"{q.name:14} {'ok' if ok else 'NOBODY CONSUMING'} length={q.length} workers="
-                f"{sum(1 for w in workers if w.queue == q.key and w.state.healthy)}"
-            )
-        return 1 if problems else 0
+        registry = DeploymentRegistry(await tasks.get_pool())
+        health = await HealthService(admin.repository, tasks, registry, health_config(settings)).check()
+        for check in health.checks:
+            print(f"{check.level.value:9} {check.name:13} {check.message}")
+        print(f"status: {health.status.value}")
+        return 0 if health.status is Level.OK else 1
 
     return await with_admin(settings, act)
 
@@ -205,7 +201,9 @@ async def cleanup(settings: Settings, args: argparse.Namespace) -> int:
 async def doctor(settings: Settings, args: argparse.Namespace) -> int:
     async def act(admin: QueueAdmin, tasks: TaskService) -> int:
         config = DoctorConfig(
-            heartbeat_interval_s=settings.worker_heartbeat_interval, lease_s=settings.job_lease_seconds
+            heartbeat_interval_s=settings.worker_heartbeat_interval,
+            lease_s=settings.job_lease_seconds,
+            llm_degraded_share=settings.llm_degraded_fallback_share,
         )
         findings = await Doctor(
             admin.repository, tasks, DeploymentRegistry(await tasks.get_pool()), config

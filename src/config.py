@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     openai_max_retries: int = Field(default=2, ge=0)
     openai_http_transport: HttpTransport = "aiohttp"
     llm_concurrency_hard_cap: int = Field(default=32, ge=1)
+    llm_degraded_fallback_share: float = Field(default=0.5, ge=0, le=1)
 
     # worker
     arq_max_jobs: int = Field(default=40, ge=1)

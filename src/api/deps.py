@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from src.api.auth import Caller, RateLimiter, Role, TokenBook
 from src.application.ports import IdempotencyStore, Repository
 from src.application.services.appointment_service import AppointmentService
+from src.application.services.health import HealthService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings
@@ -50,6 +51,11 @@ def get_registry(request: Request) -> DeploymentRegistry:
     return registry
 
 
+def get_health(request: Request) -> HealthService:
+    health: HealthService = request.app.state.health
+    return health
+
+
 def get_idempotency(request: Request) -> IdempotencyStore:
     store: IdempotencyStore = request.app.state.idempotency
     return store
@@ -68,6 +74,7 @@ RequestIdDep = Annotated[str | None, Depends(get_request_id)]
 QueueAdminDep = Annotated[QueueAdmin, Depends(get_queue_admin)]
 RegistryDep = Annotated[DeploymentRegistry, Depends(get_registry)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency)]
+HealthDep = Annotated[HealthService, Depends(get_health)]
 
 
 def get_token_book(request: Request) -> TokenBook:

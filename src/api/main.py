@@ -8,19 +8,23 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from redis.exceptions import RedisError
 
 from src.api.auth import RateLimiter, TokenBook
 from src.api.errors import install_error_handlers
 from src.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from src.api.routes import appointments, batches, dashboard, health, metrics, queue, workers
 from src.application.services.appointment_service import AppointmentService
+from src.application.services.health import HealthService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
 from src.infrastructure.completion_feed import RedisCompletionFeed
 from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.health_config import health_config
 from src.infrastructure.idempotency import RedisIdempotencyStore
 from src.infrastructure.redis_pool import create_redis_pool
+from src.infrastructure.redis_problems import RedisProblemLog
 from src.infrastructure.repository_factory import build_repository
 from src.logging import configure_logging
 
@@ -30,17 +34,27 @@ log = structlog.get_logger(__name__)
 async def keep_deployment_published(registry: DeploymentRegistry, settings: Settings, store: str) -> None:
     """Allow this API's own version (never retiring others) and publish its data fingerprint, again
     every heartbeat interval so both come back by themselves after Redis restarts empty."""
-    announced = False
+    announced: bool | None = None  # whether its version is allowed, as last said
+    redis_problems = RedisProblemLog("API deployment beat")
     while True:
         try:
-            fingerprint = await registry.announce(
+            fingerprint, allowed = await registry.announce(
                 settings.app_version, store=store, redis_db=settings.redis_db
             )
-            if not announced:
-                log.info("deployment published", version=settings.app_version, fingerprint=fingerprint)
-                announced = True
-        except Exception as exc:  # noqa: BLE001 - Redis may be down; readiness reports it, retry later
-            log.warning("cannot publish version and fingerprint", error=type(exc).__name__)
+        except (RedisError, OSError) as exc:  # Redis down or full: said once; the health model shows it
+            redis_problems.failed(exc)
+        else:
+            redis_problems.succeeded()
+            if allowed != announced:
+                if allowed:
+                    log.info("deployment published", version=settings.app_version, fingerprint=fingerprint)
+                else:
+                    log.error(
+                        "this API's code version was retired: it does not allow it again, and workers of "
+                        "it claim nothing (`python -m src.cli allow-version` to undo)",
+                        version=settings.app_version,
+                    )
+                announced = allowed
         await asyncio.sleep(settings.worker_heartbeat_interval)
 
 
@@ -76,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         publisher = asyncio.create_task(keep_deployment_published(registry, settings, repository.identity()))
         app.state.registry = registry
         app.state.queue_admin = QueueAdmin(repository, tasks)
+        app.state.health = HealthService(repository, tasks, registry, health_config(settings))
         app.state.idempotency = RedisIdempotencyStore(pool)
         if app.state.token_book.open:
             log.warning("no API token is configured: the API is open (development only)")

@@ -1,7 +1,9 @@
 """Prometheus metrics for the whole fleet from one scrape of the API.
 
-Nothing is kept in this process: every scrape reads the queues, the ledger counts and the worker
-registry (each worker publishes its counters and histograms with its heartbeat) and renders them.
+Nothing is kept in this process: every scrape reads the queues, the ledger counts, the worker
+registry (each worker publishes its counters and histograms with its heartbeat) and the health
+model, and renders them. Task counters carry a `worker` label: a worker's series ends when it dies,
+which `rate()` reads as the end of a series, never as a counter reset of a fleet-wide sum.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from datetime import UTC, datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from src.application.services.alarms import ALARM_KINDS, Alarm
+from src.application.services.alarms import ALARM_KINDS
+from src.application.services.health import Health, Level
 from src.application.services.queue_admin import QueueInfo
-from src.domain.jobs import JobCount
+from src.domain.jobs import JobCount, QueueName
 from src.domain.workers import Histogram, WorkerRecord
 
 
@@ -34,11 +37,12 @@ class FleetSnapshot(Collector):
         queues: list[QueueInfo],
         counts: list[JobCount],
         workers: list[WorkerRecord],
-        alarms: list[Alarm] | None = None,
+        health: Health | None = None,
     ) -> None:
-        self.queues, self.counts, self.workers, self.alarms = queues, counts, workers, alarms or []
+        self.queues, self.counts, self.workers, self.health = queues, counts, workers, health
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._health()
         yield from self._queues()
         yield from self._ledger()
         yield from self._alarms()
@@ -71,6 +75,20 @@ class FleetSnapshot(Collector):
             )
         return [jobs]
 
+    def _health(self) -> Iterable[Metric]:
+        """Each check of the health model (1 ok, 0 not), and the overall status (0 ok, 1 degraded,
+        2 down): the alert rules read these, as /api/v1/queue/health and doctor do."""
+        if self.health is None:
+            return []
+        checks = GaugeMetricFamily(
+            "clinic_health", "Health model checks: 1 ok, 0 degraded or down", labels=["check"]
+        )
+        for check in self.health.checks:
+            checks.add_metric([check.name], 1.0 if check.level is Level.OK else 0.0)
+        status = GaugeMetricFamily("clinic_health_status", "Health model status: 0 ok, 1 degraded, 2 down")
+        status.add_metric([], float(list(Level).index(self.health.status)))
+        return [checks, status]
+
     def _alarms(self) -> Iterable[Metric]:
         """Jobs of each alarm kind in the last hour: every kind is always exported (0 when quiet), so
         an alert can compare against it without `absent()`."""
@@ -79,20 +97,33 @@ class FleetSnapshot(Collector):
             "Jobs taken by a consumer outside the fleet, quarantined, or failed by timeout in the last hour",
             labels=["kind"],
         )
-        found = {a.kind: a.count for a in self.alarms}
+        found = {a.kind: a.count for a in (self.health.alarms if self.health else [])}
         for kind in ALARM_KINDS:
             alarms.add_metric([kind.value], found.get(kind, 0))
         return [alarms]
 
     def _workers(self) -> Iterable[Metric]:
         live = GaugeMetricFamily(
-            "clinic_workers", "Live workers by version and state", labels=["version", "state"]
+            "clinic_workers", "Live workers by queue, version and state", labels=["queue", "version", "state"]
         )
-        grouped: dict[tuple[str, str], int] = {}
+        grouped: dict[tuple[str, str, str], int] = {(q.value, "", "ok"): 0 for q in QueueName}
         for w in self.workers:
-            grouped[(w.version, w.state.value)] = grouped.get((w.version, w.state.value), 0) + 1
-        for (version, state), n in sorted(grouped.items()):
-            live.add_metric([version, state], n)
+            key = (_queue(w.queue), w.version, w.state.value)
+            grouped[key] = grouped.get(key, 0) + 1
+        for (queue, version, state), n in sorted(grouped.items()):
+            if n or not version:  # every queue has an ok series, 0 when nobody consumes it
+                live.add_metric([queue, version, state], n)
+        lost = GaugeMetricFamily(
+            "clinic_workers_lost",
+            "Workers that stopped beating without a clean stop in the last 10 minutes",
+            labels=["queue"],
+        )
+        counted = {q.value: 0 for q in QueueName}
+        for gone in self.health.lost_workers if self.health else []:
+            queue = _queue(gone.queue or "unknown")
+            counted[queue] = counted.get(queue, 0) + 1
+        for queue, n in sorted(counted.items()):
+            lost.add_metric([queue], n)
         age = GaugeMetricFamily(
             "clinic_worker_heartbeat_age_seconds", "Seconds since a worker's beat", labels=["worker"]
         )
@@ -105,26 +136,26 @@ class FleetSnapshot(Collector):
             age.add_metric([w.worker_id], (now - w.last_beat_at).total_seconds())
             in_progress.add_metric([w.worker_id], len(w.current_jobs))
             rss.add_metric([w.worker_id], (w.rss_mb or 0) * 1_048_576)
-        return [live, age, in_progress, rss]
+        return [live, lost, age, in_progress, rss]
 
     def _tasks(self) -> Iterable[Metric]:
         done = CounterMetricFamily(
-            "clinic_task_runs", "Job runs by task and outcome (live workers, since their start)",
-            labels=["task", "outcome", "category"],
+            "clinic_task_runs", "Job runs by task, outcome and worker (since that worker started)",
+            labels=["task", "outcome", "category", "worker"],
         )  # fmt: skip
         duration = HistogramMetricFamily("clinic_task_duration_seconds", "Job run duration", labels=["task"])
-        totals: dict[tuple[str, str, str], int] = {}
         merged: dict[str, Histogram] = {}
         for w in self.workers:
-            for task, s in w.task_stats.items():
-                for key, n in (((task, "succeeded", ""), s.succeeded), ((task, "retried", ""), s.retried),
-                               ((task, "interrupted", ""), s.interrupted)):  # fmt: skip
-                    totals[key] = totals.get(key, 0) + n
-                for category, n in s.failed.items():
-                    totals[(task, "failed", category)] = totals.get((task, "failed", category), 0) + n
+            for task, s in sorted(w.task_stats.items()):
+                for outcome, n in (
+                    ("succeeded", s.succeeded),
+                    ("retried", s.retried),
+                    ("interrupted", s.interrupted),
+                ):
+                    done.add_metric([task, outcome, "", w.worker_id], n)
+                for category, n in sorted(s.failed.items()):
+                    done.add_metric([task, "failed", category, w.worker_id], n)
                 merged[task] = _merge(merged.get(task), s.duration_s)
-        for labels, n in sorted(totals.items()):
-            done.add_metric(list(labels), n)
         for task, h in sorted(merged.items()):
             duration.add_metric([task], _buckets(h), h.total)
         return [done, duration]
@@ -151,6 +182,11 @@ class FleetSnapshot(Collector):
         if merged is not None:
             latency.add_metric([], _buckets(merged), merged.total)
         return [calls, latency, in_flight]
+
+
+def _queue(key: str) -> str:
+    """`jobs:v1:normalization` → `normalization`: the queue label."""
+    return key.rpartition(":")[2]
 
 
 def _merge(a: Histogram | None, b: Histogram) -> Histogram:

@@ -7,7 +7,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from src.application.services.alarms import Alarm
 from src.application.services.task_service import JobView
 from src.domain.jobs import ErrorCategory, JobProgress, JobStatus
 from src.domain.workers import WorkerRecord
@@ -68,13 +67,6 @@ def job_response(view: JobView) -> JobStatusResponse:
         in_progress_in_queue=view.queue_state.in_progress,
         superseded_by=r.superseded_by,
     )
-
-
-class QueueHealthResponse(BaseModel):
-    status: str  # ok, or alarm when `alarms` is not empty
-    redis: str
-    queues: dict[str, int]
-    alarms: list[Alarm] = []  # intrusions, quarantines, timeouts of the last hour
 
 
 class WorkerView(BaseModel):

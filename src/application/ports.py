@@ -21,7 +21,7 @@ from src.domain.jobs import (
     LostLease,
     QueueName,
 )
-from src.domain.workers import WorkerRecord, WorkerRegistration
+from src.domain.workers import LostWorker, WorkerRecord, WorkerRegistration
 
 
 class Repository(Protocol):
@@ -200,6 +200,12 @@ class WorkerDirectory(Protocol):
 
     async def seen_workers(self, since: datetime) -> set[str]:
         """Ids of every worker that beat since `since`, including those that have exited."""
+
+    async def lost_workers(self, since: datetime) -> list[LostWorker]:
+        """Workers that beat since `since`, then stopped beating without a clean stop."""
+
+    async def write_problem(self) -> str | None:
+        """None when Redis takes a write; else why not (out of memory, unreachable)."""
 
 
 class IdempotencyStore(Protocol):

@@ -63,6 +63,22 @@ class LLMStats(BaseModel):
     in_flight: int = 0
     max_in_flight: int = 0
     latency_s: Histogram = Field(default_factory=Histogram)
+    # The last few minutes (`recent_window_s`): addresses asked of the LLM, and how many of them fell
+    # back to the rules because the LLM failed or its answer was refused (empty input not counted).
+    recent_window_s: int = 0
+    recent_asked: int = 0
+    recent_fallbacks: int = 0
+
+
+class LostWorker(BaseModel):
+    """A worker that stopped beating without a clean stop (killed, frozen, its host gone): its
+    registry record has expired, but the fleet remembers it for a while."""
+
+    worker_id: str
+    queue: str | None = None
+    version: str | None = None
+    hostname: str | None = None
+    last_beat_at: datetime
 
 
 class WorkerRegistration(BaseModel):

@@ -3,7 +3,12 @@
 Keys (all under the protocol version, next to the `jobs:v1:*` queues):
 - `workers:v1:{worker_id}`   JSON `WorkerRecord`, expiring after three missed beats
 - `workers:v1:index`         sorted set worker_id → last beat (ms), for listing
+- `workers:v1:seen`          sorted set worker_id → last beat (ms), kept a day, exited ones included
+- `workers:v1:stopped`       sorted set worker_id → when it stopped cleanly (ms), kept a day
+- `workers:v1:about`         hash worker_id → JSON {queue, version, hostname}, for the lost ones
 - `deploy:v1:versions`       set of code versions allowed to claim jobs
+- `deploy:v1:retired`        set of code versions retired by an operator: never allowed again by
+                             an API or a first worker of that version, only by `allow-version`
 - `deploy:v1:fingerprint`    JSON {fingerprint, store, redis_db, published_at} written by the API
 A worker's beat is one round trip: record, index, lease renewals and the two reads it decides on.
 """
@@ -17,18 +22,24 @@ from typing import TypeVar, cast
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
+from redis.exceptions import RedisError
 
 from src.domain.jobs import PROTOCOL_VERSION
-from src.domain.workers import WorkerRecord, data_fingerprint
+from src.domain.workers import LostWorker, WorkerRecord, data_fingerprint
+from src.infrastructure.redis_problems import redis_problem
 
 T = TypeVar("T")
 
 WORKER_KEY_PREFIX = f"workers:{PROTOCOL_VERSION}:"
 WORKER_INDEX_KEY = f"workers:{PROTOCOL_VERSION}:index"
 WORKERS_SEEN_KEY = f"workers:{PROTOCOL_VERSION}:seen"  # every worker id by last beat, kept a day
+WORKERS_STOPPED_KEY = f"workers:{PROTOCOL_VERSION}:stopped"  # clean stops, kept a day
+WORKERS_ABOUT_KEY = f"workers:{PROTOCOL_VERSION}:about"  # what a worker was, once its record expired
 SEEN_RETENTION_MS = 24 * 3600 * 1000
 VERSIONS_KEY = f"deploy:{PROTOCOL_VERSION}:versions"
+RETIRED_KEY = f"deploy:{PROTOCOL_VERSION}:retired"
 FINGERPRINT_KEY = f"deploy:{PROTOCOL_VERSION}:fingerprint"
+WRITE_PROBE_KEY = f"health:{PROTOCOL_VERSION}:write-probe"
 
 # Renew a lease only while this worker holds it: a paused-then-resumed zombie cannot revive a lease
 # another worker has taken since. The job's score on the queue is its lease's deadline (see the claim
@@ -49,8 +60,20 @@ end
 return renewed
 """
 ALLOW_FIRST_VERSION = """
-if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SADD', KEYS[1], ARGV[1]) return 1 end
+if redis.call('SCARD', KEYS[1]) == 0 and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
+  redis.call('SADD', KEYS[1], ARGV[1])
+  return 1
+end
 return 0
+"""
+# An API's beat: publish the data fingerprint, and allow the API's own version unless an operator
+# retired it (a retired version is allowed again only by `allow-version`). 1: allowed, 0: retired.
+# KEYS: versions, retired, fingerprint. ARGV: version, fingerprint JSON.
+ANNOUNCE = """
+redis.call('SET', KEYS[3], ARGV[2])
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
 """
 RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -69,24 +92,38 @@ class DeploymentRegistry:
         self._allow_first = pool.register_script(ALLOW_FIRST_VERSION)
         self._release = pool.register_script(RELEASE_LEASE)
         self._renew = pool.register_script(RENEW_LEASES)
+        self._announce = pool.register_script(ANNOUNCE)
 
     # versions
     async def allow_first_version(self, version: str) -> bool:
         """Allow `version` only if no version is allowed yet (an empty deployment); True if it was."""
-        return bool(await self._allow_first(keys=[VERSIONS_KEY], args=[version]))
+        return bool(await self._allow_first(keys=[VERSIONS_KEY, RETIRED_KEY], args=[version]))
 
     async def allow_version(self, version: str) -> None:
-        await _reply(self._pool.sadd(VERSIONS_KEY, version))
+        async with self._pool.pipeline(transaction=True) as pipe:
+            pipe.sadd(VERSIONS_KEY, version)
+            pipe.srem(RETIRED_KEY, version)
+            await pipe.execute()
 
     async def retire_version(self, version: str) -> bool:
-        return bool(await _reply(self._pool.srem(VERSIONS_KEY, version)))
+        """Fence `version` for good: no API or first worker of it allows it again (only
+        `allow_version` does). True when it was allowed until now."""
+        async with self._pool.pipeline(transaction=True) as pipe:
+            pipe.srem(VERSIONS_KEY, version)
+            pipe.sadd(RETIRED_KEY, version)
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def retired_versions(self) -> set[str]:
+        return {v.decode() for v in await _reply(self._pool.smembers(RETIRED_KEY))}
 
     async def allowed_versions(self) -> set[str]:
         return {v.decode() for v in await _reply(self._pool.smembers(VERSIONS_KEY))}
 
-    async def announce(self, version: str, *, store: str, redis_db: int) -> str:
-        """What an API does at start and on every beat: allow its own version (never retiring
-        others) and publish its data fingerprint, in one round trip; returns the fingerprint."""
+    async def announce(self, version: str, *, store: str, redis_db: int) -> tuple[str, bool]:
+        """What an API does at start and on every beat: publish its data fingerprint and allow its
+        own version (never retiring others) unless an operator retired it, in one round trip;
+        returns (the fingerprint, whether its version is allowed)."""
         fingerprint = data_fingerprint(redis_db, store)
         body = {
             "fingerprint": fingerprint,
@@ -94,11 +131,10 @@ class DeploymentRegistry:
             "redis_db": redis_db,
             "published_at": datetime.now(UTC).isoformat(),
         }
-        async with self._pool.pipeline(transaction=False) as pipe:
-            pipe.sadd(VERSIONS_KEY, version)
-            pipe.set(FINGERPRINT_KEY, json.dumps(body))
-            await pipe.execute()
-        return fingerprint
+        allowed = await self._announce(
+            keys=[VERSIONS_KEY, RETIRED_KEY, FINGERPRINT_KEY], args=[version, json.dumps(body)]
+        )
+        return fingerprint, bool(allowed)
 
     # data fingerprint
     async def published_fingerprint(self) -> dict[str, object] | None:
@@ -127,12 +163,23 @@ class DeploymentRegistry:
             pipe.zadd(WORKER_INDEX_KEY, {record.worker_id: now_ms})
             pipe.zadd(WORKERS_SEEN_KEY, {record.worker_id: now_ms})
             pipe.zremrangebyscore(WORKERS_SEEN_KEY, "-inf", now_ms - SEEN_RETENTION_MS)
+            about = {"queue": record.queue, "version": record.version, "hostname": record.hostname}
+            pipe.hset(WORKERS_ABOUT_KEY, record.worker_id, json.dumps(about))
             if job_ids:
                 keys = [in_progress_key_prefix + job_id for job_id in job_ids]
                 args: list[str | int] = [record.worker_id, lease_ms, queue_key, *job_ids]
                 await self._renew(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
-        return int(replies[4]) if job_ids else 0
+        return int(replies[5]) if job_ids else 0
+
+    async def write_problem(self) -> str | None:
+        """None when Redis takes a write; else why not, OOM named as OOM (a Redis at `maxmemory`
+        with `noeviction` answers reads and PING but refuses every write: enqueues included)."""
+        try:
+            await self._pool.set(WRITE_PROBE_KEY, datetime.now(UTC).isoformat(), px=60_000)
+        except (RedisError, OSError) as exc:
+            return redis_problem(exc)
+        return None
 
     async def seen_workers(self, since: datetime) -> set[str]:
         ids = await self._pool.zrangebyscore(WORKERS_SEEN_KEY, int(since.timestamp() * 1000), "+inf")
@@ -142,10 +189,38 @@ class DeploymentRegistry:
         return bool(await self._release(keys=[in_progress_key_prefix + job_id], args=[worker_id]))
 
     async def remove_worker(self, worker_id: str) -> None:
+        """A clean stop: the record goes, and the worker is remembered as stopped, not lost."""
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
         async with self._pool.pipeline(transaction=True) as pipe:
             pipe.delete(WORKER_KEY_PREFIX + worker_id)
             pipe.zrem(WORKER_INDEX_KEY, worker_id)
+            pipe.zadd(WORKERS_STOPPED_KEY, {worker_id: now_ms})
+            pipe.zremrangebyscore(WORKERS_STOPPED_KEY, "-inf", now_ms - SEEN_RETENTION_MS)
             await pipe.execute()
+
+    async def lost_workers(self, since: datetime) -> list[LostWorker]:
+        """Workers that beat since `since` and then stopped beating without a clean stop (killed,
+        frozen, their host gone), newest first; their records have expired, this list has not."""
+        async with self._pool.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(WORKERS_SEEN_KEY, int(since.timestamp() * 1000), "+inf", withscores=True)
+            pipe.zrange(WORKER_INDEX_KEY, 0, -1)
+            pipe.zrangebyscore(WORKERS_STOPPED_KEY, int(since.timestamp() * 1000), "+inf")
+            seen, indexed, stopped = await pipe.execute()
+        gone_ids = {i.decode() for i in stopped}
+        candidates = [(i.decode(), score) for i, score in seen if i.decode() not in gone_ids]
+        if not candidates:
+            return []
+        live = await self._pool.mget([WORKER_KEY_PREFIX + i for i, _ in candidates])
+        lost = [(i, score) for (i, score), raw in zip(candidates, live, strict=True) if raw is None]
+        if not lost:
+            return []
+        abouts = await _reply(self._pool.hmget(WORKERS_ABOUT_KEY, [i for i, _ in lost]))
+        found = []
+        for (worker_id, score), raw in zip(lost, abouts, strict=True):
+            about = json.loads(raw) if raw else {}
+            last_beat = datetime.fromtimestamp(score / 1000, UTC)
+            found.append(LostWorker(worker_id=worker_id, last_beat_at=last_beat, **about))
+        return sorted(found, key=lambda w: w.last_beat_at, reverse=True)
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
         raw = await self._pool.get(WORKER_KEY_PREFIX + worker_id)

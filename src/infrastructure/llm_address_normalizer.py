@@ -127,6 +127,33 @@ def request_body(prefix: bytes, raw: str) -> bytes:
     return prefix + json.dumps(user, ensure_ascii=False, separators=(",", ":")).encode() + b"]}"
 
 
+RECENT_WINDOW_S = 300  # the span of the fallback share the health model reads (LLM degraded)
+
+
+@dataclass
+class RecentShare:
+    """Addresses asked and fallbacks of the last `RECENT_WINDOW_S`, in one-minute buckets: what the
+    LLM is doing now, which totals since the worker started cannot tell."""
+
+    buckets: dict[int, list[int]] = field(default_factory=dict)  # minute → [asked, fell back]
+
+    def add(self, fell_back: bool, now: float | None = None) -> None:
+        minute = int((time.time() if now is None else now) // 60)
+        bucket = self.buckets.get(minute)
+        if bucket is None:
+            bucket = self.buckets[minute] = [0, 0]
+            for old in [m for m in self.buckets if m <= minute - RECENT_WINDOW_S // 60]:
+                del self.buckets[old]
+        bucket[0] += 1
+        bucket[1] += fell_back
+
+    def totals(self, now: float | None = None) -> tuple[int, int]:
+        """(asked, fell back) in the window ending `now`."""
+        oldest = int((time.time() if now is None else now) // 60) - RECENT_WINDOW_S // 60
+        recent = [b for m, b in self.buckets.items() if m > oldest]
+        return sum(b[0] for b in recent), sum(b[1] for b in recent)
+
+
 @dataclass
 class LLMNormalizerCounters:
     """Per-instance counters, read later by the metrics endpoint."""
@@ -138,8 +165,10 @@ class LLMNormalizerCounters:
     max_in_flight: int = 0
 
     latency_s: Histogram = field(default_factory=Histogram)
+    recent: RecentShare = field(default_factory=RecentShare)
 
     def stats(self) -> LLMStats:
+        asked, fell_back = self.recent.totals()
         return LLMStats(
             calls=self.calls,
             llm_used=self.llm_used,
@@ -147,6 +176,9 @@ class LLMNormalizerCounters:
             in_flight=self.in_flight,
             max_in_flight=self.max_in_flight,
             latency_s=self.latency_s,
+            recent_window_s=RECENT_WINDOW_S,
+            recent_asked=asked,
+            recent_fallbacks=fell_back,
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -275,8 +307,10 @@ class LLMAddressNormalizer:
             answer = await self._ask(raw)
             address = answer_to_address(answer, raw)
         except _Rejected as rejected:
+            self.counters.recent.add(fell_back=True)
             return await self._fall_back(raw, rejected)
         self.counters.llm_used += 1
+        self.counters.recent.add(fell_back=False)
         return address
 
     async def _ask(self, raw: str) -> LLMAddressAnswer:

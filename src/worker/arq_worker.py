@@ -48,6 +48,7 @@ from arq.worker import (
 from redis.exceptions import RedisError
 
 from src.domain.jobs import DONE_CHANNEL, PROTOCOL_VERSION, HandedJob, wake_channel
+from src.infrastructure.redis_problems import RedisProblemLog
 from src.infrastructure.redis_script_batcher import ScriptBatcher, through_cancellation
 from src.infrastructure.redis_subscription import RedisSubscription
 from src.worker.cpu_load import CpuLoad
@@ -187,6 +188,7 @@ class AppWorker(Worker):
         self._slot_free = asyncio.Event()
         self._cpu_load = CpuLoad()
         self._abort_checked_at = float("-inf")
+        self._redis_problems = RedisProblemLog("claim loop")
         self._fetched: dict[str, tuple[bytes | None, int, bool]] = {}  # what the claim read, per job
         self._scores: dict[str, int] = {}  # running jobs' first scores (the queue holds their lease deadline)
         self._finished: list[tuple[str, asyncio.Task[None]]] = []  # job tasks done since the last poll
@@ -255,6 +257,7 @@ class AppWorker(Worker):
                 if claim:
                     self._woken.clear()  # a wake-up arriving during this poll triggers the next one
                 more = await self._poll_once(claim)
+                self._redis_problems.succeeded()
                 claim = True
                 if not self.allow_pick_jobs:
                     return
@@ -275,8 +278,8 @@ class AppWorker(Worker):
                     continue
                 if not await self._wake_or_slot(until - loop.time()):
                     return
-        except (RedisError, OSError) as exc:
-            log.error("redis unreachable: retrying", error=f"{type(exc).__name__}: {exc}")
+        except (RedisError, OSError) as exc:  # named (out of memory is not "unreachable"), once per change
+            self._redis_problems.failed(exc)
             await asyncio.sleep(min(2.0, 10 * self.poll_delay_s))
 
     async def _poll_once(self, claim: bool = True) -> bool:

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from redis.exceptions import RedisError
 
 from src.domain.workers import LLMStats, WorkerCounters, WorkerRecord, WorkerRegistration, WorkerState
 from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.redis_problems import RedisProblemLog
 
 if TYPE_CHECKING:
     from src.worker.arq_worker import AppWorker
@@ -100,14 +102,19 @@ class Heartbeat:
             log.warning("could not remove the registry record", error=type(exc).__name__)
 
     async def _loop(self) -> None:
+        redis_problems = RedisProblemLog("heartbeat")
         while True:
             await asyncio.sleep(self.config.beat_interval_s)
             try:
                 await self.beat()
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:  # named once per change, not on every beat
+                redis_problems.failed(exc)
             except Exception as exc:  # noqa: BLE001 - a failed beat must not kill the worker; say so
                 log.error("heartbeat failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                redis_problems.succeeded()
 
     async def beat(self) -> None:
         allowed, published, queued = await self.registry.read_policy(

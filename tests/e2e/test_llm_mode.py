@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from arq.connections import ArqRedis
 
 from scripts.local_redis import RedisServer
+from src.application.services.doctor import Doctor, DoctorConfig
 from src.config import Settings
 from src.worker.settings import build_worker
 from tests.conftest import app_client, make_settings, publish_deployment
@@ -94,3 +96,38 @@ async def test_llm_server_errors_fall_back_without_failing_the_job(
     assert appt["endereco_normalizado"]["source"] == "rules"
     job = (await llm_api.get(f"/api/v1/queue/job/{created['job_id']}")).json()
     assert job["status"] == "succeeded"
+
+
+async def test_an_llm_failing_every_call_is_named_degraded(
+    llm_api: httpx.AsyncClient, llm_settings: Settings, fake_openai_session: FakeOpenAIServer
+) -> None:
+    """With the LLM answering 500 to every call, jobs still succeed on the rules, and the health
+    model (the API's answer, doctor, /metrics) calls the LLM degraded, naming the reason."""
+    fake_openai_session.control(status_code=500)
+    for _ in range(25):
+        assert (await llm_api.post("/api/v1/appointments", json=BODY)).status_code == 201
+    await publish_deployment(llm_settings)
+    worker = build_worker(llm_settings, handle_signals=False)
+    run = asyncio.create_task(worker.async_run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 60 * llm_settings.worker_heartbeat_interval
+        while True:
+            health = (await llm_api.get("/api/v1/queue/health")).json()
+            llm = next(c for c in health["checks"] if c["name"] == "llm")
+            if llm["level"] == "degraded":
+                break
+            assert asyncio.get_running_loop().time() < deadline, llm
+            await asyncio.sleep(llm_settings.worker_heartbeat_interval)
+        assert "LLM degraded: 25 of 25 addresses (100%) fell back" in llm["message"]
+        assert "server_error 25" in llm["message"]
+        state = llm_api._transport.app.state  # type: ignore[attr-defined]
+        config = DoctorConfig(
+            heartbeat_interval_s=llm_settings.worker_heartbeat_interval,
+            lease_s=llm_settings.job_lease_seconds,
+        )
+        findings = await Doctor(state.repository, state.tasks, state.registry, config).run()
+        assert any(f.check == "llm" and not f.ok and "LLM degraded" in f.message for f in findings)
+        assert 'clinic_health{check="llm"} 0.0' in (await llm_api.get("/metrics")).text
+    finally:
+        await worker.close()
+        await asyncio.gather(run, return_exceptions=True)

@@ -89,7 +89,7 @@ async def test_a_job_that_kills_its_workers_is_quarantined_after_three_lost_leas
     assert failed["by_category"]["quarantined"] == 1
     assert [j["worker_id"] for j in failed["jobs"] if j["job_id"] == job_id] == [killed[-1].worker_id]
     health = (await cluster.client.get("/api/v1/queue/health")).json()
-    assert health["status"] == "alarm" and [a["kind"] for a in health["alarms"]] == ["quarantined"]
+    assert health["status"] == "degraded" and [a["kind"] for a in health["alarms"]] == ["quarantined"]
 
     retried = await cluster.client.post(f"/api/v1/queue/job/{job_id}/retry")
     assert retried.status_code == 202, retried.text

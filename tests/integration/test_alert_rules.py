@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunBurstWorker
+from tests.deploy import alert_tests
 from tests.support.debian import ensure_debian_binary
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,28 @@ def test_promtool_accepts_the_alert_rules() -> None:
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert f"SUCCESS: {len(alert_tests.rules())} rules found" in result.stdout
+
+
+def test_every_rule_fires_on_its_fixture_and_stays_quiet_when_healthy() -> None:
+    """`promtool test rules` on the shipped fixtures: each rule fires under the series of its fault
+    and stays quiet under healthy ones (a dead worker's counters included); the fixtures file is the
+    one `tests/deploy/alert_tests.py` generates."""
+    promtool = ensure_debian_binary("promtool", "prometheus")
+    shipped = RULES.parent / "alerts.test.yml"
+    assert shipped.read_text() == alert_tests.text(), (
+        "regenerate: .venv/bin/python -m tests.deploy.alert_tests > deploy/prometheus/alerts.test.yml"
+    )
+    covered = {(case.rule, case.fires) for case in alert_tests.CASES}
+    assert covered == {(rule, fires) for rule in alert_tests.rules() for fires in (True, False)}
+    result = subprocess.run(
+        [promtool, "test", "rules", shipped.name],
+        cwd=shipped.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 
 
 async def test_every_metric_in_the_rules_is_exported(

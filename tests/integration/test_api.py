@@ -12,6 +12,7 @@ from arq.connections import ArqRedis
 from scripts.local_redis import RedisServer
 from src.api.main import create_app
 from src.domain.jobs import QueueName, queue_key
+from src.errors import StoreUnavailable
 from tests.conftest import app_client, make_settings
 
 pytestmark = pytest.mark.integration
@@ -82,16 +83,53 @@ async def test_health_and_readiness(api: httpx.AsyncClient) -> None:
     assert ready.json() == {"status": "ready", "redis": "ok", "store": "ok"}
 
 
-async def test_readiness_is_503_when_redis_is_unreachable(redis_server: RedisServer, tmp_path: Path) -> None:
-    """With Redis unreachable, /readyz is 503 naming Redis, and /healthz still answers 200."""
+async def test_readiness_follows_the_store_not_redis(redis_server: RedisServer, tmp_path: Path) -> None:
+    """With Redis unreachable the API still accepts work (creates are stored and deferred): /readyz
+    is 200 naming Redis unavailable, and the queue health is degraded naming it. With the store
+    unreachable, /readyz is 503 and the health is down."""
     settings = make_settings("redis://127.0.0.1:1/0", tmp_path, redis_pool_timeout=1.0)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            headers={"Authorization": "Bearer test-token"},
+        ) as client:
             ready = await client.get("/readyz")
-            assert ready.status_code == 503 and ready.json()["redis"] == "unavailable"
-            assert ready.json()["store"] == "ok"
+            assert ready.status_code == 200 and ready.json() == {
+                "status": "ready",
+                "redis": "unavailable",
+                "store": "ok",
+            }
+            created = await client.post(
+                "/api/v1/appointments",
+                json={
+                    "paciente": "A",
+                    "documento": "52998224725",
+                    "endereco": "Rua A 1",
+                    "data_hora": "2026-12-01T10:00",
+                },
+            )
+            assert created.status_code == 201 and created.json()["enqueue_status"] == "deferred"
+            health = (await client.get("/api/v1/queue/health")).json()
+            assert health["status"] == "degraded"
+            redis_check = next(c for c in health["checks"] if c["name"] == "redis")
+            assert redis_check["level"] == "degraded" and "unreachable" in redis_check["message"]
             assert (await client.get("/healthz")).status_code == 200
+            real = app.state.repository
+            app.state.repository = UnreachableStore()  # the store goes away
+            try:
+                down = await client.get("/readyz")
+                assert down.status_code == 503 and down.json()["store"] == "unavailable"
+            finally:
+                app.state.repository = real
+
+
+class UnreachableStore:
+    """A store that no longer answers (what `/readyz` asks of it: a ping)."""
+
+    async def ping(self) -> None:
+        raise StoreUnavailable("the store is gone")
 
 
 async def test_oversized_upload_is_413_before_reading(small_api: httpx.AsyncClient) -> None:

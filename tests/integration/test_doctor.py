@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from src.config import Settings
-from src.domain.jobs import JobClaim
+from src.domain.jobs import JobClaim, QueueName
 from src.worker.arq_worker import AppWorker
 from src.worker.settings import build_worker
 from tests.conftest import RunBurstWorker, publish_deployment
@@ -53,8 +53,10 @@ def doctor(settings: Settings) -> tuple[int, str, float]:
     return result.returncode, result.stdout + result.stderr, elapsed
 
 
-async def start(settings: Settings) -> tuple[AppWorker, asyncio.Task[None]]:
-    worker = build_worker(settings, handle_signals=False)
+async def start(
+    settings: Settings, queue: QueueName = QueueName.NORMALIZATION
+) -> tuple[AppWorker, asyncio.Task[None]]:
+    worker = build_worker(settings, queue, handle_signals=False)
     task = asyncio.create_task(worker.async_run())
     deadline = time.monotonic() + 20 * settings.worker_heartbeat_interval
     while not worker.heartbeat.started_at or worker.heartbeat.reason == "starting":
@@ -71,14 +73,35 @@ async def stop(worker: AppWorker, task: asyncio.Task[None]) -> None:
 async def test_healthy_deployment_has_no_problems(
     api: httpx.AsyncClient, settings: Settings, run_burst_worker: RunBurstWorker
 ) -> None:
-    """With the API up, a healthy worker and no backlog, doctor exits 0."""
+    """With the API up, a healthy worker, a maintenance worker and no backlog, doctor exits 0."""
     await publish_deployment(settings)
     worker, task = await start(settings)
+    maintenance, maintenance_task = await start(settings, QueueName.MAINTENANCE)
     await asyncio.sleep(3 * settings.worker_heartbeat_interval)
     status, output, _ = await asyncio.to_thread(doctor, settings)
     await stop(worker, task)
+    await stop(maintenance, maintenance_task)
     assert status == 0, output
     assert "no problems found" in output
+
+
+async def test_jobs_waiting_with_only_a_maintenance_worker_are_nobody_consuming(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A maintenance worker does not consume the normalization queue: jobs waiting with no
+    normalization worker are named, by doctor as by the health model."""
+    await publish_deployment(settings)
+    maintenance, task = await start(settings, QueueName.MAINTENANCE)
+    await api.post("/api/v1/appointments", json=BODY)
+    await asyncio.sleep(3 * settings.worker_heartbeat_interval)
+    status, output, _ = await asyncio.to_thread(doctor, settings)
+    health = (await api.get("/api/v1/queue/health")).json()
+    await stop(maintenance, task)
+    assert status == 1
+    assert "queue normalization: 1 job(s) waiting and no worker consuming it" in output
+    consumers = next(c for c in health["checks"] if c["name"] == "consumers")
+    assert consumers["level"] == "degraded" and "no worker consuming it" in consumers["message"]
+    assert health["status"] == "degraded"
 
 
 async def test_ghost_worker_of_an_old_version_is_named(api: httpx.AsyncClient, settings: Settings) -> None:
@@ -129,7 +152,7 @@ async def test_unknown_writer_and_implausibly_fast_results_are_named(
     from src.domain.jobs import JobOutcome, JobStatus
 
     repository = api._transport.app.state.repository  # type: ignore[attr-defined]
-    ids = [(await api.post("/api/v1/appointments", json=BODY)).json()["job_id"] for _ in range(20)]
+    ids = [(await api.post("/api/v1/appointments", json=BODY)).json()["job_id"] for _ in range(60)]
     now = datetime.now(UTC)
     for index, job_id in enumerate(ids):
         ghost = index % 2 == 0

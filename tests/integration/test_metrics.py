@@ -64,14 +64,25 @@ async def test_worker_counters_reach_the_api_through_the_registry(
     deadline = asyncio.get_running_loop().time() + 20 * settings.worker_heartbeat_interval
     key = (
         "clinic_task_runs_total",
-        (("category", ""), ("outcome", "succeeded"), ("task", "normalize_appointment")),
+        (
+            ("category", ""),
+            ("outcome", "succeeded"),
+            ("task", "normalize_appointment"),
+            ("worker", worker.worker_id),
+        ),
     )
     scraped: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     while scraped.get(key) != 3:
         assert asyncio.get_running_loop().time() < deadline, scraped.get(key)
         await asyncio.sleep(settings.worker_heartbeat_interval)
         scraped = samples((await api.get("/metrics")).text)
-    assert scraped[("clinic_workers", (("state", "ok"), ("version", "test-1")))] == 1
+    assert (
+        scraped[("clinic_workers", (("queue", "normalization"), ("state", "ok"), ("version", "test-1")))] == 1
+    )
+    assert scraped[("clinic_workers", (("queue", "maintenance"), ("state", "ok"), ("version", "")))] == 0
+    assert scraped[("clinic_workers_lost", (("queue", "normalization"),))] == 0
+    assert scraped[("clinic_health", (("check", "maintenance"),))] == 0  # no maintenance worker here
+    assert scraped[("clinic_health", (("check", "consumers"),))] == 1
     assert scraped[("clinic_task_duration_seconds_count", (("task", "normalize_appointment"),))] == 3
     assert scraped[("clinic_worker_heartbeat_age_seconds", (("worker", worker.worker_id),))] >= 0
     await worker.close()

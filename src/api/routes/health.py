@@ -1,4 +1,7 @@
-"""`/healthz` touches nothing (is the process serving?); `/readyz` checks Redis and the store."""
+"""`/healthz` touches nothing (is the process serving?); `/readyz` says whether this process can
+accept work. Fleet problems (no worker, Redis refusing writes, the LLM failing) are not this API's
+unreadiness: they show as `degraded` in `GET /api/v1/queue/health`, so a platform never pulls a
+healthy API out of service for them."""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ async def healthz() -> HealthResponse:
 
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 async def readyz(tasks: TaskServiceDep, repository: RepositoryDep) -> JSONResponse:
-    """200 when Redis and the store answer within 2 s; 503 naming which one does not (no details)."""
+    """200 when this API can accept work: the store answers within 2 s (with Redis down, creates are
+    stored and their jobs deferred). 503 when the store does not. Both states are named."""
 
     async def probe(coro: object) -> str:
         try:
@@ -31,6 +35,6 @@ async def readyz(tasks: TaskServiceDep, repository: RepositoryDep) -> JSONRespon
 
     pool = await tasks.get_pool()
     redis_state, store_state = await asyncio.gather(probe(pool.ping()), probe(repository.ping()))
-    ready = redis_state == store_state == "ok"
+    ready = store_state == "ok"
     body = ReadyResponse(status="ready" if ready else "not ready", redis=redis_state, store=store_state)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

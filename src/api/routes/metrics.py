@@ -6,24 +6,22 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from src.api.deps import OperatorDep, QueueAdminDep, RegistryDep, RepositoryDep
+from src.api.deps import HealthDep, OperatorDep, QueueAdminDep, RegistryDep, RepositoryDep
 from src.api.metrics import FleetSnapshot
-from src.application.services.alarms import recent_alarms
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", response_class=Response)
 async def metrics(
-    admin: QueueAdminDep, repository: RepositoryDep, registry: RegistryDep, _: OperatorDep
+    admin: QueueAdminDep, repository: RepositoryDep, registry: RegistryDep, health: HealthDep, _: OperatorDep
 ) -> Response:
-    """Queue depth and age, ledger counts, the last hour's alarms, live workers by version, heartbeat
-    age, task outcomes and durations, LLM calls, fallbacks and latency."""
+    """The health model's checks, queue depth and age, ledger counts, the last hour's alarms, live
+    and lost workers per queue, heartbeat age, task outcomes (per worker) and durations, LLM calls,
+    fallbacks and latency."""
+    model = await health.check()
     snapshot = FleetSnapshot(
-        await admin.info(),
-        await repository.count_jobs(),
-        await registry.list_workers(),
-        await recent_alarms(repository),
+        await admin.info(), await repository.count_jobs(), await registry.list_workers(), model
     )
     collectors = CollectorRegistry(auto_describe=False)
     collectors.register(snapshot)

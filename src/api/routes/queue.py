@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from src.api.deps import (
     CallerDep,
+    HealthDep,
     OperatorDep,
     QueueAdminDep,
     RepositoryDep,
@@ -16,8 +17,8 @@ from src.api.deps import (
     SettingsDep,
     TaskServiceDep,
 )
-from src.api.schemas import JobStatusResponse, QueueHealthResponse, job_response
-from src.application.services.alarms import recent_alarms
+from src.api.schemas import JobStatusResponse, job_response
+from src.application.services.health import Health
 from src.application.services.queue_admin import CleanupReport, FailedJobs, QueueInfo, RetryReport
 from src.domain.jobs import JobRecord, JobStatus
 
@@ -113,17 +114,10 @@ async def cleanup(
     )
 
 
-@router.get("/health", response_model=QueueHealthResponse)
-async def queue_health(admin: QueueAdminDep, tasks: TaskServiceDep, _: CallerDep) -> QueueHealthResponse:
-    """Redis reachable, per queue whether anything waits, and the alarms of the last hour (a consumer
-    outside the fleet took jobs, a job quarantined after a crash loop, jobs failed by timeout)."""
-    pool = await tasks.get_pool()
-    await pool.ping()
-    queues = await admin.info()
-    alarms = await recent_alarms(admin.repository)
-    return QueueHealthResponse(
-        status="alarm" if alarms else "ok",
-        redis="ok",
-        queues={q.name: q.length for q in queues},
-        alarms=alarms,
-    )
+@router.get("/health", response_model=Health)
+async def queue_health(health: HealthDep, _: CallerDep) -> Health:
+    """The health model (docs/operations.md, Health): Redis writable, the store, a consumer for each
+    queue with work, a maintenance worker, the LLM, workers lost, stuck jobs, and the alarms of the
+    last hour (intrusions, quarantines, timeouts). `status` is `ok`, `degraded` (a fleet problem:
+    `checks` says which) or `down` (this API cannot accept work)."""
+    return await health.check()

@@ -209,11 +209,16 @@
     });
   }
 
-  // Intrusions, quarantines and timeouts of the last hour: one line each, above everything else.
-  function renderAlarms(body) {
-    const list = $("#alarms ul");
-    list.replaceChildren(
-      ...(body.alarms || []).map((a) =>
+  // The health model (GET /api/v1/queue/health): every check that is not ok, and the alarms of the
+  // last hour with their jobs, in one banner above everything else.
+  function renderHealth(body) {
+    const problems = (body.checks || []).filter((c) => c.level !== "ok" && c.name !== "alarms");
+    const alarms = body.alarms || [];
+    $("#alarms ul").replaceChildren(
+      ...problems.map((c) =>
+        el("li", { dataset: { check: c.name } }, badge(c.name, c.level === "down" ? "bad" : "warn"), ` ${c.message}`),
+      ),
+      ...alarms.map((a) =>
         el(
           "li",
           { dataset: { kind: a.kind } },
@@ -224,7 +229,8 @@
         ),
       ),
     );
-    $("#alarms").hidden = !(body.alarms || []).length;
+    $("#alarms h2").textContent = `Health: ${body.status}`;
+    $("#alarms").hidden = !(problems.length || alarms.length);
   }
 
   function renderFailures(body) {
@@ -273,7 +279,7 @@
     running: renderRunning,
     failures: renderFailures,
     batches: renderBatches,
-    alarms: renderAlarms,
+    alarms: renderHealth,
   };
 
   // --- talking to the API ------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """`doctor`: find what is wrong with a deployment and name the culprit.
 
-Each check returns findings; a finding that is a problem makes `doctor` exit non-zero. The checks
-cover the seed incidents: a ghost worker (another version, or results from a worker nobody knows,
-finishing implausibly fast), a job stuck "running", and workers pointed at other data.
+Each check returns findings; a finding that is a problem makes `doctor` exit non-zero. The health
+model's checks come first, exactly as `/api/v1/queue/health` shows them (Redis writable, the store,
+consumers, the maintenance worker, the LLM, lost workers, stuck jobs, alarms); doctor adds what only
+an investigation needs: a ghost worker (another version, results from a worker nobody knows,
+finishing implausibly fast), workers pointed at other data, the error rate, Redis' limits.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 
 from src.application.ports import Repository, WorkerDirectory
-from src.application.services.alarms import recent_alarms
-from src.application.services.queue_admin import QueueAdmin
+from src.application.services.health import HealthConfig, HealthService, Level
 from src.application.services.task_service import TaskService
-from src.domain.jobs import JobStatus, queue_key
+from src.domain.jobs import JobStatus
 from src.domain.workers import WorkerState
 
 
@@ -39,7 +40,9 @@ class DoctorConfig(BaseModel):
     consumption_window_s: float = 300.0
     error_rate_threshold: float = 0.10
     too_fast_ratio: float = 0.10  # a worker whose median is under 10% of the fleet's is suspicious
-    min_samples: int = 5
+    too_fast_floor_ms: float = 50.0  # ...when the fleet's median is at least this (0 ms vs 1 ms is noise)
+    min_samples: int = 20  # jobs of that worker (and twice as many of the fleet) before judging
+    llm_degraded_share: float = 0.5
 
 
 class Doctor:
@@ -50,13 +53,22 @@ class Doctor:
         self._tasks = tasks
         self._directory = directory
         self._config = config
-        self._admin = QueueAdmin(repository, tasks)
+        self._health_model = HealthService(
+            repository,
+            tasks,
+            directory,
+            HealthConfig(
+                heartbeat_interval_s=config.heartbeat_interval_s,
+                lease_s=config.lease_s,
+                llm_degraded_share=config.llm_degraded_share,
+            ),
+        )
 
     async def run(self) -> list[Finding]:
         findings: list[Finding] = []
         checks: list[Callable[[], Awaitable[list[Finding]]]] = [
-            self._reachability, self._fleet, self._consumption, self._stuck_jobs, self._error_rate,
-            self._redis_limits, self._unknown_writers, self._too_fast, self._alarms,
+            self._health, self._fleet, self._error_rate, self._redis_limits, self._unknown_writers,
+            self._too_fast,
         ]  # fmt: skip
         for check in checks:
             try:
@@ -67,21 +79,9 @@ class Doctor:
                 )
         return findings
 
-    async def _reachability(self) -> list[Finding]:
-        found = []
-        try:
-            await (await self._tasks.get_pool()).ping()
-            found.append(Finding(check="redis", ok=True, message="Redis answers"))
-        except Exception as exc:  # noqa: BLE001
-            found.append(Finding(check="redis", ok=False, message=f"Redis unreachable: {type(exc).__name__}"))
-        try:
-            await self._repository.ping()
-            found.append(
-                Finding(check="store", ok=True, message=f"store {self._repository.identity()} answers")
-            )
-        except Exception as exc:  # noqa: BLE001
-            found.append(Finding(check="store", ok=False, message=f"store unreachable: {type(exc).__name__}"))
-        return found
+    async def _health(self) -> list[Finding]:
+        health = await self._health_model.check()
+        return [Finding(check=c.name, ok=c.level is Level.OK, message=c.message) for c in health.checks]
 
     async def _fleet(self) -> list[Finding]:
         workers = await self._directory.list_workers()
@@ -119,50 +119,6 @@ class Doctor:
         if not found:
             found.append(Finding(check="fleet", ok=True, message=f"{len(workers)} worker(s), all healthy"))
         return found
-
-    async def _consumption(self) -> list[Finding]:
-        since = datetime.now(UTC) - timedelta(seconds=self._config.consumption_window_s)
-        recent = await self._repository.finished_since(since, limit=1)
-        workers = await self._directory.list_workers()
-        found = []
-        for q in await self._admin.info():
-            consumers = [w for w in workers if w.queue == queue_key_of(q.name) and w.state is WorkerState.OK]
-            age = q.oldest_queued_age_s or 0.0
-            if q.length and age > self._config.queued_too_long_s and not recent:
-                found.append(Finding(check="consumption", ok=False, message=(
-                    f"queue {q.name}: {q.length} job(s) waiting, oldest {age:.0f}s, no job finished in "
-                    f"{self._config.consumption_window_s:.0f}s, {len(consumers)} healthy consumer(s): "
-                    "nobody is consuming")))  # fmt: skip
-            elif q.length and not consumers:
-                found.append(
-                    Finding(
-                        check="consumption",
-                        ok=False,
-                        message=f"queue {q.name}: {q.length} job(s) waiting and no healthy worker",
-                    )
-                )
-        return found or [Finding(check="consumption", ok=True, message="queues are being consumed")]
-
-    async def _stuck_jobs(self) -> list[Finding]:
-        now = datetime.now(UTC)
-        cutoff = now - timedelta(seconds=max(3 * self._config.heartbeat_interval_s, self._config.lease_s))
-        stale = await self._repository.find_stale_jobs(
-            running_heartbeat_before=cutoff, waiting_enqueued_before=now - timedelta(days=3650), limit=20
-        )
-        found = [
-            Finding(
-                check="stuck-jobs",
-                ok=False,
-                message=(
-                    f"job {r.job_id} runs with no heartbeat since {r.heartbeat_at:%H:%M:%S} UTC "
-                    f"(worker {r.worker_id}, version {r.version}, cursor {r.progress.cursor}); "
-                    "the reconciler re-enqueues it if a maintenance worker runs"
-                ),
-            )  # fmt: skip
-            for r in stale
-            if r.status is JobStatus.RUNNING and r.heartbeat_at is not None
-        ]
-        return found or [Finding(check="stuck-jobs", ok=True, message="no running job without a heartbeat")]
 
     async def _error_rate(self) -> list[Finding]:
         since = datetime.now(UTC) - timedelta(hours=1)
@@ -235,27 +191,10 @@ class Doctor:
             if len(durations) < self._config.min_samples or len(fleet) < 2 * self._config.min_samples:
                 continue
             mine, typical = statistics.median(durations), statistics.median(fleet)
-            if typical > 0 and mine < self._config.too_fast_ratio * typical:
+            if typical >= self._config.too_fast_floor_ms and mine < self._config.too_fast_ratio * typical:
                 found.append(Finding(check="too-fast", ok=False, message=(
                     f"worker {worker_id} finishes {task} in {mine:.0f} ms (median) while the fleet takes "
                     f"{typical:.0f} ms: it is probably not doing the work")))  # fmt: skip
         return found or [
             Finding(check="too-fast", ok=True, message="job durations are consistent across workers")
         ]
-
-    async def _alarms(self) -> list[Finding]:
-        found = []
-        for alarm in await recent_alarms(self._repository):
-            ids = ", ".join(alarm.job_ids[:5]) + (", …" if alarm.count > 5 else "")
-            evidence = f"; evidence: {alarm.evidence}" if alarm.evidence else ""
-            found.append(problem(alarm.kind.value, f"{alarm.message} (last at {alarm.last_at:%H:%M:%S} UTC: "
-                                                   f"{ids}){evidence}"))  # fmt: skip
-        return found or [
-            Finding(check="alarms", ok=True, message="no intrusion, quarantine or timeout in the last hour")
-        ]
-
-
-def queue_key_of(name: str) -> str:
-    from src.domain.jobs import QueueName
-
-    return queue_key(QueueName(name))
