@@ -49,13 +49,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def preflight(settings: Settings) -> str | None:
     """None when Redis and the store answer within the timeout, else what is wrong (no secrets)."""
     from src.infrastructure.redis_pool import create_redis_pool
+    from src.infrastructure.redis_problems import redis_problem
     from src.infrastructure.repository_factory import build_repository
 
     pool = create_redis_pool(settings, max_connections=2)
     try:
         await asyncio.wait_for(pool.ping(), PREFLIGHT_TIMEOUT_S / 2)
-    except Exception as exc:  # noqa: BLE001 - any failure is reported with its type
-        return f"Redis at {settings.redis_display} is unreachable ({type(exc).__name__})"
+    except Exception as exc:  # noqa: BLE001 - any failure is reported with what it means
+        return redis_problem(exc).replace("Redis ", f"Redis at {settings.redis_display} ", 1)
     finally:
         await pool.aclose(close_connection_pool=True)
     repository = build_repository(settings)

@@ -16,7 +16,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -77,10 +77,16 @@ async def versions(settings: Settings, args: argparse.Namespace) -> int:
 async def workers(settings: Settings, args: argparse.Namespace) -> int:
     async def act(registry: DeploymentRegistry) -> int:
         records = await registry.list_workers()
-        print(f"{'WORKER':40} {'HOST':16} {'VERSION':14} {'STATE':9} JOBS  REASON")
+        leases = await registry.lease_counts(sorted({r.queue for r in records}))
+        now = datetime.now(UTC)
+        print(f"{'WORKER':40} {'HOST':16} {'VERSION':14} {'STATE':9} {'BEAT':>7} JOBS  REASON")
         for r in sorted(records, key=lambda r: r.worker_id):
-            jobs, reason = len(r.current_jobs), r.reason or ""
-            print(f"{r.worker_id:40} {r.hostname:16} {r.version:14} {r.state.value:9} {jobs:4}  {reason}")
+            age = (now - r.last_beat_at).total_seconds()
+            # a beat overdue by two intervals: the state shown is its last word, maybe no longer true
+            beat = f"{age:5.1f}s" + ("!" if age > 2 * settings.worker_heartbeat_interval else " ")
+            jobs, reason = leases.get(r.worker_id, 0), r.reason or ""
+            where = f"{r.worker_id:40} {r.hostname:16} {r.version:14}"
+            print(f"{where} {r.state.value:9} {beat:>7} {jobs:4}  {reason}")
         return 0
 
     return await with_registry(settings, act)

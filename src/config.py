@@ -117,6 +117,7 @@ class Settings(BaseSettings):
     reconcile_every_seconds: int = Field(default=30, ge=1)
     ledger_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     worker_state_dir: str = "/tmp/clinic-workers"
+    job_log_lines_per_second: int = Field(default=50, ge=0)  # INFO start/success lines per worker; 0: none
     # test hooks (fault tests): slow each item, log each side effect; refused in production
     test_item_delay_ms: int = Field(default=0, ge=0)
     test_effects_path: str | None = None

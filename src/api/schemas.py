@@ -72,6 +72,8 @@ def job_response(view: JobView) -> JobStatusResponse:
 class WorkerView(BaseModel):
     worker: WorkerRecord
     heartbeat_age_s: float
+    beat_overdue: bool  # no beat for over two heartbeat intervals: its `state` may be out of date
+    leases: int  # jobs it holds a lease on now (its record's `current_jobs` is as of its last beat)
     version_skew: bool  # its version differs from this API's
     fenced: bool
 

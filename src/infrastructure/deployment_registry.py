@@ -185,6 +185,22 @@ class DeploymentRegistry:
         ids = await self._pool.zrangebyscore(WORKERS_SEEN_KEY, int(since.timestamp() * 1000), "+inf")
         return {i.decode() for i in ids}
 
+    async def lease_counts(self, queue_keys: Sequence[str]) -> dict[str, int]:
+        """Jobs each worker holds a lease on now, counted from the leases themselves (a worker's own
+        record says so only as of its last beat). Running jobs are the ones scored in the future;
+        deferred retries, also there, hold no lease."""
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        counts: dict[str, int] = {}
+        for queue in queue_keys:
+            ids = await self._pool.zrangebyscore(queue, f"({now_ms}", "+inf")
+            if not ids:
+                continue
+            holders = await self._pool.mget([in_progress_key_prefix + i.decode() for i in ids])
+            for holder in holders:
+                if holder is not None:
+                    counts[holder.decode()] = counts.get(holder.decode(), 0) + 1
+        return counts
+
     async def release_lease(self, job_id: str, worker_id: str) -> bool:
         return bool(await self._release(keys=[in_progress_key_prefix + job_id], args=[worker_id]))
 

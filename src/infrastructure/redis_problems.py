@@ -25,7 +25,7 @@ def redis_problem(exc: BaseException) -> str:
         return "Redis refused the password: check the password in REDIS_URL or REDIS_PASSWORD"
     if isinstance(exc, ResponseError):
         return f"Redis refused a command: {text[:120]}"
-    return f"Redis unreachable: {type(exc).__name__}: {text[:120]}"
+    return f"Redis is unreachable ({type(exc).__name__}: {text[:120]})"
 
 
 class RedisProblemLog:

@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 SUMMARY_EVERY_S = 60.0
 REGISTER_EVERY_S = 3600.0  # how often the store's record of this worker is refreshed
+STARTUP_GRACE_S = 60.0  # waiting for the API this long after a start is normal, not an error
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Heartbeat:
         self._last_summary = time.monotonic()
         self._done_at_last_summary = 0
         self._registered_at = float("-inf")
+        self._ever_ok = False
 
     @property
     def ctx(self) -> dict[Any, Any]:
@@ -120,10 +122,15 @@ class Heartbeat:
         allowed, published, queued = await self.registry.read_policy(
             self.config.version, self.worker.queue_name
         )
-        previous = self.state
+        previous, previous_reason = self.state, self.reason
         self.state, self.reason = self._decide(allowed, published)
         self.worker.allow_pick_jobs = self.state is WorkerState.OK
-        if self.state in (WorkerState.FENCED, WorkerState.MISMATCH, WorkerState.WAITING):
+        self._ever_ok = self._ever_ok or self.state is WorkerState.OK
+        if self.state is WorkerState.WAITING and self._starting():
+            # A normal start: in one container the workers come up before the API publishes.
+            if previous is not self.state or self.reason != previous_reason:
+                log.info("waiting for the API before claiming", state=self.state.value, reason=self.reason)
+        elif self.state in (WorkerState.FENCED, WorkerState.MISMATCH, WorkerState.WAITING):
             log.error("worker not claiming jobs", state=self.state.value, reason=self.reason)
             if self.state is not WorkerState.WAITING:
                 self.worker.release_running_jobs(self.reason or self.state.value)
@@ -139,10 +146,17 @@ class Heartbeat:
             queue_key=self.worker.queue_name,
         )
         await self._beat_ledger()
+        runner = self.ctx.get("runner")
+        if runner is not None:
+            runner.lines.flush()
         if time.monotonic() - self._registered_at > REGISTER_EVERY_S:
             await self._register()
         self._maybe_log_summary(record, queued)
         self._maybe_recycle(record)
+
+    def _starting(self) -> bool:
+        """Not yet claimed since it started, and within `STARTUP_GRACE_S` of its start."""
+        return not self._ever_ok and (datetime.now(UTC) - self.started_at).total_seconds() < STARTUP_GRACE_S
 
     def _decide(self, allowed: bool, published: str | None) -> tuple[WorkerState, str | None]:
         mine = self.ctx.get("fingerprint")

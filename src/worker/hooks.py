@@ -18,6 +18,7 @@ from src.infrastructure.effects_log import JsonlEffectsLog
 from src.infrastructure.repository_factory import build_repository
 from src.logging import bind_context
 from src.worker.context import WorkerContext
+from src.worker.job_lines import JobLines
 from src.worker.job_runner import JobRunner
 
 log = structlog.get_logger(__name__)
@@ -97,6 +98,7 @@ async def startup(ctx: WorkerContext) -> None:
         max_lease_losses=settings.job_max_lease_losses,
         active_runs=ctx["active_runs"],
         stats=ctx["task_stats"],
+        lines=JobLines(settings.job_log_lines_per_second),
     )
     ctx["tasks"] = TaskService(
         pool=ctx["redis"],

@@ -29,6 +29,7 @@ from src.application.services.normalization_service import RunInfo, StaleAttempt
 from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobStatus
 from src.domain.workers import TaskStats
 from src.errors import AppError, JobTimedOut, TransientError
+from src.worker.job_lines import JobLines
 
 log = structlog.get_logger(__name__)
 
@@ -70,12 +71,14 @@ class JobRunner:
         max_lease_losses: int,
         active_runs: dict[str, int] | None = None,
         stats: dict[str, TaskStats] | None = None,
+        lines: JobLines | None = None,
     ) -> None:
         self._repository = repository
         self.worker_id = worker_id
         self.version = version
         self._max_tries = max_tries
         self._timeout_s = timeout_s
+        self.lines = lines or JobLines(0)
         self._max_lease_losses = max_lease_losses
         self.active_runs = active_runs if active_runs is not None else {}
         self.stats = stats if stats is not None else {}
@@ -103,6 +106,7 @@ class JobRunner:
                 return taken  # skipped or quarantined
             attempt = taken
         self.active_runs[job_id] = attempt
+        self.lines.started(attempt)
         run = RunInfo(job_id=job_id, attempt=attempt, worker_id=self.worker_id, version=self.version)
 
         def outcome(status: JobStatus, **fields: Any) -> JobOutcome:
@@ -133,10 +137,12 @@ class JobRunner:
                     interruption=True,
                     error_message="interrupted (worker stopping or job aborted)",
                 )
+                log.warning("job interrupted: it runs again elsewhere, no try used", attempt=attempt,
+                            duration_ms=interrupted.duration_ms)  # fmt: skip
                 await asyncio.shield(self._finish(job_id, attempt, interrupted))
             raise
         except StaleAttempt as exc:
-            log.warning("run superseded by a newer attempt; stopping", reason=exc.message)
+            log.warning("run superseded by a newer attempt; stopping", reason=exc.message, attempt=attempt)
             raise JobFailed(exc.message, ErrorCategory.POLICY) from None
         except TransientError as exc:
             tries = await self._tries(job_id)
@@ -152,7 +158,8 @@ class JobRunner:
                         error_message=exc.message,
                     ),
                 )
-                log.warning("transient failure, will retry", error=exc.message, retry_in_s=delay, tries=tries)
+                log.warning("job failed, will retry", error=exc.message, category=exc.category.value,
+                            retry_in_s=delay, tries=tries, attempt=attempt)  # fmt: skip
                 raise Retry(defer=delay) from exc
             await self._finish(
                 job_id,
@@ -164,6 +171,8 @@ class JobRunner:
                     error_message=f"{exc.message} (gave up after {tries} tries)",
                 ),
             )
+            log.warning("job failed: no try left", error=exc.message, category=exc.category.value,
+                        tries=tries, attempt=attempt)  # fmt: skip
             raise JobFailed(exc.message, exc.category) from None
         except AppError as exc:
             await self._finish(
@@ -173,7 +182,7 @@ class JobRunner:
                     JobStatus.FAILED, app_failure=True, error_category=exc.category, error_message=exc.message
                 ),
             )
-            log.warning("job failed", error=exc.message, category=exc.category.value)
+            log.warning("job failed", error=exc.message, category=exc.category.value, attempt=attempt)
             raise JobFailed(exc.message, exc.category) from None
         except Exception as exc:
             message = f"unexpected {type(exc).__name__}"
@@ -191,9 +200,11 @@ class JobRunner:
             frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             where = f"{frame.filename}:{frame.lineno}" if frame else "?"
             detail = {"error": str(exc)} if isinstance(exc, RedisError) else {}  # never personal data
-            log.error("job crashed", error_type=type(exc).__name__, where=where, **detail)
+            log.error("job crashed", error_type=type(exc).__name__, where=where, attempt=attempt, **detail)
             raise JobFailed(message, ErrorCategory.PERMANENT) from None
-        await self._finish(job_id, attempt, outcome(JobStatus.SUCCEEDED, result=result))
+        succeeded = outcome(JobStatus.SUCCEEDED, result=result)
+        await self._finish(job_id, attempt, succeeded)
+        self.lines.succeeded(attempt, succeeded.duration_ms)
         return result
 
     async def refuse(self, job_id: str, reason: str) -> None:

@@ -11,7 +11,7 @@ import signal
 import pytest
 from redis import Redis
 
-from tests.fault.harness import BEAT_S, Cluster, log_events, wait_for, wait_until
+from tests.fault.harness import BEAT_S, Cluster, Process, log_events, wait_for, wait_until
 
 pytestmark = pytest.mark.fault
 OOM = "Redis refuses writes: out of memory (maxmemory reached, policy noeviction): free or add memory"
@@ -129,3 +129,39 @@ async def test_a_retired_version_stays_retired_while_its_api_runs(cluster: Clust
     allowed = cluster.run_cli("allow-version", "fault-a")
     assert allowed.returncode == 0
     await cluster.wait_worker_state(worker, "ok", timeout=30 * BEAT_S)
+
+
+async def test_workers_view_counts_leases_and_flags_an_overdue_beat(cluster: Cluster) -> None:
+    """`src.cli workers` and /api/v1/workers count running jobs from the leases (not the record of the
+    last beat), and flag a beat overdue by two intervals: a worker killed with -9 is no longer shown
+    as a plain `ok` while its record lives on."""
+    beat = 3.0
+    env = {"WORKER_HEARTBEAT_INTERVAL": str(beat), "JOB_LEASE_SECONDS": str(3 * beat)}
+    await cluster.start_api(**env)
+    worker = await cluster.start_worker("slow-beat", TEST_ITEM_DELAY_MS="20000", ARQ_MAX_JOBS="4", **env)
+    await cluster.create_appointments(4)
+    await wait_for(lambda: _four(cluster, worker), timeout=30, what="four jobs running")
+    view = (await cluster.client.get("/api/v1/workers")).json()
+    (mine,) = [w for w in view["workers"] if w["worker"]["worker_id"] == worker.worker_id]
+    assert mine["leases"] == 4 and mine["beat_overdue"] is False
+    listed = cluster.run_cli("workers", **env)
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(worker.worker_id or "?"))
+    assert row.split()[5] == "4", listed.stdout  # WORKER HOST VERSION STATE BEAT JOBS
+
+    worker.send(signal.SIGKILL)
+    assert worker.wait_exit(10) == -signal.SIGKILL
+
+    async def overdue() -> dict[str, object] | None:
+        view = (await cluster.client.get("/api/v1/workers")).json()
+        found = [w for w in view["workers"] if w["worker"]["worker_id"] == worker.worker_id]
+        return found[0] if found and found[0]["beat_overdue"] else None
+
+    stale = await wait_for(overdue, timeout=3 * beat, what="the dead worker's beat to be overdue")
+    assert stale["worker"]["state"] == "ok"  # type: ignore[index]
+    listed = cluster.run_cli("workers", **env)
+    row = next((line for line in listed.stdout.splitlines() if line.startswith(worker.worker_id or "?")), "")
+    assert not row or "!" in row, listed.stdout  # gone, or flagged
+
+
+async def _four(cluster: Cluster, worker: Process) -> bool:
+    return len(await cluster.running_on(worker)) == 4

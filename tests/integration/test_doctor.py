@@ -170,4 +170,4 @@ async def test_unreachable_redis_is_named(settings: Settings) -> None:
     """With Redis unreachable doctor exits 1 and says so first."""
     down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     status, output, _ = await asyncio.to_thread(doctor, down)
-    assert status == 1 and "Redis unreachable" in output
+    assert status == 1 and "Redis is unreachable" in output

@@ -15,14 +15,18 @@ router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
 
 @router.get("", response_model=WorkersResponse)
 async def list_workers(registry: RegistryDep, settings: SettingsDep, _: CallerDep) -> WorkersResponse:
-    """Live workers with version skew and fenced workers flagged."""
+    """Live workers with version skew and fenced workers flagged, each with the age of its last beat
+    (an overdue beat: its state may be out of date) and the jobs it holds leases on now."""
     now = datetime.now(UTC)
     records = sorted(await registry.list_workers(), key=lambda r: r.worker_id)
+    leases = await registry.lease_counts(sorted({r.queue for r in records}))
     versions = sorted({r.version for r in records})
     views = [
         WorkerView(
             worker=r,
-            heartbeat_age_s=round((now - r.last_beat_at).total_seconds(), 3),
+            heartbeat_age_s=round(age := (now - r.last_beat_at).total_seconds(), 3),
+            beat_overdue=age > 2 * settings.worker_heartbeat_interval,
+            leases=leases.get(r.worker_id, 0),
             version_skew=r.version != settings.app_version,
             fenced=r.state is WorkerState.FENCED,
         )

@@ -179,10 +179,10 @@
           v.version_skew ? el("span", {}, w.version, " ", badge("≠ API", "bad")) : w.version,
           w.queue,
           el("span", {}, badge(w.state, kind), w.reason ? el("small", { class: "reason" }, w.reason) : null),
-          el("span", { title: w.current_jobs.join("\n") }, `${w.current_jobs.length} / ${w.max_jobs}`),
+          el("span", { title: w.current_jobs.join("\n") }, `${v.leases} / ${w.max_jobs}`),
           `${c.complete ?? 0} · ${c.failed ?? 0} · ${c.retried ?? 0}`,
           w.rss_mb === null || w.rss_mb === undefined ? "—" : `${Math.round(w.rss_mb)} MB`,
-          age(v.heartbeat_age_s),
+          v.beat_overdue ? badge(`${age(v.heartbeat_age_s)}: overdue`, "bad") : age(v.heartbeat_age_s),
         ];
       },
     });
