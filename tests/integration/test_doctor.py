@@ -171,3 +171,24 @@ async def test_unreachable_redis_is_named(settings: Settings) -> None:
     down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     status, output, _ = await asyncio.to_thread(doctor, down)
     assert status == 1 and "Redis is unreachable" in output
+
+
+async def test_fast_jobs_of_a_healthy_worker_are_not_called_too_fast(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Jobs of 0-1 ms on every worker: one worker's 0 ms median against the fleet's 1 ms is noise,
+    not a ghost (too-fast needs a fleet median of at least 50 ms and 20 samples a worker)."""
+    from src.domain.jobs import JobOutcome, JobStatus
+
+    repository = api._transport.app.state.repository  # type: ignore[attr-defined]
+    ids = [(await api.post("/api/v1/appointments", json=BODY)).json()["job_id"] for _ in range(60)]
+    now = datetime.now(UTC)
+    for index, job_id in enumerate(ids):
+        worker_id = ("w-a", "w-b", "w-c")[index % 3]
+        await repository.claim_job(job_id, JobClaim(worker_id=worker_id, version="test-1", started_at=now))
+        duration = 0 if worker_id == "w-a" else 1
+        await repository.finish_job(
+            job_id, 1, JobOutcome(status=JobStatus.SUCCEEDED, finished_at=now, duration_ms=duration)
+        )
+    _, output, _ = await asyncio.to_thread(doctor, settings)
+    assert "ok      too-fast" in output and "probably not doing the work" not in output, output
