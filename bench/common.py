@@ -66,7 +66,10 @@ async def publish_deployment(settings: Settings) -> str:
     try:
         registry = DeploymentRegistry(pool)
         fingerprint, _ = await registry.announce(
-            settings.app_version, store=repository.identity(), redis_db=settings.redis_db
+            settings.app_version,
+            store=repository.identity(),
+            data_key=repository.data_key(),
+            redis_db=settings.redis_db,
         )
         return fingerprint
     finally:

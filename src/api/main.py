@@ -31,7 +31,9 @@ from src.logging import configure_logging
 log = structlog.get_logger(__name__)
 
 
-async def keep_deployment_published(registry: DeploymentRegistry, settings: Settings, store: str) -> None:
+async def keep_deployment_published(
+    registry: DeploymentRegistry, settings: Settings, store: str, data_key: str
+) -> None:
     """Allow this API's own version (never retiring others) and publish its data fingerprint, again
     every heartbeat interval so both come back by themselves after Redis restarts empty."""
     announced: bool | None = None  # whether its version is allowed, as last said
@@ -39,7 +41,7 @@ async def keep_deployment_published(registry: DeploymentRegistry, settings: Sett
     while True:
         try:
             fingerprint, allowed = await registry.announce(
-                settings.app_version, store=store, redis_db=settings.redis_db
+                settings.app_version, store=store, data_key=data_key, redis_db=settings.redis_db
             )
         except (RedisError, OSError) as exc:  # Redis down or full: said once; the health model shows it
             redis_problems.failed(exc)
@@ -87,7 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limits=settings.field_limits,
         )
         registry = DeploymentRegistry(pool)
-        publisher = asyncio.create_task(keep_deployment_published(registry, settings, repository.identity()))
+        publisher = asyncio.create_task(
+            keep_deployment_published(registry, settings, repository.identity(), repository.data_key())
+        )
         app.state.registry = registry
         app.state.queue_admin = QueueAdmin(repository, tasks)
         app.state.health = HealthService(repository, tasks, registry, health_config(settings))

@@ -41,7 +41,13 @@ class Repository(Protocol):
         """Raise `StoreUnavailable` when the store cannot be reached."""
 
     def identity(self) -> str:
-        """A secret-free description of which store this is (e.g. `sqlite:/var/app.db`)."""
+        """A secret-free description of which store this is and how it is reached (e.g.
+        `sqlite:/var/app.db#<store id>`), for people: logs, banners, doctor."""
+
+    def data_key(self) -> str:
+        """Which data this is, whatever the route to it: the store's kind and its own id (written
+        once, when the store was first initialized). Two routes to one store (host lists in another
+        order, an SRV URL, a relative path) give one key; the data fingerprint is made of it."""
 
     # appointments and batches
     async def insert_appointments(self, appointments: Sequence[Appointment]) -> int:

@@ -115,7 +115,8 @@ class WorkerRecord(BaseModel):
     llm: LLMStats | None = None
 
 
-def data_fingerprint(redis_db: int, store_identity: str) -> str:
-    """A short, secret-free digest of which data a process works on (Redis db + store identity)."""
-    digest = hashlib.sha256(f"redis-db={redis_db};store={store_identity}".encode()).hexdigest()
+def data_fingerprint(redis_db: int, data_key: str) -> str:
+    """A short, secret-free digest of which data a process works on: the Redis database, and the
+    store's own key (kind and id), never the route to it (host lists, SRV URLs, relative paths)."""
+    digest = hashlib.sha256(f"redis-db={redis_db};store={data_key}".encode()).hexdigest()
     return digest[:16]

@@ -120,11 +120,12 @@ class DeploymentRegistry:
     async def allowed_versions(self) -> set[str]:
         return {v.decode() for v in await _reply(self._pool.smembers(VERSIONS_KEY))}
 
-    async def announce(self, version: str, *, store: str, redis_db: int) -> tuple[str, bool]:
-        """What an API does at start and on every beat: publish its data fingerprint and allow its
-        own version (never retiring others) unless an operator retired it, in one round trip;
-        returns (the fingerprint, whether its version is allowed)."""
-        fingerprint = data_fingerprint(redis_db, store)
+    async def announce(self, version: str, *, store: str, data_key: str, redis_db: int) -> tuple[str, bool]:
+        """What an API does at start and on every beat: publish its data fingerprint (of `data_key`;
+        `store` is the route, shown to people) and allow its own version (never retiring others)
+        unless an operator retired it, in one round trip; returns (the fingerprint, whether its
+        version is allowed)."""
+        fingerprint = data_fingerprint(redis_db, data_key)
         body = {
             "fingerprint": fingerprint,
             "store": store,

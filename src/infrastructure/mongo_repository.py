@@ -119,6 +119,11 @@ class MongoRepository:
         suffix = f"#{self._store_id}" if self._store_id else ""
         return f"mongodb:{self._hosts}/{self._database.name}{suffix}"
 
+    def data_key(self) -> str:
+        if self._store_id is None:
+            raise RuntimeError("data_key() needs init() first: the store id is read there")
+        return "mongodb#" + self._store_id
+
     # appointments and batches
 
     async def insert_appointments(self, appointments: Sequence[Appointment]) -> int:

@@ -167,6 +167,11 @@ class SQLiteRepository:
         suffix = f"#{self._store_id}" if self._store_id else ""
         return f"sqlite:{self._path}{suffix}"
 
+    def data_key(self) -> str:
+        if self._store_id is None:
+            raise RuntimeError("data_key() needs init() first: the store id is read there")
+        return "sqlite#" + self._store_id
+
     # appointments and batches
 
     async def insert_appointments(self, appointments: Sequence[Appointment]) -> int:

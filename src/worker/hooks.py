@@ -77,7 +77,7 @@ async def startup(ctx: WorkerContext) -> None:
     except (TimeoutError, StoreUnavailable) as exc:
         raise StoreUnavailable(f"store {repository.identity()} unreachable at start-up: {exc}") from exc
     ctx["repository"] = repository
-    ctx["fingerprint"] = data_fingerprint(settings.redis_db, repository.identity())
+    ctx["fingerprint"] = data_fingerprint(settings.redis_db, repository.data_key())
     normalizer = build_address_normalizer(settings, ctx)
     ctx["address_normalizer"] = normalizer
     ctx["normalization"] = NormalizationService(
