@@ -526,15 +526,24 @@ def build_mongo_repository(
     url: str, database_name: str, max_pool_size: int, *, server_selection_timeout_ms: int = 5000
 ) -> MongoRepository:
     """Build the client (it connects lazily) and the repository on `database_name`, whatever
-    database the URL's path names."""
+    database the URL's path names. Writes are acknowledged by a majority of the replica set
+    (`w=majority`, journaled): an appointment or a ledger record a failover can roll back would be
+    a job lost or run twice. A `w=` in the URL is an explicit choice and is kept."""
+    options: dict[str, Any] = {} if _url_sets_write_concern(url) else {"w": "majority"}
     client: AsyncMongoClient[Document] = AsyncMongoClient(
         url,
         maxPoolSize=max_pool_size,
         serverSelectionTimeoutMS=server_selection_timeout_ms,
         tz_aware=True,
         tzinfo=UTC,
+        **options,
     )
     return MongoRepository(client.get_database(database_name), hosts=hosts_of(url))
+
+
+def _url_sets_write_concern(url: str) -> bool:
+    query = url.partition("?")[2]
+    return any(part.split("=", 1)[0].lower() == "w" for part in query.split("&") if part)
 
 
 def hosts_of(url: str) -> str:

@@ -624,3 +624,21 @@ async def test_identity_defaults_to_the_client_seed_list() -> None:
         assert repo.identity() == "mongodb:db1:27017,db2:27018/clinic"
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mongodb://db1:27017,db2:27017/?replicaSet=rs0", {"w": "majority"}),
+        ("mongodb://db1:27017/?w=1", {"w": 1}),  # an explicit choice in the URL is kept
+    ],
+)
+async def test_writes_wait_for_a_majority_unless_the_url_says_otherwise(
+    url: str, expected: dict[str, Any]
+) -> None:
+    """A write a failover could roll back would be a job lost or run twice: majority by default."""
+    repo = build_mongo_repository(url, "clinic", 5)
+    try:
+        assert repo._database.client.write_concern.document == expected
+    finally:
+        await repo.close()
