@@ -60,8 +60,10 @@ queue-info: install
 queue-health: install
 	$(PY) -m src.cli queue-health
 
+# 127.0.0.1 unless asked (`make api HOST=0.0.0.0`): with no token, development is open to anyone
+HOST ?= 127.0.0.1
 api: install
-	$(PY) -m uvicorn --factory src.api.main:app_from_env --host 0.0.0.0 --port 8000
+	$(PY) -m uvicorn --factory src.api.main:app_from_env --host $(HOST) --port 8000
 
 sample: install
 	$(PY) scripts/generate_sample.py --rows 1000 --out data/sample_appointments.xlsx

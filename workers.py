@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-from pathlib import Path
 
 from src.application.ports import Repository
-from src.config import Settings, get_settings
+from src.config import Settings, settings_or_exit
 from src.domain.jobs import QueueName
 from src.errors import StoreUnavailable
 
@@ -87,23 +85,17 @@ async def _init_store(repository: Repository) -> None:
 
 
 async def check(settings: Settings) -> tuple[int, str]:
-    """Health of the worker processes of this container (found through WORKER_STATE_DIR)."""
+    """Health of this deployment's worker processes in this container (WORKER_STATE_DIR)."""
     from datetime import UTC, datetime
 
     from src.infrastructure.deployment_registry import DeploymentRegistry
     from src.infrastructure.redis_pool import create_redis_pool
+    from src.worker.state_files import deployment_scope, live_state_files
 
-    ids: list[str] = []
-    for state_file in sorted(Path(settings.worker_state_dir).glob("*.worker")):
-        pid = int(state_file.stem)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            state_file.unlink(missing_ok=True)  # a process that is gone is not this container's worker
-            continue
-        except PermissionError:
-            pass
-        ids.append(state_file.read_text().strip())
+    # this deployment's workers only (another checkout's on this machine are not ours), and only
+    # processes that still run (a pid reused after a kill -9 is told apart by its start time)
+    scope = deployment_scope(settings.redis_display)
+    ids = [found.worker_id for found in live_state_files(settings.worker_state_dir, scope)]
     if not ids:
         return 1, "unhealthy: no worker process is running in this container"
     pool = create_redis_pool(settings, max_connections=2)
@@ -132,7 +124,7 @@ async def check(settings: Settings) -> tuple[int, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = get_settings()
+    settings = settings_or_exit()
     from src.logging import configure_logging
 
     configure_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)

@@ -8,19 +8,20 @@ a few before/after rows.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
 from scripts.local_redis import free_port, start_redis_server
+from src.config import isolated_environ
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample_appointments.xlsx"
@@ -36,12 +37,38 @@ def code_version() -> str:
         return "dev"
 
 
-def wait_ready(client: httpx.Client, processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+class ProcessLogs:
+    """One log file per process the demo starts, in its working directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._files: dict[str, IO[bytes]] = {}
+
+    def open(self, name: str) -> IO[bytes]:
+        handle = (self._directory / f"{name}.log").open("wb")
+        self._files[name] = handle
+        return handle
+
+    def tails(self, lines: int = 15) -> str:
+        parts = []
+        for name in self._files:
+            text = (self._directory / f"{name}.log").read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {name}.log ---\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+
+
+def wait_ready(
+    client: httpx.Client, processes: list[subprocess.Popen[bytes]], logs: ProcessLogs, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for p in processes:
             if p.poll() is not None:
-                raise SystemExit(f"a demo process exited early with status {p.returncode}; see the log above")
+                raise SystemExit(f"a demo process exited early with status {p.returncode}:\n{logs.tails()}")
         try:
             if client.get("/readyz").status_code == 200:
                 return
@@ -75,7 +102,7 @@ def run(sample: Path, workers: int) -> int:
     token = secrets.token_urlsafe(24)
     api_port = free_port()
     env = {
-        **os.environ,
+        **isolated_environ(),  # a developer's .env or MONGODB_URL / OPENAI_API_KEY never reach the demo
         "ENVIRONMENT": "development",
         "REDIS_URL": redis.url,
         "SQLITE_PATH": str(workdir / "demo.sqlite3"),
@@ -86,19 +113,32 @@ def run(sample: Path, workers: int) -> int:
         "ARQ_POLL_DELAY": "0.1",
     }
     processes: list[subprocess.Popen[bytes]] = []
+    logs = ProcessLogs(workdir)
+    failed = False
     try:
+        # Their output goes to log files: the progress bar and the summary stay readable.
         api = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "src.api.main:app_from_env",
              "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
-            cwd=ROOT, env=env,
+            cwd=ROOT, env=env, stdout=logs.open("api"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         processes.append(api)
         client = httpx.Client(
             base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
-        wait_ready(client, processes)  # the API initializes the store before workers start
-        for _ in range(workers):
-            processes.append(subprocess.Popen([sys.executable, "workers.py"], cwd=ROOT, env=env))
+        wait_ready(client, processes, logs)  # the API initializes the store before workers start
+        for n in range(workers):
+            log_file = logs.open(f"worker-{n}")
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "workers.py"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        print(f"API and {workers} worker(s) started (their logs: {workdir}/*.log)")
         print(f"Importing {sample.name} …")
         started = time.perf_counter()
         with sample.open("rb") as fh:
@@ -109,6 +149,8 @@ def run(sample: Path, workers: int) -> int:
         print(f"accepted {report['accepted']} rows, rejected {report['rejected']} (row-level errors)")
         for err in report["errors"][:3]:
             print(f"  row {err['row']}: {err['message']}")
+        if len(report["errors"]) > 3:
+            print(f"  … and {len(report['errors']) - 3} more (GET /api/v1/batches/{batch_id} and the report)")
         while True:
             batch = client.get(f"/api/v1/batches/{batch_id}").json()
             print(f"\r{progress_bar(batch['done'] + batch['failed'], batch['total'])}", end="", flush=True)
@@ -116,13 +158,17 @@ def run(sample: Path, workers: int) -> int:
                 break
             for p in processes:
                 if p.poll() is not None:
-                    raise SystemExit(f"\na demo process exited with status {p.returncode}")
+                    failed = True
+                    raise SystemExit(f"\na demo process exited with status {p.returncode}:\n{logs.tails()}")
             time.sleep(0.2)
         elapsed = time.perf_counter() - started
         print()
         summarize(client, report, batch, elapsed)
         show_rows(client, batch_id, 4)
         return 0
+    except BaseException:
+        failed = True
+        raise
     finally:
         for p in reversed(processes):
             if p.poll() is None:
@@ -133,7 +179,16 @@ def run(sample: Path, workers: int) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         redis.stop()
-        print("\nDemo stopped: API, worker and redis-server are down.")
+        logs.close()
+        # The demo's data (a thousand patient-like rows) is not left behind; logs are kept only
+        # when something failed, to be read.
+        if failed:
+            for data in workdir.glob("demo.sqlite3*"):
+                data.unlink()
+            print(f"\nDemo stopped; its logs are in {workdir} (its data was removed).")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            print("\nDemo stopped: API, worker and redis-server are down, and its data removed.")
 
 
 def summarize(client: httpx.Client, report: dict[str, Any], batch: dict[str, Any], elapsed: float) -> None:
@@ -145,7 +200,8 @@ def summarize(client: httpx.Client, report: dict[str, Any], batch: dict[str, Any
             sources[source] = sources.get(source, 0) + n
         invalid_documents += int(result.get("invalid_documents") or 0)
     print("\nSummary")
-    print(f"  rows in file:            {report['accepted'] + report['rejected']}")
+    print(f"  rows in file:            {report['accepted'] + report['rejected'] + report['blank']}")
+    print(f"  blank rows (skipped):    {report['blank']}")
     print(f"  rejected at import:      {report['rejected']}")
     print(f"  normalized:              {batch['done']}")
     print(f"  failed:                  {batch['failed']}")

@@ -26,7 +26,7 @@ from src.application.services.health import HealthService, Level
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.retime import retime_naive_times
 from src.application.services.task_service import TaskService
-from src.config import Settings, get_settings
+from src.config import Settings, settings_or_exit
 from src.errors import AppError
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.health_config import health_config
@@ -282,7 +282,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handler: Command = args.handler
-    return asyncio.run(handler(get_settings(), args))
+    return asyncio.run(handler(settings_or_exit(), args))
 
 
 if __name__ == "__main__":

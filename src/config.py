@@ -12,6 +12,8 @@ Only the composition roots (API lifespan, worker startup, `workers.py`, the CLI)
 
 from __future__ import annotations
 
+import os
+import sys
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from src.domain.appointments import FieldLimits
@@ -58,6 +60,9 @@ class Environment(StrEnum):
     TEST = "test"
     STAGING = "staging"
     PRODUCTION = "production"
+
+
+ENV_FILE_VARIABLE = "APP_ENV_FILE"  # which .env file get_settings() reads ("": none)
 
 
 class Settings(BaseSettings):
@@ -287,5 +292,39 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read once; tests set the environment first and call `cache_clear()`."""
-    return Settings()
+    """The process's settings, read once; tests set the environment first and call `cache_clear()`.
+    The `.env` file is read from the working directory, or from `APP_ENV_FILE` (empty: none, which
+    the tests and the demo set so that a developer's `.env` never reaches them)."""
+    env_file = os.environ.get(ENV_FILE_VARIABLE, ".env") or None
+    return Settings(_env_file=env_file)
+
+
+def isolated_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """`environ` (the process's) without any variable the settings read, and with no `.env` file:
+    what the demo and the tests start from, so that a developer's environment or `.env` (a real
+    MONGODB_URL, OPENAI_API_KEY, or a production template) never reaches them."""
+    names = {name.upper() for name in Settings.model_fields} | {ENV_FILE_VARIABLE}
+    clean = {k: v for k, v in (os.environ if environ is None else environ).items() if k.upper() not in names}
+    clean[ENV_FILE_VARIABLE] = ""
+    return clean
+
+
+def settings_or_exit() -> Settings:
+    """For the entry points (API, workers, CLI): the settings, or one line naming each variable
+    that is wrong and exit status 2, never a traceback."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        print(f"configuration error: {describe_errors(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """`REDIS_URL: ...; API_ACCESS_TOKEN ...`: each error with its variable, no values (the model
+    hides its input: a refused setting may be a secret)."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        names = [str(part).upper() for part in error.get("loc", ()) if isinstance(part, str)]
+        parts.append(f"{names[0]}: {message}" if names else message)
+    return "; ".join(parts)

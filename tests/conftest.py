@@ -12,14 +12,19 @@ import pytest
 from arq.connections import ArqRedis
 
 from scripts.local_redis import RedisServer, start_redis_server
-from src.config import Environment, Settings
+from src.config import Environment, Settings, isolated_environ
 from src.domain.jobs import QueueName
 from src.infrastructure.redis_pool import create_redis_pool
 from src.worker.arq_worker import AppWorker
 from src.worker.settings import build_worker
 
-# Tests never read a developer's .env or the shared Redis on 6379.
-os.environ.setdefault("ENVIRONMENT", "test")
+# Tests never read a developer's .env, environment or the shared Redis on 6379: the settings'
+# variables are cleared for this process and every process it starts (they inherit os.environ),
+# and APP_ENV_FILE="" turns the .env file off (tests/unit/test_isolation.py proves it).
+_isolated = isolated_environ()
+os.environ.clear()
+os.environ.update(_isolated)
+os.environ["ENVIRONMENT"] = "test"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from src.application.services.appointment_service import AppointmentService
 from src.application.services.health import HealthService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
-from src.config import Settings, get_settings
+from src.config import Settings, get_settings, settings_or_exit
 from src.infrastructure.completion_feed import RedisCompletionFeed
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.health_config import health_config
@@ -135,7 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """`uvicorn --factory src.api.main:app_from_env`: settings and logging from the environment."""
-    settings = get_settings()
+    """`uvicorn --factory src.api.main:app_from_env`: settings and logging from the environment; a
+    wrong setting stops the process with one line naming it."""
+    settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from src.domain.workers import LLMStats, WorkerCounters, WorkerRecord, WorkerRegistration, WorkerState
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_problems import RedisProblemLog
+from src.worker.state_files import write_state_file
 
 if TYPE_CHECKING:
     from src.worker.arq_worker import AppWorker
@@ -43,6 +44,7 @@ class LifecycleConfig:
     max_jobs_before_restart: int
     max_rss_mb: int
     state_dir: str
+    state_scope: str = "default"  # which deployment's workers these are (src/worker/state_files.py)
     direct_handoff: bool = True  # WORKER_DIRECT_HANDOFF: idle workers wait for jobs handed to them
 
     @property
@@ -263,9 +265,8 @@ class Heartbeat:
     def _write_state_file(self) -> None:
         """Let `python workers.py --check` in this container find this process's worker id."""
         try:
-            directory = Path(self.config.state_dir)
-            directory.mkdir(parents=True, exist_ok=True)
-            self._state_file = directory / f"{os.getpid()}.worker"
-            self._state_file.write_text(self.worker.worker_id)
+            self._state_file = write_state_file(
+                self.config.state_dir, self.config.state_scope, self.worker.worker_id
+            )
         except OSError as exc:
             log.warning("cannot write the health-check state file", error=str(exc))

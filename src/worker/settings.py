@@ -18,6 +18,7 @@ from src.infrastructure.redis_pool import create_redis_pool
 from src.worker.arq_worker import AppWorker
 from src.worker.heartbeat import LifecycleConfig
 from src.worker.hooks import shutdown, startup
+from src.worker.state_files import deployment_scope
 from src.worker.tasks import TASKS
 
 TASKS_BY_QUEUE: dict[QueueName, tuple[JobName, ...]] = {
@@ -139,6 +140,7 @@ def build_worker(
         max_jobs_before_restart=settings.worker_max_jobs_before_restart,
         max_rss_mb=settings.worker_max_rss_mb,
         state_dir=settings.worker_state_dir,
+        state_scope=deployment_scope(settings.redis_display),
         direct_handoff=settings.worker_direct_handoff,
     )
     return AppWorker(

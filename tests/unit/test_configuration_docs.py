@@ -1,11 +1,15 @@
-"""docs/configuration.md and deploy/.env.example list exactly the Settings variables, with true defaults."""
+"""docs/configuration.md and deploy/.env.production.example list exactly the Settings variables, with
+true defaults; the development .env.example loads as is, local, and every name in it is a setting."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from src.config import Settings
+import pytest
+from pydantic import ValidationError
+
+from src.config import Settings, describe_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +48,33 @@ def test_documented_defaults_are_the_real_defaults() -> None:
 
 
 def test_env_example_lists_every_variable() -> None:
-    """deploy/.env.example names exactly the Settings variables."""
-    text = (ROOT / "deploy" / ".env.example").read_text()
+    """deploy/.env.production.example names exactly the Settings variables."""
+    text = (ROOT / "deploy" / ".env.production.example").read_text()
     names = set(re.findall(r"^([A-Z0-9_]+)=", text, flags=re.MULTILINE))
     assert names == settings_variables()
+
+
+def test_the_development_example_loads_as_is_and_stays_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    """.env.example (development) gives valid settings with no placeholder to fill in: development,
+    a local Redis, the embedded store, no OpenAI; each name in it is a setting."""
+    monkeypatch.delenv("ENVIRONMENT")  # the tests' own; the file's must decide here
+    path = ROOT / ".env.example"
+    names = set(re.findall(r"^([A-Z0-9_]+)=", path.read_text(), flags=re.MULTILINE))
+    assert names <= settings_variables()
+    settings = Settings(_env_file=str(path))  # type: ignore[call-arg]
+    assert settings.environment.value == "development" and not settings.is_production
+    assert settings.mongodb_url is None and not settings.llm_enabled
+    assert settings.redis_url.startswith("redis://localhost")
+
+
+def test_the_production_example_is_refused_until_its_placeholders_are_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The production template, used as it is, stops with one line naming the variable to fix."""
+    monkeypatch.delenv("ENVIRONMENT")
+
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=str(ROOT / "deploy" / ".env.production.example"))  # type: ignore[call-arg]
+    message = describe_errors(refused.value)
+    assert "placeholder" in message and "\n" not in message
+    assert any(name in message for name in ("REDIS_PASSWORD", "API_ACCESS_TOKEN", "APP_VERSION"))

@@ -131,6 +131,7 @@ def test_xlsx_round_trip_keeps_generated_values(tmp_path: Path) -> None:
     sheet = _parse_rows(rows, tmp_path / "agenda.xlsx", "xlsx")
     blank = sum(all(v in (None, "") for v in row.values()) for row in rows)
     assert len(sheet.rows) + sheet.rejected == len(rows) - blank
+    assert sheet.blank == blank  # counted, so a report can add up to the file's rows
     assert sheet.rejected > 0
     for parsed in sheet.rows:
         source = rows[parsed.row - 2]
@@ -361,6 +362,7 @@ def test_blank_rows_are_skipped_silently_and_row_numbers_follow_the_file() -> No
     sheet = parse_spreadsheet(content, "agenda.csv", max_rows=2)
     assert [row.row for row in sheet.rows] == [3, 6]
     assert sheet.errors == []
+    assert sheet.blank == 2  # the empty rows after the header; the one before it is not data
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,7 @@ class ImportReport(BaseModel):
     batch_id: str
     accepted: int
     rejected: int
+    blank: int = 0  # empty rows, skipped: accepted + rejected + blank = the file's data rows
     errors: list[RowError]
     job_ids: list[str]
 
@@ -243,6 +244,7 @@ class AppointmentService:
             batch_id=batch_id,
             accepted=len(appointments),
             rejected=sheet.rejected,
+            blank=sheet.blank,
             errors=sheet.errors,
             job_ids=batch.job_ids,
         )

@@ -91,6 +91,7 @@ class ParsedSheet:
 
     rows: list[ParsedRow] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    blank: int = 0  # empty rows between the header and the end, skipped without an error
 
     @property
     def rejected(self) -> int:
@@ -139,6 +140,7 @@ def _collect(records: Iterator[tuple[int, Sequence[Any]]], *, max_rows: int, rul
     seen = 0
     for number, record in records:
         if all(value is None or (isinstance(value, str) and not value.strip()) for value in record):
+            sheet.blank += 1
             continue
         seen += 1
         if seen > max_rows:  # stop at once: the rest of the file is never read
