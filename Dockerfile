@@ -44,9 +44,10 @@ USER 10001:10001
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 
-# The API's liveness (the default command). Worker services override it with `python workers.py --check`.
+# Right for each role: the API's /healthz, a worker's heartbeat (as `workers.py --check`), or both
+# for the single-container script; told by the container's command or HEALTHCHECK_ROLE.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
+    CMD ["python", "-m", "src.healthcheck"]
 
 # Exec form: python is PID 1's child under `init: true` (or PID 1 itself) and receives SIGTERM directly.
 # Never auto-reload: a reload kills running jobs mid-flight (the job-stall incident).

@@ -84,44 +84,6 @@ async def _init_store(repository: Repository) -> None:
             raise last from None
 
 
-async def check(settings: Settings) -> tuple[int, str]:
-    """Health of this deployment's worker processes in this container (WORKER_STATE_DIR)."""
-    from datetime import UTC, datetime
-
-    from src.infrastructure.deployment_registry import DeploymentRegistry
-    from src.infrastructure.redis_pool import create_redis_pool
-    from src.worker.state_files import deployment_scope, live_state_files
-
-    # this deployment's workers only (another checkout's on this machine are not ours), and only
-    # processes that still run (a pid reused after a kill -9 is told apart by its start time)
-    scope = deployment_scope(settings.redis_display)
-    ids = [found.worker_id for found in live_state_files(settings.worker_state_dir, scope)]
-    if not ids:
-        return 1, "unhealthy: no worker process is running in this container"
-    pool = create_redis_pool(settings, max_connections=2)
-    try:
-        registry = DeploymentRegistry(pool)
-        records = await asyncio.wait_for(asyncio.gather(*(registry.get_worker(i) for i in ids)), 8)
-    except Exception as exc:  # noqa: BLE001
-        return 1, f"unhealthy: Redis unreachable ({type(exc).__name__})"
-    finally:
-        await pool.aclose(close_connection_pool=True)
-    max_age = 3 * settings.worker_heartbeat_interval
-    problems = []
-    for worker_id, record in zip(ids, records, strict=True):
-        if record is None:
-            problems.append(f"{worker_id}: no heartbeat in Redis")
-            continue
-        age = (datetime.now(UTC) - record.last_beat_at).total_seconds()
-        if age > max_age:
-            problems.append(f"{worker_id}: heartbeat {age:.1f}s old")
-        elif not record.state.healthy:
-            problems.append(f"{worker_id}: {record.state.value} ({record.reason})")
-    if problems:
-        return 1, "unhealthy: " + "; ".join(problems)
-    return 0, f"healthy: {len(ids)} worker(s)"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_or_exit()
@@ -129,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
     if args.check:
+        from src.worker.liveness import check
+
         status, message = asyncio.run(check(settings))
         print(message, file=sys.stdout if status == 0 else sys.stderr)
         return status

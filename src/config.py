@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     reconcile_every_seconds: int = Field(default=30, ge=1)
     ledger_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     worker_state_dir: str = "/tmp/clinic-workers"
+    healthcheck_role: Literal["auto", "api", "worker", "both"] = "auto"  # python -m src.healthcheck
+    port: int = Field(default=8000, ge=1, le=65535)  # the image: start script, health check
     job_log_lines_per_second: int = Field(default=50, ge=0)  # INFO start/success lines per worker; 0: none
     # test hooks (fault tests): slow each item, log each side effect; refused in production
     test_item_delay_ms: int = Field(default=0, ge=0)

@@ -71,12 +71,12 @@ def test_cmd_is_the_api_in_exec_form_with_a_graceful_timeout() -> None:
     assert not [i for i in dockerfile_instructions() if i[0] == "ENTRYPOINT"]
 
 
-def test_healthcheck_is_exec_form_and_probes_healthz() -> None:
-    """HEALTHCHECK runs python (no curl in slim images) against /healthz, with a timeout."""
+def test_healthcheck_is_exec_form_and_right_for_each_role() -> None:
+    """HEALTHCHECK runs python (no curl in slim images): the role-aware check of src/healthcheck.py
+    (tests/unit/test_healthcheck.py), with a timeout."""
     [arguments] = [args for keyword, args in dockerfile_instructions() if keyword == "HEALTHCHECK"]
     assert "--timeout=" in arguments and "--start-period=" in arguments
-    command = healthcheck_command()
-    assert command[:2] == ["python", "-c"] and "/healthz" in command[2]
+    assert healthcheck_command() == ["python", "-m", "src.healthcheck"]
 
 
 def test_app_version_is_a_build_argument_baked_into_the_environment() -> None:

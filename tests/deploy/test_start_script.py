@@ -46,8 +46,9 @@ class Stack:
                 found[int(entry.name)] = cmdline
         return found
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(args, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60)
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        environ = {**self.env, **(env or {})}
+        return subprocess.run(args, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
 
 
 def running(pid: int) -> bool:
@@ -140,7 +141,13 @@ def test_signals_are_forwarded_and_everything_stops_cleanly(stack: Stack, sig: s
     assert sum("uvicorn --factory src.api.main:app_from_env" in c for c in commands) == 1
     # the image's HEALTHCHECK, option A's health check and the operators' view, against the stack
     assert stack.run(*healthcheck_command()).returncode == 0
-    assert stack.run("sh", "-c", SINGLE_CONTAINER_HEALTHCHECK).returncode == 0
+    both = stack.run("sh", "-c", SINGLE_CONTAINER_HEALTHCHECK)
+    assert (both.returncode, both.stdout.strip()) == (0, "healthy (both)"), both.stderr
+    # the worker role needs no API (a worker container has none); the API role needs the API
+    no_api = {"PORT": str(free_port())}
+    assert stack.run(*healthcheck_command(), env={**no_api, "HEALTHCHECK_ROLE": "worker"}).returncode == 0
+    api_gone = stack.run(*healthcheck_command(), env={**no_api, "HEALTHCHECK_ROLE": "api"})
+    assert api_gone.returncode == 1 and "does not answer /healthz" in api_gone.stderr
     listing = stack.run(sys.executable, "-m", "src.cli", "workers")
     assert listing.returncode == 0 and listing.stdout.count(" deploy-test ") == 3, listing.stdout
     assert "Starting ARQ Background Worker" in stack.log() and "Code version: deploy-test" in stack.log()
