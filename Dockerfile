@@ -6,19 +6,21 @@
 # Build: docker build --build-arg APP_VERSION=$(git rev-parse --short HEAD) -t clinic-normalizer .
 
 # --- builder: the pinned runtime dependencies in a virtualenv (cached until the lock changes) ---
-FROM python:3.11-slim AS builder
+FROM python:3.11.14-slim-trixie AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 COPY deploy/requirements-runtime.lock /tmp/requirements-runtime.lock
-# --no-deps: exactly the pins of the lock; `pip check` fails the build if the lock is incomplete.
+# Exactly the lock's wheels, each checked against its sha256 (--require-hashes); --no-deps: only
+# its pins; `pip check` fails the build if the lock is incomplete.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --no-deps -r /tmp/requirements-runtime.lock \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes --only-binary=:all: \
+        -r /tmp/requirements-runtime.lock \
     && /opt/venv/bin/pip check
 
 # --- runtime: the virtualenv, the code, a non-root user; no compilers, no dev tools ---
-FROM python:3.11-slim AS runtime
+FROM python:3.11.14-slim-trixie AS runtime
 
 ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \

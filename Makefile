@@ -84,7 +84,8 @@ bench: install
 
 # regenerate the image's runtime lock after any change to requirements.lock
 runtime-lock: install
-	$(PY) -m tests.deploy.runtime_lock > deploy/requirements-runtime.lock
+	$(PY) -m tests.deploy.runtime_lock > deploy/requirements-runtime.lock.new
+	mv deploy/requirements-runtime.lock.new deploy/requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

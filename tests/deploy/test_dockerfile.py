@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
+from tests.deploy.runtime_lock import SUPPORTED_PYTHONS
 from tests.deploy.tools import (
     COMPOSE_FILES,
     ROOT,
@@ -30,11 +32,17 @@ def test_hadolint_finds_nothing_at_warning_level() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_multi_stage_build_from_python_311_slim() -> None:
-    """A builder stage installs the runtime lock; the final stage copies its virtualenv."""
+def test_multi_stage_build_from_one_pinned_python_slim_image() -> None:
+    """A builder stage installs the runtime lock; the final stage copies its virtualenv. Both stages
+    use the same base, pinned to a patch release (and optionally a digest) of a supported Python,
+    so a rebuild does not change Python or Debian behind the team's back."""
     instructions = dockerfile_instructions()
     stages = [args for keyword, args in instructions if keyword == "FROM"]
-    assert stages == ["python:3.11-slim AS builder", "python:3.11-slim AS runtime"]
+    base = stages[0].removesuffix(" AS builder")
+    assert stages == [f"{base} AS builder", f"{base} AS runtime"]
+    pinned = re.fullmatch(r"python:(3\.\d+)\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", base)
+    assert pinned, f"{base} is not pinned to a patch release"
+    assert pinned.group(1) in SUPPORTED_PYTHONS
     runs = [args for keyword, args in instructions if keyword == "RUN"]
     assert any(
         "-r /tmp/requirements-runtime.lock" in r and "--no-deps" in r and "pip check" in r for r in runs

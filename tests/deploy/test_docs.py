@@ -20,7 +20,7 @@ DOCS = [
     ]
     if SHELL_BLOCK.search(p.read_text())
 ]
-NEEDS = ("# needs: a Docker engine", "# needs: Coolify")
+NEEDS = ("# needs: a Docker engine", "# needs: Coolify", "# needs: the package index")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 ids = [str(p.relative_to(ROOT)) for p in DOCS]
 
