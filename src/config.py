@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     app_version: str = ""  # baked into the image at build time; a checkout falls back to its git sha
+    source_commit: str = ""  # set by Coolify at run time: the version when the image has none
 
     # redis / queue
     redis_url: str = "redis://localhost:6379/0"
@@ -161,7 +162,9 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("redis_password", "mongodb_url", "openai_api_key", "api_access_token", mode="before")
+    @field_validator(
+        "redis_password", "mongodb_url", "openai_api_key", "api_access_token", "api_tokens", mode="before"
+    )
     @classmethod
     def _blank_secret_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -169,11 +172,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _resolve_version(self) -> Settings:
         if not self.app_version.strip():
-            self.app_version = git_sha() or UNKNOWN_VERSION
+            commit = self.source_commit.strip()
+            usable = commit if commit and commit != UNKNOWN_VERSION else None  # Coolify says "unknown"
+            self.app_version = usable or git_sha() or UNKNOWN_VERSION
         if self.environment == Environment.PRODUCTION and self.app_version in (UNKNOWN_VERSION, "dev"):
             raise ValueError(
                 "APP_VERSION is unknown: production processes must know their code version "
-                "(build the image with --build-arg APP_VERSION=<commit>)"
+                "(build the image with --build-arg APP_VERSION=<commit>, or on Coolify pass "
+                "SOURCE_COMMIT to the service)"
             )
         return self
 

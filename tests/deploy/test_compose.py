@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from src.config import Settings
+from tests.deploy.service_variables import COOLIFY_ONLY, DELIBERATE_DEFAULTS, NOT_IN_COMPOSE, READ_BY
 from tests.deploy.tools import (
     COMPOSE_FILES,
     COOLIFY_COMPOSE,
@@ -26,9 +27,9 @@ from tests.deploy.tools import (
 )
 
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
-# Read by the start script (N_WORKERS, PORT), by Coolify (SERVICE_*, SOURCE_COMMIT), or by the local
-# MongoDB container only (MONGO_ROOT_PASSWORD); docs/deployment.md lists them.
-EXTRA_VARIABLES = {"N_WORKERS", "PORT", "SOURCE_COMMIT", "MONGO_ROOT_PASSWORD"}
+# Read by the start script (N_WORKERS), by Coolify (SERVICE_*), or by the local MongoDB container only
+# (MONGO_ROOT_PASSWORD); docs/deployment.md lists them.
+EXTRA_VARIABLES = {"N_WORKERS", "MONGO_ROOT_PASSWORD"}
 DUMMY_ENV = {
     "APP_VERSION": "0123abc",
     "API_ACCESS_TOKEN": "dummy-token",
@@ -193,7 +194,68 @@ def test_coolify_routes_only_the_api_and_generates_the_secrets() -> None:
     assert not [n for n, s in services.items() if "ports" in s]
     for name, service in app_services(compose).items():
         env = environment(service)
-        assert service["build"]["args"]["APP_VERSION"] == "${SOURCE_COMMIT}", name
+        assert service["build"]["args"]["APP_VERSION"] == "${SOURCE_COMMIT:-}", name
+        assert env["SOURCE_COMMIT"] == "${SOURCE_COMMIT:-}", name  # the version when the build had none
         assert env["REDIS_PASSWORD"] == "${SERVICE_PASSWORD_REDIS}", name
         assert env["API_ACCESS_TOKEN"] == "${SERVICE_PASSWORD_64_APITOKEN}", name
         assert "${SERVICE_PASSWORD_MONGODB}" in (env["MONGODB_URL"] or ""), name
+
+
+def test_every_setting_is_placed_for_the_compose_files() -> None:
+    """Each setting is read by named services (READ_BY) or left out with a reason: a new setting
+    cannot be forgotten in the compose files."""
+    placed = set(READ_BY) | set(NOT_IN_COMPOSE) | set(COOLIFY_ONLY)
+    assert placed == SETTINGS_VARIABLES
+    assert not set(READ_BY) & set(NOT_IN_COMPOSE)
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=ids)
+def test_every_documented_variable_reaches_the_services_that_read_it(path: Path) -> None:
+    """Every variable of docs/configuration.md a service reads at run time is in that service's
+    environment, so .env (local) or Coolify's Environment Variables page can set it; none of the
+    variables left out on purpose is there."""
+    expected = dict(READ_BY) | (COOLIFY_ONLY if path == COOLIFY_COMPOSE else {})
+    for name, service in app_services(load_yaml(path)).items():
+        env = environment(service)
+        missing = sorted(v for v, readers in expected.items() if name in readers and v not in env)
+        assert not missing, f"{path.relative_to(ROOT)}: {name} does not get {missing}"
+        assert not set(NOT_IN_COMPOSE) & env.keys(), f"{path.relative_to(ROOT)}: {name}"
+
+
+DEFAULTED = re.compile(r"^\$\{([A-Z0-9_]+):-([^}]*)\}$")
+
+
+def setting_default(variable: str) -> str:
+    value = Settings.model_fields[variable.lower()].default
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(getattr(value, "value", value))
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=ids)
+def test_compose_defaults_are_the_settings_defaults(path: Path) -> None:
+    """`VAR: ${VAR:-default}` gives the setting's own default, unless the file chooses another on
+    purpose (DELIBERATE_DEFAULTS, each with its reason)."""
+    for name, service in app_services(load_yaml(path)).items():
+        for variable, value in environment(service).items():
+            match = DEFAULTED.match(value or "")
+            if not match or match[1] != variable or variable not in SETTINGS_VARIABLES:
+                continue
+            default, own = match[2], setting_default(variable)
+            if (variable, default) in DELIBERATE_DEFAULTS:
+                continue
+            same = float(default) == float(own) if default.replace(".", "").isdigit() else default == own
+            where = f"{path.relative_to(ROOT)}: {name}"
+            assert same, f"{where}: {variable} defaults to {default!r}, the setting to {own!r}"
+
+
+def test_a_placement_mistake_is_caught(tmp_path: Path) -> None:
+    """The check above fails on a compose file that drops a variable from the service reading it."""
+    compose = load_yaml(COOLIFY_COMPOSE)
+    del compose["services"]["api"]["environment"]["RATE_LIMIT_PER_MINUTE"]
+    env = environment(compose["services"]["api"])
+    assert [v for v, readers in READ_BY.items() if "api" in readers and v not in env] == [
+        "RATE_LIMIT_PER_MINUTE"
+    ]

@@ -49,3 +49,31 @@ def test_relative_links_resolve(path: Path) -> None:
 def test_documented_single_container_healthcheck_is_the_tested_one() -> None:
     """The option A health check in docs/deployment.md is the command the start-script test runs."""
     assert SINGLE_CONTAINER_HEALTHCHECK in (ROOT / "docs" / "deployment.md").read_text()
+
+
+def test_the_guides_banner_is_the_banners_code() -> None:
+    """The banner shown in the Coolify guide is what a worker of that deployment prints: the
+    normalization queue's tasks, the defaults of the compose file, the password masked."""
+    from src.config import Environment, Settings
+    from src.domain.jobs import QueueName
+    from src.worker.banner import RULE, render_banner
+    from src.worker.settings import worker_settings
+
+    guide = (ROOT / "deploy" / "coolify" / "README.md").read_text()
+    [shown] = [b for b in re.findall(r"^```text\n(.*?)^```", guide, re.MULTILINE | re.DOTALL) if "ARQ" in b]
+    values = dict(line.split(": ", 1) for line in shown.splitlines() if ": " in line)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment=Environment.TEST,
+        redis_url="redis://clinic-redis:6379/0",
+        redis_password="a-generated-password",
+        app_version=values["Code version"],
+    )
+    kwargs = worker_settings(settings, QueueName.NORMALIZATION, worker_id=values["Worker id"])
+    banner = render_banner(
+        settings,
+        queue_name=kwargs["queue_name"],
+        tasks=[f.name for f in kwargs["functions"]],
+        worker_id=values["Worker id"],
+    )
+    assert shown.rstrip("\n") == banner and shown.startswith(RULE)
