@@ -47,16 +47,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def preflight(settings: Settings) -> str | None:
     """None when Redis and the store answer within the timeout, else what is wrong (no secrets)."""
     from src.infrastructure.redis_pool import create_redis_pool
-    from src.infrastructure.redis_problems import redis_problem
+    from src.infrastructure.redis_problems import cluster_refusal, redis_problem
     from src.infrastructure.repository_factory import build_repository
 
     pool = create_redis_pool(settings, max_connections=2)
     try:
         await asyncio.wait_for(pool.ping(), PREFLIGHT_TIMEOUT_S / 2)
+        refusal = await asyncio.wait_for(cluster_refusal(pool), PREFLIGHT_TIMEOUT_S / 2)
     except Exception as exc:  # noqa: BLE001 - any failure is reported with what it means
         return redis_problem(exc).replace("Redis ", f"Redis at {settings.redis_display} ", 1)
     finally:
         await pool.aclose(close_connection_pool=True)
+    if refusal is not None:
+        return f"Redis at {settings.redis_display} {refusal}"
     repository = build_repository(settings)
     try:
         await asyncio.wait_for(_init_store(repository), PREFLIGHT_TIMEOUT_S / 2)

@@ -14,6 +14,10 @@ peers' runner (bench/peers/runner.py), run with the project's own Python:
   subscription, then a ledger read): the time until the caller holds the final record.
 - Redis commands per job: `INFO commandstats` deltas over the enqueue phase and over the processing
   phase, less the harness's own commands (INCR, two SETs, its INFO/GET polling).
+- Redis CPU per job: `INFO cpu` (`used_cpu_user` + `used_cpu_sys`, every thread of redis-server)
+  deltas over the same two phases; the harness's one INCR per job and its polling are included, so
+  this slightly overstates what the queue costs Redis. 1 / CPU per job = the jobs/s one Redis core
+  sustains (docs/deployment.md, "One Redis").
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ async def command_calls(redis: Redis, skip: set[str] = HARNESS_COMMANDS) -> int:
     """Total calls in `INFO commandstats`, except the harness's own commands."""
     stats = await redis.info("commandstats")
     return sum(int(v["calls"]) for k, v in stats.items() if k.removeprefix("cmdstat_") not in skip)
+
+
+async def cpu_seconds(redis: Redis) -> float:
+    """Redis's CPU time so far (user + system, all its threads)."""
+    stats = await redis.info("cpu")
+    return float(stats["used_cpu_user"]) + float(stats["used_cpu_sys"])
 
 
 def envelopes(prefix: str, count: int) -> list[JobEnvelope]:
@@ -102,9 +112,9 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     try:
         tasks = TaskService(pool=pool, repository=repository, producer_version=BENCH_VERSION)
         jobs = envelopes("t", args.jobs)
-        before = await command_calls(redis)
+        before, cpu_before = await command_calls(redis), await cpu_seconds(redis)
         results = await tasks.enqueue_many(jobs)
-        enqueued = await command_calls(redis)
+        enqueued, cpu_enqueued = await command_calls(redis), await cpu_seconds(redis)
         if sum(r.status == "queued" for r in results) != args.jobs:
             raise RuntimeError("not every job was queued")
         workers = start_workers(args.redis_url, workdir, args)
@@ -118,7 +128,7 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     raise RuntimeError(f"timed out with {done!r} of {args.jobs} jobs done")
                 await asyncio.sleep(0.05)
             t0 = float(await redis.get("bench:t0") or 0)
-            processed = await command_calls(redis)
+            processed, cpu_processed = await command_calls(redis), await cpu_seconds(redis)
         finally:
             for worker in workers:
                 stop_worker(worker)
@@ -126,6 +136,8 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "jobs_per_s": (args.jobs - 1) / (float(t1) - t0),
             "enqueue_cmds_per_job": (enqueued - before) / args.jobs,
             "worker_cmds_per_job": (processed - enqueued) / args.jobs,
+            "enqueue_redis_cpu_us_per_job": 1e6 * (cpu_enqueued - cpu_before) / args.jobs,
+            "worker_redis_cpu_us_per_job": 1e6 * (cpu_processed - cpu_enqueued) / args.jobs,
             "notes": "ours: build_worker + JobRunner (SQLite ledger); poll 0.5 s, beat 5 s, lease 30 s",
         }
     finally:

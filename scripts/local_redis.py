@@ -50,6 +50,10 @@ def start_redis_server(workdir: Path, port: int | None = None, *extra: str) -> R
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    return _wait_for_pong(process, port, workdir)
+
+
+def _wait_for_pong(process: subprocess.Popen[bytes], port: int, workdir: Path) -> RedisServer:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -63,3 +67,27 @@ def start_redis_server(workdir: Path, port: int | None = None, *extra: str) -> R
             time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"redis-server did not answer on port {port} within 15 s")
+
+
+def start_sentinel(
+    workdir: Path, primary_port: int, service: str = "mymaster", port: int | None = None
+) -> RedisServer:
+    """A `redis-server --sentinel` watching the primary on `primary_port` as `service`, quorum 1,
+    quick to declare it down (1 s) and to fail over (tests only: production sentinels come in 3s)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: run `make install-redis`")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "sentinel.conf"  # sentinel rewrites its config file: it must be writable
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+        f"sentinel monitor {service} 127.0.0.1 {primary_port} 1\n"
+        f"sentinel down-after-milliseconds {service} 1000\n"
+        f"sentinel failover-timeout {service} 5000\n"
+        f"sentinel parallel-syncs {service} 1\n"
+    )
+    process = subprocess.Popen(
+        [binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return _wait_for_pong(process, port, workdir)

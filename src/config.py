@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from src.domain.appointments import FieldLimits
+from src.redis_urls import check_redis_url, is_sentinel, parse_sentinel_url, sentinel_display, with_password
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "<sua_chave_api>"})
 
@@ -157,6 +158,11 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_form(cls, value: str) -> str:
+        return check_redis_url(value)
+
     @field_validator("openai_base_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
@@ -266,6 +272,10 @@ class Settings(BaseSettings):
     @property
     def effective_redis_url(self) -> str:
         """`REDIS_URL` with `REDIS_PASSWORD` filled in only when the URL carries no password."""
+        if is_sentinel(self.redis_url):
+            if parse_sentinel_url(self.redis_url).password or self.redis_password is None:
+                return self.redis_url
+            return with_password(self.redis_url, self.redis_password.get_secret_value())
         parts = urlsplit(self.redis_url)
         if parts.password or self.redis_password is None:
             return self.redis_url
@@ -280,6 +290,8 @@ class Settings(BaseSettings):
     @property
     def redis_display(self) -> str:
         """Host, port and db of Redis with any password masked: safe for banners and logs."""
+        if is_sentinel(self.redis_url):
+            return sentinel_display(self.effective_redis_url)
         parts = urlsplit(self.effective_redis_url)
         auth = "***@" if parts.password else ""
         db = parts.path.lstrip("/") or "0"
@@ -288,6 +300,8 @@ class Settings(BaseSettings):
     @property
     def redis_db(self) -> int:
         """The Redis database number of `REDIS_URL` (path or `?db=`), as arq reads it."""
+        if is_sentinel(self.redis_url):
+            return parse_sentinel_url(self.redis_url).db
         parts = urlsplit(self.redis_url)
         query_db = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("db")
         path = parts.path.lstrip("/")

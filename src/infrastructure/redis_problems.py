@@ -8,8 +8,10 @@ state changes (another problem, or Redis back).
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
-from redis.exceptions import AuthenticationError, OutOfMemoryError, ResponseError
+from redis.exceptions import AuthenticationError, OutOfMemoryError, RedisError, ResponseError
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +28,22 @@ def redis_problem(exc: BaseException) -> str:
     if isinstance(exc, ResponseError):
         return f"Redis refused a command: {text[:120]}"
     return f"Redis is unreachable ({type(exc).__name__}: {text[:120]})"
+
+
+CLUSTER_UNSUPPORTED = (
+    "is a Redis Cluster, which is not supported (the queue's scripts and transactions touch keys "
+    "in several hash slots): point REDIS_URL at one primary, or at Sentinel (docs/deployment.md)"
+)
+
+
+async def cluster_refusal(redis: Any) -> str | None:
+    """Why this Redis cannot be used when it runs in cluster mode; None otherwise (or when it does
+    not say: a managed Redis may refuse INFO)."""
+    try:
+        info = await redis.info("cluster")
+    except RedisError:
+        return None
+    return CLUSTER_UNSUPPORTED if str(info.get("cluster_enabled", "0")) == "1" else None
 
 
 class RedisProblemLog:

@@ -38,3 +38,26 @@ def test_compare_smoke_prints_finite_positive_figures_per_lib_and_scenario(tmp_p
         for key in ("p50_ms", "p99_ms"):
             assert finite_positive(latency[key]), (lib, key, latency)
     assert len(figures["gates"]) == 3, figures["gates"]
+
+
+def test_our_runner_reports_redis_cpu_per_job(tmp_path: Path) -> None:
+    """`bench/ours_runner.py` (docs/deployment.md, "One Redis") gives Redis's CPU per job for the
+    enqueue and the worker phases, finite and positive, next to its commands per job."""
+    import subprocess
+    import sys
+
+    from scripts.local_redis import start_redis_server
+
+    server = start_redis_server(tmp_path / "redis")
+    out = tmp_path / "ours.json"
+    try:
+        subprocess.run(
+            [sys.executable, "bench/ours_runner.py", "--lib", "ours", "--scenario", "io50", "--jobs", "300",
+             "--concurrency", "50", "--redis-url", server.url, "--json", str(out)],
+            cwd=Path(__file__).resolve().parents[2], check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    figures = json.loads(out.read_text())
+    for key in ("enqueue_redis_cpu_us_per_job", "worker_redis_cpu_us_per_job", "worker_cmds_per_job"):
+        assert finite_positive(figures[key]), (key, figures)
