@@ -114,7 +114,8 @@ class PoolSite:
 # src/infrastructure/redis_pool.py:create_redis_pool, a QueueingConnectionPool (redis-py's
 # BlockingConnectionPool, same bound, with a faster checkout) of
 # `max_connections or REDIS_MAX_CONNECTIONS`. Not started here: src/cli.py (2 and 4), the
-# TaskService() fallback (API and workers inject their pool) and `workers.py --check` (2).
+# TaskService() fallback (API and workers inject their pool) and `workers.py --check` (2,
+# src/worker/liveness.py).
 POOL_SITES: tuple[PoolSite, ...] = (
     PoolSite(
         "api",
@@ -147,7 +148,8 @@ POOL_PATTERN = re.compile(
 EXPECTED_POOL_CALL_SITES = {
     "src/api/main.py": 1,  # lifespan
     "src/worker/settings.py": 1,  # build_worker
-    "workers.py": 2,  # preflight, check
+    "workers.py": 1,  # preflight
+    "src/worker/liveness.py": 1,  # `workers.py --check` and the image's health check
     "src/cli.py": 2,  # two commands
     "src/application/services/task_service.py": 1,  # the fallback
     # docstring, import, `class QueueingConnectionPool(BlockingConnectionPool)` (2 + 1), its docstring,

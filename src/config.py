@@ -18,7 +18,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -279,7 +279,7 @@ class Settings(BaseSettings):
         parts = urlsplit(self.redis_url)
         if parts.password or self.redis_password is None:
             return self.redis_url
-        user = quote(parts.username or "", safe="")
+        user = quote(unquote(parts.username or ""), safe="")  # urlsplit leaves it percent-encoded
         password = quote(self.redis_password.get_secret_value(), safe="")
         host = parts.hostname or "localhost"
         if ":" in host:

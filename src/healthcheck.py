@@ -15,6 +15,7 @@ Exit 0 when healthy; else 1 with one line saying why.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 import urllib.error
 import urllib.request
@@ -24,17 +25,30 @@ from src.config import Settings, settings_or_exit
 from src.worker.liveness import check  # the same check as `python workers.py --check`
 from src.worker.state_files import deployment_scope, live_state_files
 
+# Within the Dockerfile's `--timeout=5s` even for `both`, so the reason line is printed, not cut off.
+REDIS_TIMEOUT_S = 2.5
+API_TIMEOUT_S = 1.0  # per address (127.0.0.1, then ::1); the API is on loopback
+
 
 def role_from_command(argv: list[str]) -> str | None:
-    """The role a container command runs, or None when the command says nothing we know."""
-    names = [Path(part).name for part in argv]
+    """The role a container command runs, or None when the command says nothing we know. A shell
+    form (`sh -c "exec uvicorn … --port $PORT"`) is read word by word."""
+    words = [word for part in argv for word in _words(part)]
+    names = [Path(word).name for word in words]
     if "start_web_and_workers.sh" in names:
         return "both"
     if "workers.py" in names:
         return "worker"
-    if "uvicorn" in names or any(part.startswith("src.api.main") for part in argv):
+    if "uvicorn" in names or any(word.startswith("src.api.main") for word in words):
         return "api"
     return None
+
+
+def _words(part: str) -> list[str]:
+    try:
+        return shlex.split(part)
+    except ValueError:  # unbalanced quotes: take it as it is
+        return part.split()
 
 
 def container_command(proc: Path = Path("/proc/1/cmdline")) -> list[str]:
@@ -61,7 +75,7 @@ def api_problem(port: int) -> str | None:
     failure = "no answer"
     for host in ("127.0.0.1", "[::1]"):
         try:
-            with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=4) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=API_TIMEOUT_S) as response:  # noqa: S310 - loopback
                 return None if response.status == 200 else f"API /healthz answered {response.status}"
         except urllib.error.HTTPError as exc:
             return f"API /healthz answered {exc.code}"
@@ -71,11 +85,14 @@ def api_problem(port: int) -> str | None:
 
 
 def main() -> int:
-    settings = settings_or_exit()
+    try:
+        settings = settings_or_exit()
+    except SystemExit:  # its line is printed; Docker reserves exit status 2
+        return 1
     role = choose_role(settings, container_command())
     problems = []
     if role in ("worker", "both"):
-        status, message = asyncio.run(check(settings))
+        status, message = asyncio.run(check(settings, redis_timeout_s=REDIS_TIMEOUT_S))
         if status != 0:
             problems.append(message.removeprefix("unhealthy: "))
     if role in ("api", "both"):

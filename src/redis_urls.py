@@ -38,27 +38,30 @@ def check_redis_url(url: str) -> str:
     scheme = scheme_of(url)
     if scheme not in SCHEMES:
         forms = ", ".join(f"{s}://" for s in SCHEMES)
-        raise ValueError(f"REDIS_URL must start with one of {forms}; got {scheme or url!r}")
+        got = f"{scheme}://" if scheme else "no scheme"  # never the rest: it may hold a password
+        raise ValueError(f"REDIS_URL must start with one of {forms}; got {got}")
     if scheme == SENTINEL_SCHEME:
         parse_sentinel_url(url)
     return url
 
 
 def parse_sentinel_url(url: str) -> SentinelUrl:
-    rest = url.split("://", 1)[1]
-    netloc, _, path = rest.partition("/")
-    auth, _, hosts = netloc.rpartition("@")
-    username, _, password = auth.partition(":") if auth else ("", "", "")
+    auth, hosts, path, query = _split(url)
+    username, _, password = auth.partition(":")
     sentinels = tuple(_host_port(item) for item in hosts.split(",") if item.strip())
-    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    parts = [p for p in path.split("/") if p]
     if not sentinels or not parts or len(parts) > 2:
         raise ValueError(f"REDIS_URL for Sentinel is {SENTINEL_FORMAT}; got {_masked(url)}")
-    if len(parts) == 2 and not parts[1].isdigit():
-        raise ValueError(f"REDIS_URL: the database after the service name is a number; got {parts[1]!r}")
+    options = dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
+    if set(options) - {"db"} or (len(parts) == 2 and "db" in options):
+        raise ValueError("REDIS_URL for Sentinel takes no query options but ?db=N (or the db in the path)")
+    db = parts[1] if len(parts) == 2 else options.get("db", "0")
+    if not db.isdigit():
+        raise ValueError(f"REDIS_URL: the database after the service name is a number; got {db!r}")
     return SentinelUrl(
         sentinels=sentinels,
         service_name=unquote(parts[0]),
-        db=int(parts[1]) if len(parts) == 2 else 0,
+        db=int(db),
         username=unquote(username) or None,
         password=unquote(password) or None,
     )
@@ -66,11 +69,10 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
 
 def with_password(url: str, password: str) -> str:
     """A Sentinel URL with `password` filled in (the caller checked it has none)."""
-    scheme, rest = url.split("://", 1)
-    netloc, slash, path = rest.partition("/")
-    auth, at, hosts = netloc.rpartition("@")
-    username = auth.partition(":")[0] if at else ""
-    return f"{scheme}://{quote(username, safe='')}:{quote(password, safe='')}@{hosts}{slash}{path}"
+    auth, hosts, path, query = _split(url)
+    username = quote(unquote(auth.partition(":")[0]), safe="")
+    tail = f"/{path}" + (f"?{query}" if query else "")
+    return f"{scheme_of(url)}://{username}:{quote(password, safe='')}@{hosts}{tail}"
 
 
 def sentinel_display(url: str) -> str:
@@ -78,6 +80,16 @@ def sentinel_display(url: str) -> str:
     target = parse_sentinel_url(url)
     hosts = ",".join(f"{host}:{port}" for host, port in target.sentinels)
     return f"{'***@' if target.password else ''}{hosts}/{target.service_name}/{target.db}"
+
+
+def _split(url: str) -> tuple[str, str, str, str]:
+    """(auth, hosts, path, query) of a Sentinel URL. The auth ends at the last `@`, so a password
+    holding `/` or `@` unencoded stays whole and never leaks into the other parts (or errors)."""
+    rest = url.split("://", 1)[1]
+    auth, _, after = rest.rpartition("@")
+    hosts, _, path = after.partition("/")
+    path, _, query = path.partition("?")
+    return auth, hosts, path, query
 
 
 def _host_port(item: str) -> tuple[str, int]:
@@ -92,7 +104,5 @@ def _host_port(item: str) -> tuple[str, int]:
 
 
 def _masked(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    netloc, slash, path = rest.partition("/")
-    auth, at, hosts = netloc.rpartition("@")
-    return f"{scheme}://{'***@' if at else ''}{hosts}{slash}{path}"
+    auth, hosts, path, query = _split(url)
+    return f"{scheme_of(url)}://{'***@' if auth else ''}{hosts}/{path}" + (f"?{query}" if query else "")

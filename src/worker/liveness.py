@@ -16,7 +16,7 @@ from src.infrastructure.redis_pool import create_redis_pool
 from src.worker.state_files import deployment_scope, live_state_files
 
 
-async def check(settings: Settings) -> tuple[int, str]:
+async def check(settings: Settings, *, redis_timeout_s: float = 8.0) -> tuple[int, str]:
     """Health of this deployment's worker processes in this container (WORKER_STATE_DIR)."""
 
     # this deployment's workers only (another checkout's on this machine are not ours), and only
@@ -28,7 +28,9 @@ async def check(settings: Settings) -> tuple[int, str]:
     pool = create_redis_pool(settings, max_connections=2)
     try:
         registry = DeploymentRegistry(pool)
-        records = await asyncio.wait_for(asyncio.gather(*(registry.get_worker(i) for i in ids)), 8)
+        records = await asyncio.wait_for(
+            asyncio.gather(*(registry.get_worker(i) for i in ids)), redis_timeout_s
+        )
     except Exception as exc:  # noqa: BLE001
         return 1, f"unhealthy: Redis unreachable ({type(exc).__name__})"
     finally:

@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 
 from scripts.local_redis import RedisServer, start_redis_server, start_sentinel
 from src.config import Environment, Settings
-from src.infrastructure import redis_pool
+from src.infrastructure import redis_sentinel
 from src.infrastructure.redis_pool import create_redis_pool
 
 pytestmark = pytest.mark.integration
@@ -98,7 +98,7 @@ async def test_a_failover_is_followed_within_a_few_checks(topology: Topology, po
     await pool.set("before", "1")
     assert topology.sentinel_command("SENTINEL", "FAILOVER", SERVICE) == b"OK"
     wait(lambda: topology.primary_port() == topology.replica.port, "the promotion")
-    deadline = time.monotonic() + 5 * redis_pool.PRIMARY_CHECK_S + 5
+    deadline = time.monotonic() + 5 * redis_sentinel.PRIMARY_CHECK_S + 5
     while True:
         await pool.set("after", "1")
         if server_db3(topology.replica).get("after") == b"1":
@@ -115,7 +115,7 @@ async def test_a_write_refused_as_readonly_is_retried_on_the_new_primary(
     to a replica: the next write gets READONLY, reconnects through the sentinel and succeeds on the
     new primary, with no error reaching the caller."""
     await pool.set("before", "1")  # a connection to the old primary, kept in the pool
-    monkeypatch.setattr(redis_pool, "PRIMARY_CHECK_S", 3600.0)
+    monkeypatch.setattr(redis_sentinel, "PRIMARY_CHECK_S", 3600.0)
     pool.connection_pool._checked_at = time.monotonic()  # type: ignore[attr-defined]
     assert topology.sentinel_command("SENTINEL", "FAILOVER", SERVICE) == b"OK"
     wait(lambda: topology.primary_port() == topology.replica.port, "the promotion")

@@ -124,8 +124,12 @@ def test_a_certificate_from_another_ca_stops_the_worker_with_the_reason(
 
 def test_a_redis_cluster_is_refused_at_start(tmp_path: Path) -> None:
     """Cluster mode: the worker stops with one line naming it unsupported, before claiming."""
+    # The cluster bus defaults to port + 10000, past 65535 for a high free port: name one.
     server = start_redis_server(
-        tmp_path / "cluster", None, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"
+        tmp_path / "cluster",
+        None,
+        *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+        *("--cluster-port", str(free_port())),
     )
     try:
         result = start_worker_process(server.url, tmp_path)

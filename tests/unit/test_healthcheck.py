@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
         (["/sbin/docker-init", "--", "scripts/start_web_and_workers.sh"], "both"),
         (["/bin/sh", "/app/scripts/start_web_and_workers.sh"], "both"),
         (["/process_api", "--addr", "0.0.0.0:2024"], None),
+        (["sh", "-c", 'exec python -m uvicorn --factory src.api.main:app_from_env --port "$PORT"'], "api"),
+        (["/bin/sh", "-c", "python workers.py --queue maintenance"], "worker"),
         ([], None),
     ],
 )
@@ -148,6 +150,7 @@ def test_a_worker_container_with_no_worker_fails_naming_why(tmp_path: Path, api_
 
 
 def test_an_unknown_role_is_one_clear_line(tmp_path: Path) -> None:
+    """Exit 1 with the configuration line: Docker reserves exit status 2 for health checks."""
     result = run_check(tmp_path, HEALTHCHECK_ROLE="web")
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "HEALTHCHECK_ROLE" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -64,3 +64,28 @@ def test_a_malformed_url_is_one_clear_line(url: str, message: str) -> None:
 @pytest.mark.parametrize("url", ["redis://h:6379/0", "rediss://u:p@h:6380/1", "unix:///run/redis.sock?db=2"])
 def test_redis_pys_own_forms_are_accepted(url: str) -> None:
     assert settings(redis_url=url).redis_url == url
+
+
+def test_a_password_with_slashes_or_at_signs_stays_whole_and_secret() -> None:
+    """Unencoded `/` and `@` in a password: the auth ends at the last `@`, so the password is read
+    whole, and an error about the rest of the URL never shows a piece of it."""
+    parsed = parse_sentinel_url("redis+sentinel://u:ab/c@d@s1:26379/mymaster/0")
+    assert (parsed.username, parsed.password, parsed.sentinels) == ("u", "ab/c@d", (("s1", 26379),))
+    with pytest.raises(ValidationError) as caught:
+        settings(redis_url="redis+sentinel://u:ab/c@d@s1:port/mymaster/0")
+    assert "ab/c" not in describe_errors(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        settings(redis_url="redis:/:hunter2@h:6379/0")  # a typo in the scheme
+    assert "hunter2" not in describe_errors(caught.value) and "got no scheme" in describe_errors(caught.value)
+
+
+def test_the_database_may_come_as_a_query_option() -> None:
+    assert settings(redis_url="redis+sentinel://s1:26379/mymaster?db=3").redis_db == 3
+    with pytest.raises(ValidationError, match="takes no query options but"):
+        settings(redis_url="redis+sentinel://s1:26379/mymaster?socket_timeout=1")
+
+
+def test_an_encoded_username_is_not_encoded_twice() -> None:
+    for url in ("redis+sentinel://app%40x@s1:26379/mymaster/0", "redis://app%40x@h:6379/0"):
+        loaded = settings(redis_url=url, redis_password="pw")
+        assert "app%40x:pw@" in loaded.effective_redis_url, loaded.effective_redis_url
