@@ -13,7 +13,7 @@ import sys
 
 from src.application.ports import Repository
 from src.config import Settings, settings_or_exit
-from src.domain.jobs import QueueName
+from src.domain.jobs import DEFAULT_QUEUE
 from src.errors import StoreUnavailable
 
 PREFLIGHT_TIMEOUT_S = 10.0
@@ -24,9 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the normalization worker (arq).")
     parser.add_argument(
         "--queue",
-        choices=[q.value for q in QueueName],
-        default=QueueName.NORMALIZATION.value,
-        help="queue to consume (default: normalization; maintenance runs the reconciler)",
+        default=DEFAULT_QUEUE,
+        help="queue to consume: one that a job of src/jobs/registry.py names (default: normalization; "
+        "maintenance runs the reconciler)",
     )
     parser.add_argument("--burst", action="store_true", help="process what is queued, then exit")
     parser.add_argument("--verbose", action="store_true", help="log at DEBUG level")
@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         status, message = asyncio.run(check(settings))
         print(message, file=sys.stdout if status == 0 else sys.stderr)
         return status
+    from src.jobs.registry import REGISTRY
+
+    if args.queue not in REGISTRY.queues:
+        print(f"worker not started: no job is declared on queue {args.queue!r} (queues: "
+              f"{', '.join(REGISTRY.queues)}; see src/jobs/registry.py)", file=sys.stderr)  # fmt: skip
+        return 2
     problem = asyncio.run(preflight(settings))
     if problem is not None:
         print(f"worker not started: {problem}", file=sys.stderr)
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # arq's Worker binds to the current event loop at construction.
     asyncio.set_event_loop(new_event_loop(settings.worker_event_loop))
-    worker = build_worker(settings, QueueName(args.queue), burst=args.burst)
+    worker = build_worker(settings, args.queue, burst=args.burst)
     banner = render_banner(
         settings, queue_name=worker.queue_name, tasks=list(worker.functions), worker_id=worker.worker_id
     )

@@ -29,7 +29,7 @@ from arq.connections import RedisSettings, create_pool
 from bench.common import BENCH_VERSION, bench_settings, redis_server
 from src.application.services.task_service import TaskService
 from src.domain.appointments import new_appointment_id
-from src.domain.jobs import JobEnvelope, JobName
+from src.domain.jobs import JobEnvelope
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.sqlite_repository import SQLiteRepository
 
@@ -71,7 +71,7 @@ async def time_ours(redis_url: str, workdir: Path, ids: list[str]) -> float:
         # The envelopes are the input, as the function name and kwargs are arq's: not timed.
         envelopes = [
             JobEnvelope(
-                task=JobName.NORMALIZE_APPOINTMENT,
+                task="normalize_appointment",
                 logical_key=f"normalize:{appointment_id}",
                 ids={"appointment_id": appointment_id},
                 request_id=None,

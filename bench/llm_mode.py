@@ -68,7 +68,7 @@ from src.application.services.spreadsheet_parser import ParsedRow, parse_spreads
 from src.application.services.task_service import TaskService
 from src.domain.addresses import AddressSource
 from src.domain.appointments import Appointment, NormalizationStatus, new_appointment_id
-from src.domain.jobs import JobEnvelope, JobName
+from src.domain.jobs import JobEnvelope
 from src.infrastructure.llm_address_normalizer import LLMAddressAnswer, answer_to_address
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
@@ -272,7 +272,7 @@ async def produce_jobs(settings_env: dict[str, str], rows: list[ParsedRow]) -> l
         await repository.insert_appointments(appointments)
         envelopes = [
             JobEnvelope(
-                task=JobName.NORMALIZE_APPOINTMENT,
+                task="normalize_appointment",
                 logical_key=normalize_key(a.id),
                 generation=1,
                 ids={"appointment_id": a.id},

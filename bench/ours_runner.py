@@ -46,7 +46,7 @@ from bench.common import BENCH_VERSION, publish_deployment  # noqa: E402
 from bench.compare import LATENCY_PAUSE_MS  # noqa: E402
 from bench.ours_worker import worker_settings  # noqa: E402
 from src.application.services.task_service import TaskService  # noqa: E402
-from src.domain.jobs import JobEnvelope, JobName  # noqa: E402
+from src.domain.jobs import JobEnvelope  # noqa: E402
 from src.infrastructure.completion_feed import RedisCompletionFeed  # noqa: E402
 from src.infrastructure.redis_pool import create_redis_pool  # noqa: E402
 from src.infrastructure.repository_factory import build_repository  # noqa: E402
@@ -70,7 +70,7 @@ async def cpu_seconds(redis: Redis) -> float:
 def envelopes(prefix: str, count: int) -> list[JobEnvelope]:
     return [
         JobEnvelope(
-            task=JobName.NORMALIZE_APPOINTMENT,
+            task="normalize_appointment",
             logical_key=f"bench:{prefix}:{i}",
             ids={"n": i},
             producer_version=BENCH_VERSION,

@@ -27,10 +27,11 @@ from bench import latency_trace
 from bench.common import bench_settings
 from src.application.services.normalization_service import RunInfo
 from src.config import Settings
-from src.domain.jobs import JobEnvelope, JobName, QueueName
+from src.domain.jobs import JobEnvelope
 from src.logging import configure_logging
 from src.worker.context import WorkerContext
 from src.worker.event_loop import new_event_loop
+from src.worker.job_runner import RunPolicy
 from src.worker.settings import ARQ_TRY_CEILING, TASK_ENFORCES_TIMEOUT, build_worker
 
 IO_WAIT_S = 0.05
@@ -60,8 +61,10 @@ def make_task(scenario: str, harness: Harness) -> WorkerCoroutine:
             await harness.count(started)
         return {}
 
+    policy = RunPolicy(timeout_s=300.0, max_tries=5)  # the defaults of ARQ_JOB_TIMEOUT and ARQ_MAX_TRIES
+
     async def bench_task(ctx: WorkerContext, envelope: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = await ctx["runner"].run(JobEnvelope.model_validate(envelope), body)
+        result: dict[str, Any] = await ctx["runner"].run(JobEnvelope.model_validate(envelope), body, policy)
         return result
 
     return cast(WorkerCoroutine, bench_task)
@@ -85,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     latency_trace.install("worker")  # only under bench.latency_trace (BENCH_TRACE_DIR set)
     task = func(
         make_task(args.scenario, Harness(args.redis_url, args.jobs)),
-        name=JobName.NORMALIZE_APPOINTMENT.value,
+        name="normalize_appointment",
         timeout=TASK_ENFORCES_TIMEOUT,  # as our tasks are registered: the job runner enforces it
         max_tries=ARQ_TRY_CEILING,
     )
     asyncio.set_event_loop(new_event_loop(settings.worker_event_loop))  # as workers.py does
-    worker = build_worker(settings, QueueName.NORMALIZATION, functions=[task])
+    worker = build_worker(settings, "normalization", functions=[task])
     worker.run()
     return 0
 

@@ -27,7 +27,7 @@ from bench.common import BENCH_TOKEN, BENCH_VERSION, bench_settings, median, pub
 from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.appointments import Appointment
-from src.domain.jobs import JobEnvelope, JobName, JobRecord, JobStatus
+from src.domain.jobs import JobEnvelope, JobRecord, JobStatus
 from src.domain.workers import WorkerState
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
@@ -181,7 +181,7 @@ async def _measure_once(settings: Settings, workdir: Path, rep: int) -> float:
         appointment_id = f"bench-recovery-{rep}"
         await repository.insert_appointments([appointment(appointment_id)])
         envelope = JobEnvelope(
-            task=JobName.NORMALIZE_APPOINTMENT,
+            task="normalize_appointment",
             logical_key=f"normalize:{appointment_id}",
             ids={"appointment_id": appointment_id},
             producer_version=BENCH_VERSION,

@@ -28,18 +28,20 @@ import structlog
 from arq.connections import RedisSettings, create_pool
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
+from pydantic import BaseModel
 
 from bench.common import BENCH_VERSION, bench_settings, median, publish_deployment
-from src.application.services.normalization_service import RunInfo
 from src.application.services.task_service import TaskService
 from src.config import Settings
-from src.domain.jobs import JobEnvelope, JobName, JobStatus, QueueName
+from src.domain.jobs import JobEnvelope, JobStatus
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
-from src.logging import bind_context, clear_context
+from src.jobs.context import JobContext
+from src.jobs.spec import JobSpec
 from src.worker.arq_worker import AppWorker
 from src.worker.context import WorkerContext
 from src.worker.settings import ARQ_TRY_CEILING, build_worker
+from src.worker.tasks import ledger_task
 
 log = structlog.get_logger(__name__)
 
@@ -166,21 +168,15 @@ async def run_arq_once(redis_url: str, config: ThroughputConfig) -> Sample:
 # --- ours -----------------------------------------------------------------------------------------
 
 
-async def _noop_body(run: RunInfo) -> dict[str, Any]:
+class BenchPayload(BaseModel):
+    n: int
+
+
+async def _noop_handler(ctx: JobContext, payload: BenchPayload) -> dict[str, Any]:
     return {}
 
 
-async def ledger_noop(ctx: WorkerContext, envelope: dict[str, Any]) -> dict[str, Any]:
-    """A thin task like `src.worker.tasks`, whose body does nothing: what remains is the envelope,
-    the per-job log context and line, and the ledger claim and finish through `JobRunner`."""
-    env = JobEnvelope.model_validate(envelope)
-    bind_context(job_id=env.job_id, request_id=env.request_id, batch_id=env.batch_id, task=env.task.value)
-    try:
-        result = await ctx["runner"].run(env, _noop_body)
-        log.info("job done")
-        return result
-    finally:
-        clear_context("job_id", "request_id", "batch_id", "task")
+NOOP_JOB = JobSpec(name="normalize_appointment", handler=_noop_handler, payload=BenchPayload)
 
 
 async def plain_noop(ctx: WorkerContext, envelope: dict[str, Any]) -> dict[str, Any]:
@@ -200,14 +196,16 @@ def ours_settings(redis_url: str, workdir: Path, config: ThroughputConfig) -> Se
 
 
 def build_bench_worker(settings: Settings, *, ledger: bool = True) -> AppWorker:
-    """`build_worker`, with the no-op task registered under the normalize_appointment name."""
+    """`build_worker`, with a no-op job registered under the normalize_appointment name: with the
+    ledger, the task every registry entry gets (envelope, payload, log context, claim and finish
+    through `JobRunner`); without, a bare coroutine (our worker's machinery only)."""
     noop = func(
-        cast(WorkerCoroutine, ledger_noop if ledger else plain_noop),
-        name=JobName.NORMALIZE_APPOINTMENT.value,
+        ledger_task(NOOP_JOB, settings) if ledger else cast(WorkerCoroutine, plain_noop),
+        name="normalize_appointment",
         timeout=settings.arq_job_timeout,
         max_tries=ARQ_TRY_CEILING,
     )
-    return build_worker(settings, QueueName.NORMALIZATION, burst=True, handle_signals=False, functions=[noop])
+    return build_worker(settings, "normalization", burst=True, handle_signals=False, functions=[noop])
 
 
 async def enqueue_ours(settings: Settings, jobs: int, tag: str) -> None:
@@ -222,7 +220,7 @@ async def enqueue_ours(settings: Settings, jobs: int, tag: str) -> None:
             service = TaskService(pool=pool, repository=repository, producer_version=BENCH_VERSION)
             envelopes = [
                 JobEnvelope(
-                    task=JobName.NORMALIZE_APPOINTMENT,
+                    task="normalize_appointment",
                     logical_key=f"bench:{tag}:{i}",
                     ids={"n": i},
                     producer_version=BENCH_VERSION,

@@ -32,6 +32,7 @@ from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.health_config import health_config
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
+from src.jobs.registry import REGISTRY
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -103,8 +104,9 @@ async def with_admin(settings: Settings, action: Callable[[QueueAdmin, TaskServi
             repository=repository,
             producer_version=settings.app_version,
             max_payload_bytes=settings.max_job_payload_bytes,
+            catalog=REGISTRY,
         )
-        return await action(QueueAdmin(repository, tasks), tasks)
+        return await action(QueueAdmin(repository, tasks, REGISTRY.queues), tasks)
     except AppError as exc:
         print(f"{type(exc).__name__}: {exc.message}", file=sys.stderr)
         return 1
@@ -209,6 +211,7 @@ async def doctor(settings: Settings, args: argparse.Namespace) -> int:
         config = DoctorConfig(
             heartbeat_interval_s=settings.worker_heartbeat_interval,
             lease_s=settings.job_lease_seconds,
+            queues=REGISTRY.queues,
             llm_degraded_share=settings.llm_degraded_fallback_share,
         )
         findings = await Doctor(

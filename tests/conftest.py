@@ -13,7 +13,6 @@ from arq.connections import ArqRedis
 
 from scripts.local_redis import RedisServer, start_redis_server
 from src.config import Environment, Settings, isolated_environ
-from src.domain.jobs import QueueName
 from src.infrastructure.redis_pool import create_redis_pool
 from src.worker.arq_worker import AppWorker
 from src.worker.settings import build_worker
@@ -99,7 +98,7 @@ def run_burst_worker(settings: Settings, arq_pool: ArqRedis) -> RunBurstWorker:
     """Run a burst worker (drains the queue, then stops) with the test's settings, after publishing
     the deployment as the API would."""
 
-    async def run(queue: QueueName = QueueName.NORMALIZATION, settings_: Settings | None = None) -> AppWorker:
+    async def run(queue: str = "normalization", settings_: Settings | None = None) -> AppWorker:
         await publish_deployment(settings_ or settings)
         worker = build_worker(settings_ or settings, queue, burst=True, handle_signals=False)
         try:

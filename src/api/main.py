@@ -26,6 +26,7 @@ from src.infrastructure.idempotency import RedisIdempotencyStore
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.redis_problems import RedisProblemLog
 from src.infrastructure.repository_factory import build_repository
+from src.jobs.registry import REGISTRY
 from src.logging import configure_logging
 
 log = structlog.get_logger(__name__)
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             producer_version=settings.app_version,
             max_payload_bytes=settings.max_job_payload_bytes,
             completions=completions,
+            catalog=REGISTRY,
         )
         app.state.settings = settings
         app.state.repository = repository
@@ -93,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keep_deployment_published(registry, settings, repository.identity(), repository.data_key())
         )
         app.state.registry = registry
-        app.state.queue_admin = QueueAdmin(repository, tasks)
+        app.state.queue_admin = QueueAdmin(repository, tasks, REGISTRY.queues)
         app.state.health = HealthService(repository, tasks, registry, health_config(settings))
         app.state.idempotency = RedisIdempotencyStore(pool)
         if app.state.token_book.open:

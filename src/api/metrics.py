@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from src.application.services.alarms import ALARM_KINDS
 from src.application.services.health import Health, Level
 from src.application.services.queue_admin import QueueInfo
-from src.domain.jobs import JobCount, QueueName
+from src.domain.jobs import JobCount
 from src.domain.workers import Histogram, WorkerRecord
 
 
@@ -71,7 +71,7 @@ class FleetSnapshot(Collector):
         )
         for c in self.counts:
             jobs.add_metric(
-                [c.queue.value, c.status.value, c.error_category.value if c.error_category else ""], c.count
+                [c.queue, c.status.value, c.error_category.value if c.error_category else ""], c.count
             )
         return [jobs]
 
@@ -106,7 +106,7 @@ class FleetSnapshot(Collector):
         live = GaugeMetricFamily(
             "clinic_workers", "Live workers by queue, version and state", labels=["queue", "version", "state"]
         )
-        grouped: dict[tuple[str, str, str], int] = {(q.value, "", "ok"): 0 for q in QueueName}
+        grouped: dict[tuple[str, str, str], int] = {(q.name, "", "ok"): 0 for q in self.queues}
         for w in self.workers:
             key = (_queue(w.queue), w.version, w.state.value)
             grouped[key] = grouped.get(key, 0) + 1
@@ -118,7 +118,7 @@ class FleetSnapshot(Collector):
             "Workers that stopped beating without a clean stop in the last 10 minutes",
             labels=["queue"],
         )
-        counted = {q.value: 0 for q in QueueName}
+        counted = {q.name: 0 for q in self.queues}
         for gone in self.health.lost_workers if self.health else []:
             queue = _queue(gone.queue or "unknown")
             counted[queue] = counted.get(queue, 0) + 1

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -16,7 +16,8 @@ class JobStatusResponse(BaseModel):
     job_id: str
     task: str
     queue: str
-    status: JobStatus
+    status: JobStatus | Literal["scheduled"]  # scheduled: queued, with its time (`not_before`) ahead
+    not_before: datetime | None
     attempt: int
     app_failures: int
     interruptions: int
@@ -43,9 +44,10 @@ def job_response(view: JobView) -> JobStatusResponse:
     r = view.record
     return JobStatusResponse(
         job_id=r.job_id,
-        task=r.task.value,
-        queue=r.queue.value,
-        status=r.status,
+        task=r.task,
+        queue=r.queue,
+        status="scheduled" if r.scheduled(datetime.now(UTC)) else r.status,
+        not_before=r.envelope.not_before,
         attempt=r.attempt,
         app_failures=r.app_failures,
         interruptions=r.interruptions,

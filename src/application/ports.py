@@ -19,9 +19,16 @@ from src.domain.jobs import (
     JobRecord,
     JobStatus,
     LostLease,
-    QueueName,
 )
 from src.domain.workers import LostWorker, WorkerRecord, WorkerRegistration
+
+
+class JobCatalog(Protocol):
+    """The declared job types (`src/jobs/registry.py`): which queue each job name goes to."""
+
+    def queue_of(self, name: str) -> str:
+        """The job's queue; KeyError naming the known jobs for a name that is not declared."""
+        ...
 
 
 class Repository(Protocol):
@@ -91,7 +98,7 @@ class Repository(Protocol):
     async def create_queued_jobs(
         self,
         envelopes: Sequence[JobEnvelope],
-        queue: QueueName,
+        queue: str,
         *,
         enqueued_at: datetime,
         progress: JobProgress,

@@ -18,21 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field
 PROTOCOL_VERSION = "v1"
 
 
-class JobName(StrEnum):
-    NORMALIZE_APPOINTMENT = "normalize_appointment"
-    NORMALIZE_BATCH_CHUNK = "normalize_batch_chunk"
-    RECONCILE = "reconcile"  # cron, maintenance queue
-    CLEANUP = "cleanup"  # cron, maintenance queue
+# The template's two queues. A job's queue is any name its registry entry gives (`src/jobs/registry.py`);
+# these two are named here because the product relies on them: jobs go to `normalization` unless their
+# entry says otherwise, and the maintenance worker runs the reconciler.
+DEFAULT_QUEUE = "normalization"
+MAINTENANCE_QUEUE = "maintenance"
 
 
-class QueueName(StrEnum):
-    NORMALIZATION = "normalization"
-    MAINTENANCE = "maintenance"
-
-
-def queue_key(queue: QueueName) -> str:
+def queue_key(queue: str) -> str:
     """The Redis key of a queue, e.g. `jobs:v1:normalization`."""
-    return f"jobs:{PROTOCOL_VERSION}:{queue.value}"
+    return f"jobs:{PROTOCOL_VERSION}:{queue}"
 
 
 def wake_channel(queue_name: str) -> str:
@@ -130,13 +125,16 @@ class JobEnvelope(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    task: JobName
+    task: str  # a job name of the registry (src/jobs/registry.py)
     logical_key: str
     generation: int = 1
     ids: dict[str, str | int] = Field(default_factory=dict)
     request_id: str | None = None
     batch_id: str | None = None
     producer_version: str = "unknown"
+    # When it may run (`TaskService.enqueue(defer_by=…, defer_until=…)`); None: at once. It travels
+    # with the job, so a job the reconciler puts back keeps its time.
+    not_before: datetime | None = None
 
     @property
     def job_id(self) -> str:
@@ -159,8 +157,8 @@ class JobRecord(BaseModel):
     job_id: str
     logical_key: str
     generation: int
-    task: JobName
-    queue: QueueName
+    task: str
+    queue: str
     status: JobStatus = JobStatus.QUEUED
     attempt: int = 0
     app_failures: int = 0
@@ -179,6 +177,11 @@ class JobRecord(BaseModel):
     error_message: str | None = None
     result: dict[str, Any] | None = None
     superseded_by: str | None = None  # the job id of the generation that replaced this one
+
+    def scheduled(self, now: datetime) -> bool:
+        """Queued with its time to run (`not_before`) still ahead: shown as `scheduled`."""
+        when = self.envelope.not_before
+        return self.status is JobStatus.QUEUED and when is not None and when > now
 
 
 # JobClaim and JobOutcome are dataclasses, not pydantic models: a worker builds two per job from
@@ -227,7 +230,7 @@ class LostLease:
 class JobCount(BaseModel):
     """Ledger records grouped by queue, status and error category."""
 
-    queue: QueueName
+    queue: str
     status: JobStatus
     error_category: ErrorCategory | None = None
     count: int

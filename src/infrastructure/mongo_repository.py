@@ -32,7 +32,6 @@ from src.domain.jobs import (
     JobRecord,
     JobStatus,
     LostLease,
-    QueueName,
 )
 from src.domain.workers import WorkerRegistration
 from src.errors import StoreUnavailable
@@ -263,7 +262,7 @@ class MongoRepository:
     async def create_queued_jobs(
         self,
         envelopes: Sequence[JobEnvelope],
-        queue: QueueName,
+        queue: str,
         *,
         enqueued_at: datetime,
         progress: JobProgress,
@@ -442,7 +441,7 @@ class MongoRepository:
             groups = await cursor.to_list()
         return [
             JobCount(
-                queue=QueueName(g["_id"]["queue"]),
+                queue=g["_id"]["queue"],
                 status=JobStatus(g["_id"]["status"]),
                 error_category=ErrorCategory(g["_id"]["category"]) if g["_id"].get("category") else None,
                 count=g["count"],

@@ -16,7 +16,7 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 
 from src.config import Settings
-from src.domain.jobs import QueueName, queue_key
+from src.domain.jobs import DEFAULT_QUEUE, queue_key
 from src.infrastructure.job_serializer import make_serializers
 from src.redis_urls import is_sentinel
 
@@ -95,5 +95,5 @@ def create_redis_pool(settings: Settings, *, max_connections: int | None = None)
         pool_or_conn=pool,
         job_serializer=serialize,
         job_deserializer=deserialize,
-        default_queue_name=queue_key(QueueName.NORMALIZATION),
+        default_queue_name=queue_key(DEFAULT_QUEUE),
     )

@@ -32,7 +32,6 @@ from src.domain.jobs import (
     JobRecord,
     JobStatus,
     LostLease,
-    QueueName,
 )
 from src.domain.workers import WorkerRegistration
 from src.errors import StoreUnavailable
@@ -265,14 +264,14 @@ class SQLiteRepository:
     async def create_queued_jobs(
         self,
         envelopes: Sequence[JobEnvelope],
-        queue: QueueName,
+        queue: str,
         *,
         enqueued_at: datetime,
         progress: JobProgress,
     ) -> int:
         at = codec.to_utc(enqueued_at).isoformat(timespec="microseconds")  # as iso_utc writes it
         seed = progress.model_dump_json()
-        rows = [codec.queued_job_row(e, queue.value, at, seed) for e in envelopes]
+        rows = [codec.queued_job_row(e, queue, at, seed) for e in envelopes]
         successors = [(e.job_id, at, e.logical_key, e.generation) for e in envelopes if e.generation > 1]
         return await self._run(
             lambda conn: _insert_jobs(conn, rows, successors), inline=len(envelopes) <= INLINE_MAX_ROWS
@@ -374,7 +373,7 @@ class SQLiteRepository:
         rows = await self._run(lambda conn: conn.execute(sql).fetchall())
         return [
             JobCount(
-                queue=QueueName(queue),
+                queue=queue,
                 status=JobStatus(status),
                 error_category=ErrorCategory(category) if category else None,
                 count=count,

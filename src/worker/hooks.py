@@ -16,6 +16,7 @@ from src.domain.workers import data_fingerprint
 from src.errors import StoreUnavailable
 from src.infrastructure.effects_log import JsonlEffectsLog
 from src.infrastructure.repository_factory import build_repository
+from src.jobs.registry import REGISTRY
 from src.logging import bind_context
 from src.worker.context import WorkerContext
 from src.worker.job_lines import JobLines
@@ -93,8 +94,6 @@ async def startup(ctx: WorkerContext) -> None:
         repository,
         worker_id=ctx["worker_id"],
         version=ctx["version"],
-        max_tries=settings.arq_max_tries,
-        timeout_s=settings.arq_job_timeout,
         max_lease_losses=settings.job_max_lease_losses,
         active_runs=ctx["active_runs"],
         stats=ctx["task_stats"],
@@ -105,6 +104,7 @@ async def startup(ctx: WorkerContext) -> None:
         repository=repository,
         producer_version=ctx["version"],
         max_payload_bytes=settings.max_job_payload_bytes,
+        catalog=REGISTRY,
     )
     ctx["reconciler"] = Reconciler(
         repository,

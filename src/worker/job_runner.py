@@ -1,8 +1,9 @@
 """Runs one job with ledger bookkeeping: claim (fencing attempt), outcome, and the retry policy.
 
-Transient errors, and a run that exceeds `ARQ_JOB_TIMEOUT` (category `timeout`), become arq `Retry`
-with exponential backoff until `max_tries`; permanent and policy errors fail fast with their
-category and message; a cancellation (shutdown, a lease given back, an operator's cancel) is
+Each job runs under its registry entry's policy (`RunPolicy`): its timeout, its tries, and the
+error categories it retries (by default transient errors and timeouts), with exponential backoff;
+arq's `Retry(defer=…)` raised by a handler is a retry after that delay. The other errors fail
+fast with their category and message; a cancellation (shutdown, a lease given back, an operator's cancel) is
 recorded as an interruption, never as an application failure.
 
 A job found `running` when claimed lost its lease: its worker died or froze mid-run. The ledger
@@ -17,6 +18,7 @@ import asyncio
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +31,7 @@ from src.application.services.normalization_service import RunInfo, StaleAttempt
 from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobStatus
 from src.domain.workers import TaskStats
 from src.errors import AppError, JobTimedOut, TransientError
+from src.jobs.spec import RetryPolicy
 from src.worker.job_lines import JobLines
 
 log = structlog.get_logger(__name__)
@@ -36,8 +39,13 @@ log = structlog.get_logger(__name__)
 Body = Callable[[RunInfo], Awaitable[dict[str, Any]]]
 
 
-class JobSkipped(Exception):
-    """The ledger says this job must not run (unknown, cancelled or already finished)."""
+@dataclass(frozen=True, slots=True)
+class RunPolicy:
+    """A job type's limits, from its registry entry and the settings (`JobSpec`)."""
+
+    timeout_s: float
+    max_tries: int
+    retry: RetryPolicy = RetryPolicy()
 
 
 class JobFailed(Exception):
@@ -48,15 +56,13 @@ class JobFailed(Exception):
         self.category = category
 
 
-def retry_delay_s(job_try: int, base: float = 1.0, cap: float = 60.0) -> float:
-    """Exponential backoff: 1 s, 2 s, 4 s, ... capped."""
-    return float(min(cap, base * 2 ** max(0, job_try - 1)))
+LEASE_LOSS_BACKOFF = RetryPolicy(backoff_s=0.5)
 
 
 def lease_loss_delay_s(lease_losses: int) -> float:
     """How long a job waits after its `lease_losses`-th lost lease before it runs again: 0.5 s, 1 s,
     2 s, ... on top of the lapsed lease itself (which already kept it waiting a whole lease)."""
-    return retry_delay_s(lease_losses, base=0.5)
+    return LEASE_LOSS_BACKOFF.delay_s(lease_losses)
 
 
 class JobRunner:
@@ -66,8 +72,6 @@ class JobRunner:
         *,
         worker_id: str,
         version: str,
-        max_tries: int,
-        timeout_s: float,
         max_lease_losses: int,
         active_runs: dict[str, int] | None = None,
         stats: dict[str, TaskStats] | None = None,
@@ -76,25 +80,23 @@ class JobRunner:
         self._repository = repository
         self.worker_id = worker_id
         self.version = version
-        self._max_tries = max_tries
-        self._timeout_s = timeout_s
         self.lines = lines or JobLines(0)
         self._max_lease_losses = max_lease_losses
         self.active_runs = active_runs if active_runs is not None else {}
         self.stats = stats if stats is not None else {}
         self._task_of: dict[str, str] = {}
 
-    async def run(self, envelope: JobEnvelope, body: Body) -> dict[str, Any]:
+    async def run(self, envelope: JobEnvelope, body: Body, policy: RunPolicy) -> dict[str, Any]:
         """Claim the job in the ledger, run `body`, record the outcome; see the module docstring."""
         job_id = envelope.job_id
-        self._task_of[job_id] = envelope.task.value
+        self._task_of[job_id] = envelope.task
         try:
-            return await self._run(envelope, body)
+            return await self._run(envelope, body, policy)
         finally:
             self.active_runs.pop(job_id, None)
             self._task_of.pop(job_id, None)
 
-    async def _run(self, envelope: JobEnvelope, body: Body) -> dict[str, Any]:
+    async def _run(self, envelope: JobEnvelope, body: Body, policy: RunPolicy) -> dict[str, Any]:
         job_id = envelope.job_id
         started = datetime.now(UTC)
         t0 = time.perf_counter()
@@ -117,9 +119,9 @@ class JobRunner:
                 **fields,
             )
 
-        # The body under ARQ_JOB_TIMEOUT: running out of it is a failed try (`JobTimedOut`), which the
+        # The body under its timeout: running out of it is a failed try (`JobTimedOut`), which the
         # cancellation of a shutdown or an abort is not. (Inline, not a helper: the frames are per job.)
-        deadline = asyncio.timeout(self._timeout_s)
+        deadline = asyncio.timeout(policy.timeout_s)
         try:
             try:
                 async with deadline:
@@ -127,10 +129,10 @@ class JobRunner:
             except TimeoutError:
                 if not deadline.expired():
                     raise  # the body's own TimeoutError: an error like any other
-                raise JobTimedOut(f"run exceeded the job timeout of {self._timeout_s:g} s") from None
+                raise JobTimedOut(f"run exceeded the job timeout of {policy.timeout_s:g} s") from None
         except asyncio.CancelledError:
             if deadline.expired():  # out of time, and cancelled again before the run ended
-                await asyncio.shield(self._timed_out_while_cancelled(job_id, attempt, outcome))
+                await asyncio.shield(self._timed_out_while_cancelled(job_id, attempt, outcome, policy))
             else:
                 interrupted = outcome(
                     JobStatus.INTERRUPTED,
@@ -144,46 +146,12 @@ class JobRunner:
         except StaleAttempt as exc:
             log.warning("run superseded by a newer attempt; stopping", reason=exc.message, attempt=attempt)
             raise JobFailed(exc.message, ErrorCategory.POLICY) from None
-        except TransientError as exc:
-            tries = await self._tries(job_id)
-            if tries < self._max_tries:
-                delay = retry_delay_s(tries)
-                await self._finish(
-                    job_id,
-                    attempt,
-                    outcome(
-                        JobStatus.QUEUED,
-                        app_failure=True,
-                        error_category=exc.category,
-                        error_message=exc.message,
-                    ),
-                )
-                log.warning("job failed, will retry", error=exc.message, category=exc.category.value,
-                            retry_in_s=delay, tries=tries, attempt=attempt)  # fmt: skip
-                raise Retry(defer=delay) from exc
-            await self._finish(
-                job_id,
-                attempt,
-                outcome(
-                    JobStatus.FAILED,
-                    app_failure=True,
-                    error_category=exc.category,
-                    error_message=f"{exc.message} (gave up after {tries} tries)",
-                ),
-            )
-            log.warning("job failed: no try left", error=exc.message, category=exc.category.value,
-                        tries=tries, attempt=attempt)  # fmt: skip
-            raise JobFailed(exc.message, exc.category) from None
+        except Retry as exc:  # arq's task API: the handler asks to run again after `defer`
+            defer_s = exc.defer_score / 1000 if exc.defer_score else None
+            retry = TransientError("the job asked to be retried (arq Retry)")
+            raise await self._failed(job_id, attempt, outcome, policy, retry, defer_s=defer_s) from None
         except AppError as exc:
-            await self._finish(
-                job_id,
-                attempt,
-                outcome(
-                    JobStatus.FAILED, app_failure=True, error_category=exc.category, error_message=exc.message
-                ),
-            )
-            log.warning("job failed", error=exc.message, category=exc.category.value, attempt=attempt)
-            raise JobFailed(exc.message, exc.category) from None
+            raise await self._failed(job_id, attempt, outcome, policy, exc) from None
         except Exception as exc:
             message = f"unexpected {type(exc).__name__}"
             await self._finish(
@@ -207,6 +175,41 @@ class JobRunner:
         self.lines.succeeded(attempt, succeeded.duration_ms)
         return result
 
+    async def _failed(
+        self,
+        job_id: str,
+        attempt: int,
+        outcome: Callable[..., JobOutcome],
+        policy: RunPolicy,
+        exc: AppError,
+        *,
+        defer_s: float | None = None,
+    ) -> Exception:
+        """Record a failed run: queued for a retry when its category retries (or the job asked for
+        one) and tries remain, else failed. What to raise to arq: its `Retry`, or `JobFailed`."""
+        retries = defer_s is not None or exc.category in policy.retry.retry_on
+        tries = await self._tries(job_id) if retries else 0
+        if retries and tries < policy.max_tries:
+            delay = policy.retry.delay_s(tries) if defer_s is None else defer_s
+            failed = outcome(
+                JobStatus.QUEUED, app_failure=True, error_category=exc.category, error_message=exc.message
+            )
+            await self._finish(job_id, attempt, failed)
+            log.warning("job failed, will retry", error=exc.message, category=exc.category.value,
+                        retry_in_s=delay, tries=tries, attempt=attempt)  # fmt: skip
+            return Retry(defer=delay)
+        message = f"{exc.message} (gave up after {tries} tries)" if retries else exc.message
+        failed = outcome(
+            JobStatus.FAILED, app_failure=True, error_category=exc.category, error_message=message
+        )
+        await self._finish(job_id, attempt, failed)
+        if retries:
+            log.warning("job failed: no try left", error=exc.message, category=exc.category.value,
+                        tries=tries, attempt=attempt)  # fmt: skip
+        else:
+            log.warning("job failed", error=exc.message, category=exc.category.value, attempt=attempt)
+        return JobFailed(exc.message, exc.category)
+
     async def refuse(self, job_id: str, reason: str) -> None:
         """Record a job the worker could not even start (payload expired or unreadable, function
         unknown to this worker) as failed, category permanent: listed, and retryable by an operator."""
@@ -217,14 +220,14 @@ class JobRunner:
             log.error("job refused before it started", job_id=job_id, reason=reason)
 
     async def _timed_out_while_cancelled(
-        self, job_id: str, attempt: int, outcome: Callable[..., JobOutcome]
+        self, job_id: str, attempt: int, outcome: Callable[..., JobOutcome], policy: RunPolicy
     ) -> None:
         """A run past its deadline that did not end when cancelled, then cancelled again (a shutdown
         or an abort meanwhile): still a failed try (category timeout), never an interruption, or a
         run that overruns would come back forever without using its tries."""
         tries = await self._tries(job_id)
-        message = f"run exceeded the job timeout of {self._timeout_s:g} s and ignored its cancellation"
-        status = JobStatus.QUEUED if tries < self._max_tries else JobStatus.FAILED
+        message = f"run exceeded the job timeout of {policy.timeout_s:g} s and ignored its cancellation"
+        status = JobStatus.QUEUED if tries < policy.max_tries else JobStatus.FAILED
         await self._finish(
             job_id,
             attempt,
@@ -244,9 +247,14 @@ class JobRunner:
             attempt = await self._repository.claim_job(job_id, claim)
             if attempt is not None:
                 return attempt
-            log.warning("job skipped: unknown, cancelled, superseded or already finished in the ledger")
+            if await self._repository.get_job(job_id) is None:
+                # Not ours to count as done: put on the queue some other way than TaskService.
+                self.count_refusal(envelope.task)
+                log.error("job refused: it has no ledger record (enqueue it with TaskService.enqueue)")
+                raise JobFailed(f"job {job_id} has no ledger record: refused", ErrorCategory.PERMANENT)
+            log.warning("job skipped: cancelled, superseded or already finished in the ledger")
             return {"skipped": True}
-        stats = self._stats_of(envelope.task.value)
+        stats = self._stats_of(envelope.task)
         if lost.quarantined:
             stats.failed[ErrorCategory.QUARANTINED.value] = (
                 stats.failed.get(ErrorCategory.QUARANTINED.value, 0) + 1
@@ -267,6 +275,11 @@ class JobRunner:
             retry_in_s=delay,
         )
         raise Retry(defer=delay)
+
+    def count_refusal(self, task: str) -> None:
+        """A job refused before it ran (not enqueued through TaskService): a failure in the metrics."""
+        failed = self._stats_of(task).failed
+        failed[ErrorCategory.PERMANENT.value] = failed.get(ErrorCategory.PERMANENT.value, 0) + 1
 
     def _stats_of(self, task: str) -> TaskStats:
         return self.stats.get(task) or self.stats.setdefault(task, TaskStats())  # built once per task

@@ -1,93 +1,85 @@
-"""Thin task functions: unpack the context, call one service method, log one summary line.
+"""arq functions made from the job registry: each validates its job's envelope and payload, runs the
+handler under the ledger's bookkeeping (`JobRunner`), and binds the job's ids to every log line.
 
-Each task takes one argument, the JSON envelope of ids (never personal data).
+A cron (the maintenance queue's) runs its handler as arq runs any cron, outside the ledger.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
+from arq.typing import WorkerCoroutine
+from pydantic import ValidationError
 
 from src.application.services.normalization_service import RunInfo
-from src.application.services.queue_admin import QueueAdmin
-from src.domain.jobs import JobEnvelope, JobName, JobProgress
+from src.config import Settings
+from src.domain.jobs import ErrorCategory, JobEnvelope
+from src.errors import PermanentError
+from src.jobs.context import JobContext
+from src.jobs.spec import JobSpec
 from src.logging import bind_context, clear_context
-from src.worker.context import WorkerContext
+from src.worker.job_runner import JobFailed, RunPolicy
 
 log = structlog.get_logger(__name__)
 
 
-async def normalize_appointment(ctx: WorkerContext, envelope: dict[str, Any]) -> dict[str, Any]:
-    """Fill `documento_normalizado` and `endereco_normalizado` of one appointment."""
-    env = JobEnvelope.model_validate(envelope)
-    appointment_id = str(env.ids["appointment_id"])
+def ledger_task(spec: JobSpec[Any], settings: Settings) -> WorkerCoroutine:
+    """The arq coroutine of a job type that goes through the ledger."""
+    policy = RunPolicy(timeout_s=spec.timeout(settings), max_tries=spec.max_tries(settings), retry=spec.retry)
+    handler, payload_model = spec.handler, spec.payload
 
-    repository = ctx["repository"]
+    async def task(ctx: dict[str, Any], envelope: Any = None, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if not isinstance(envelope, dict) or args or kwargs:
+            raise _refused(ctx, spec.name, "its arguments are not one job envelope")
+        try:
+            env = JobEnvelope.model_validate(envelope)
+        except ValidationError as exc:
+            raise _refused(
+                ctx, spec.name, f"its envelope is invalid ({exc.error_count()} error(s))"
+            ) from None
 
-    async def body(run: RunInfo) -> dict[str, Any]:
-        async def still_current(progress: JobProgress) -> bool:
-            return await repository.heartbeat_job(
-                run.job_id, run.attempt, at=datetime.now(UTC), progress=progress
-            )
+        async def body(run: RunInfo) -> dict[str, Any]:
+            try:
+                payload = payload_model.model_validate(env.ids)
+            except ValidationError as exc:
+                raise PermanentError(f"payload of {spec.name} is invalid: {_fields(exc)}") from None
+            ctx["job_try"] = run.attempt  # the ledger's attempt, not arq's count of deliveries
+            return await handler(cast(JobContext, ctx), payload)
 
-        return await ctx["normalization"].normalize_appointment(
-            appointment_id, run, still_current=still_current
-        )
+        bind_context(job_id=env.job_id, request_id=env.request_id, batch_id=env.batch_id, task=env.task)
+        try:
+            result: dict[str, Any] = await ctx["runner"].run(env, body, policy)
+            log.debug("job done", **{k: v for k, v in result.items() if isinstance(v, int | str | bool)})
+            return result
+        finally:
+            clear_context("job_id", "request_id", "batch_id", "task")
 
-    return await _run(ctx, env, body)
-
-
-async def normalize_batch_chunk(ctx: WorkerContext, envelope: dict[str, Any]) -> dict[str, Any]:
-    """Normalize one chunk of an imported batch, resuming from the ledger's checkpoint."""
-    env = JobEnvelope.model_validate(envelope)
-    batch_id = str(env.ids["batch_id"])
-    seq_from, seq_to = int(env.ids["seq_from"]), int(env.ids["seq_to"])
-    repository = ctx["repository"]
-
-    async def body(run: RunInfo) -> dict[str, Any]:
-        record = await repository.get_job(run.job_id)  # its checkpoint: resume where a killed run stopped
-        cursor = record.progress.cursor if record is not None else None
-
-        async def checkpoint(progress: JobProgress) -> bool:
-            return await repository.heartbeat_job(
-                run.job_id, run.attempt, at=datetime.now(UTC), progress=progress
-            )
-
-        return await ctx["normalization"].normalize_batch_range(
-            batch_id, seq_from, seq_to, run, resume_from=cursor, checkpoint=checkpoint
-        )
-
-    return await _run(ctx, env, body)
+    task.__qualname__ = task.__name__ = spec.name
+    return cast(WorkerCoroutine, task)
 
 
-async def _run(ctx: WorkerContext, env: JobEnvelope, body: Any) -> dict[str, Any]:
-    bind_context(job_id=env.job_id, request_id=env.request_id, batch_id=env.batch_id, task=env.task.value)
-    try:
-        result = await ctx["runner"].run(env, body)
-        log.debug("job done", **{k: v for k, v in result.items() if isinstance(v, int | str | bool)})
-        return result
-    finally:
-        clear_context("job_id", "request_id", "batch_id", "task")
+def cron_task(spec: JobSpec[Any]) -> WorkerCoroutine:
+    """The arq coroutine of a cron job: its handler with an empty payload."""
+    handler, payload = spec.handler, spec.payload()
+
+    async def task(ctx: dict[str, Any]) -> dict[str, Any]:
+        return await handler(cast(JobContext, ctx), payload)
+
+    task.__qualname__ = task.__name__ = spec.name
+    return cast(WorkerCoroutine, task)
 
 
-async def reconcile(ctx: WorkerContext) -> dict[str, Any]:
-    """Cron on the maintenance queue: re-enqueue stale running and vanished jobs."""
-    report = await ctx["reconciler"].run()
-    return report.model_dump()
+def _refused(ctx: dict[str, Any], name: str, why: str) -> JobFailed:
+    """A job on our queue that TaskService did not put there: failed loudly, never counted as done."""
+    message = f"job {ctx.get('job_id')} of {name} refused: {why}; enqueue it with TaskService.enqueue"
+    ctx["runner"].count_refusal(name)
+    log.error(
+        "job refused: not enqueued through TaskService", job_id=ctx.get("job_id"), task=name, reason=why
+    )
+    return JobFailed(message, ErrorCategory.PERMANENT)
 
 
-async def cleanup(ctx: WorkerContext) -> dict[str, Any]:
-    """Hourly cron on the maintenance queue: drop ledger records and results past the retention."""
-    admin = QueueAdmin(ctx["repository"], ctx["tasks"])
-    report = await admin.cleanup(older_than_s=ctx["settings"].ledger_retention_seconds)
-    return report.model_dump()
-
-
-TASKS = {
-    JobName.NORMALIZE_APPOINTMENT: normalize_appointment,
-    JobName.NORMALIZE_BATCH_CHUNK: normalize_batch_chunk,
-    JobName.RECONCILE: reconcile,
-    JobName.CLEANUP: cleanup,
-}
+def _fields(exc: ValidationError) -> str:
+    """Which fields are wrong, never their values (ids only, but still)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors())

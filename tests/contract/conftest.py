@@ -20,7 +20,7 @@ from src.application.ports import Repository
 from src.domain.addresses import AddressSource, NormalizedAddress
 from src.domain.appointments import Appointment, NormalizationResult, NormalizationStatus, Provenance
 from src.domain.documents import DocumentKind, NormalizedDocument
-from src.domain.jobs import JobEnvelope, JobName, JobRecord, QueueName, job_id_for
+from src.domain.jobs import JobEnvelope, JobRecord, job_id_for
 from src.infrastructure.mongo_repository import build_mongo_repository
 from src.infrastructure.sqlite_repository import SQLiteRepository
 
@@ -110,13 +110,13 @@ def make_appointment(number: int, *, batch_id: str | None = "batch-1", **changes
 def make_job(
     logical_key: str, generation: int = 1, *, enqueued_at: datetime = T0, **changes: object
 ) -> JobRecord:
-    envelope = JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key=logical_key, generation=generation)
+    envelope = JobEnvelope(task="normalize_appointment", logical_key=logical_key, generation=generation)
     values: dict[str, object] = {
         "job_id": job_id_for(logical_key, generation),
         "logical_key": logical_key,
         "generation": generation,
-        "task": JobName.NORMALIZE_APPOINTMENT,
-        "queue": QueueName.NORMALIZATION,
+        "task": "normalize_appointment",
+        "queue": "normalization",
         "envelope": envelope,
         "enqueued_at": enqueued_at,
     }

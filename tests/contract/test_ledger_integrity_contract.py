@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from src.application.ports import Repository
-from src.domain.jobs import ErrorCategory, JobEnvelope, JobName, JobOutcome, JobProgress, JobStatus, QueueName
+from src.domain.jobs import ErrorCategory, JobEnvelope, JobOutcome, JobProgress, JobStatus
 from src.domain.workers import WorkerRegistration
 from tests.contract.conftest import T0, make_appointment, make_job
 from tests.contract.test_repository_contract import claim_by, outcome
@@ -133,11 +133,11 @@ async def test_a_later_generation_supersedes_the_earlier_ones(repo: Repository) 
     assert await repo.finish_job(f"{key}:1", 1, failed) is True
 
     def generation(n: int) -> JobEnvelope:
-        return JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key=key, generation=n)
+        return JobEnvelope(task="normalize_appointment", logical_key=key, generation=n)
 
     async def enqueue(n: int, at: datetime) -> int:
         return await repo.create_queued_jobs(
-            [generation(n)], QueueName.NORMALIZATION, enqueued_at=at, progress=JobProgress()
+            [generation(n)], "normalization", enqueued_at=at, progress=JobProgress()
         )
 
     assert await enqueue(2, T0 + timedelta(minutes=1)) == 1

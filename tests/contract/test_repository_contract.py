@@ -9,16 +9,7 @@ import pytest
 
 from src.application.ports import Repository
 from src.domain.appointments import Batch, BatchCounts, NormalizationStatus
-from src.domain.jobs import (
-    ErrorCategory,
-    JobClaim,
-    JobEnvelope,
-    JobName,
-    JobOutcome,
-    JobProgress,
-    JobStatus,
-    QueueName,
-)
+from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobProgress, JobStatus
 from tests.contract.conftest import (
     NORMALIZED_ADDRESS,
     NORMALIZED_DOCUMENT,
@@ -296,7 +287,7 @@ async def test_save_normalizations_refuses_results_of_another_run(repo: Reposito
 async def test_job_record_round_trips_every_field(repo: Repository) -> None:
     """A ledger record with every field set reads back equal, with aware UTC datetimes."""
     envelope = JobEnvelope(
-        task=JobName.NORMALIZE_BATCH_CHUNK,
+        task="normalize_batch_chunk",
         logical_key="normalize_batch:batch-1:500",
         generation=3,
         ids={"batch_id": "batch-1", "seq_from": 500},
@@ -307,8 +298,8 @@ async def test_job_record_round_trips_every_field(repo: Repository) -> None:
     record = make_job(
         "normalize_batch:batch-1:500",
         3,
-        task=JobName.NORMALIZE_BATCH_CHUNK,
-        queue=QueueName.MAINTENANCE,
+        task="normalize_batch_chunk",
+        queue="maintenance",
         envelope=envelope,
         status=JobStatus.INTERRUPTED,
         attempt=4,
@@ -350,7 +341,7 @@ async def test_create_queued_jobs_equals_create_jobs_of_the_same_records(repo: R
     seed = JobProgress(done=3, total=9, cursor=41)
     envelopes = [
         JobEnvelope(
-            task=JobName.NORMALIZE_BATCH_CHUNK,
+            task="normalize_batch_chunk",
             logical_key=f"chunk:b1:{n}",
             generation=2,
             ids={"batch_id": "b1", "seq_from": n, "seq_to": n + 9},
@@ -361,22 +352,17 @@ async def test_create_queued_jobs_equals_create_jobs_of_the_same_records(repo: R
         for n in range(3)
     ]
     at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-3)))
-    assert (
-        await repo.create_queued_jobs(envelopes[:2], QueueName.NORMALIZATION, enqueued_at=at, progress=seed)
-        == 2
-    )
+    assert await repo.create_queued_jobs(envelopes[:2], "normalization", enqueued_at=at, progress=seed) == 2
     assert await repo.claim_job(envelopes[0].job_id, claim_by("worker-a")) == 1
     # a replay of a known id neither inserts it again nor resets its record
-    assert (
-        await repo.create_queued_jobs(envelopes, QueueName.NORMALIZATION, enqueued_at=at, progress=seed) == 1
-    )
+    assert await repo.create_queued_jobs(envelopes, "normalization", enqueued_at=at, progress=seed) == 1
     for envelope in envelopes[1:]:
         stored = await repo.get_job(envelope.job_id)
         expected = make_job(
             envelope.logical_key,
             2,
             enqueued_at=at,
-            task=JobName.NORMALIZE_BATCH_CHUNK,
+            task="normalize_batch_chunk",
             envelope=envelope,
             progress=seed,
         )
@@ -659,9 +645,9 @@ async def test_count_jobs_groups_by_queue_status_and_category(repo: Repository) 
         outcome(JobStatus.FAILED, error_category=ErrorCategory.PERMANENT, app_failure=True),
     )
     counts = {(c.queue, c.status, c.error_category): c for c in await repo.count_jobs()}
-    queued = counts[(QueueName.NORMALIZATION, JobStatus.QUEUED, None)]
+    queued = counts[("normalization", JobStatus.QUEUED, None)]
     assert queued.count == 2 and queued.oldest_enqueued_at == older
-    assert counts[(QueueName.NORMALIZATION, JobStatus.FAILED, ErrorCategory.PERMANENT)].count == 1
+    assert counts[("normalization", JobStatus.FAILED, ErrorCategory.PERMANENT)].count == 1
 
 
 async def test_finished_since_and_delete_finished_jobs_spare_live_jobs(repo: Repository) -> None:

@@ -256,7 +256,7 @@ async def test_a_file_of_schema_1_is_migrated_in_place(tmp_path: Path) -> None:
         conn.execute(V1_JOBS)
         conn.execute(
             "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (job.job_id, job.logical_key, 1, job.task.value, job.queue.value, "queued", 0, 0, 0, None, None,
+            (job.job_id, job.logical_key, 1, job.task, job.queue, "queued", 0, 0, 0, None, None,
              T0.isoformat(timespec="microseconds"), None, None, None, None, job.progress.model_dump_json(),
              None, None, None, job.envelope.model_dump_json()),
         )  # fmt: skip

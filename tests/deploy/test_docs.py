@@ -55,7 +55,6 @@ def test_the_guides_banner_is_the_banners_code() -> None:
     """The banner shown in the Coolify guide is what a worker of that deployment prints: the
     normalization queue's tasks, the defaults of the compose file, the password masked."""
     from src.config import Environment, Settings
-    from src.domain.jobs import QueueName
     from src.worker.banner import RULE, render_banner
     from src.worker.settings import worker_settings
 
@@ -69,11 +68,11 @@ def test_the_guides_banner_is_the_banners_code() -> None:
         redis_password="a-generated-password",
         app_version=values["Code version"],
     )
-    kwargs = worker_settings(settings, QueueName.NORMALIZATION, worker_id=values["Worker id"])
+    config = worker_settings(settings, "normalization")
     banner = render_banner(
         settings,
-        queue_name=kwargs["queue_name"],
-        tasks=[f.name for f in kwargs["functions"]],
+        queue_name=config.queue_name,
+        tasks=[f.name for f in config.functions],
         worker_id=values["Worker id"],
     )
     assert shown.rstrip("\n") == banner and shown.startswith(RULE)

@@ -22,7 +22,7 @@ from scripts.local_redis import RedisServer
 from src.api.main import create_app
 from src.api.routes import dashboard
 from src.config import Settings
-from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobName, JobProgress, QueueName
+from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobProgress
 from src.infrastructure.repository_factory import build_repository
 from src.worker.settings import build_worker
 from tests.conftest import make_settings, publish_deployment
@@ -89,7 +89,7 @@ async def running_workers(settings: Settings) -> AsyncIterator[None]:
     """A normal worker, and a fenced one of a retired version (claims nothing, flagged on the page)."""
     await publish_deployment(settings)
     workers = [
-        build_worker(settings, QueueName.NORMALIZATION, handle_signals=False),
+        build_worker(settings, "normalization", handle_signals=False),
         build_worker(settings.model_copy(update={"app_version": "old-1"}), handle_signals=False),
     ]
     runs = [asyncio.create_task(w.async_run()) for w in workers]
@@ -203,11 +203,9 @@ async def test_dashboard_raises_the_alarm_for_an_intrusion_and_a_quarantine(
     repository = build_repository(settings)
     await repository.init()
     now = datetime.now(UTC)
-    taken, poison = (
-        JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key=f"normalize:{k}") for k in "ab"
-    )
+    taken, poison = (JobEnvelope(task="normalize_appointment", logical_key=f"normalize:{k}") for k in "ab")
     await repository.create_queued_jobs(
-        [taken, poison], QueueName.NORMALIZATION, enqueued_at=now, progress=JobProgress()
+        [taken, poison], "normalization", enqueued_at=now, progress=JobProgress()
     )
     evidence = {"foreign_result": {"format": "pickle", "function": "<unknown>"}}
     await repository.fail_waiting_job(

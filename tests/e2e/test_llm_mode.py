@@ -14,6 +14,7 @@ from arq.connections import ArqRedis
 from scripts.local_redis import RedisServer
 from src.application.services.doctor import Doctor, DoctorConfig
 from src.config import Settings
+from src.jobs.registry import REGISTRY
 from src.worker.settings import build_worker
 from tests.conftest import app_client, make_settings, publish_deployment
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -124,6 +125,7 @@ async def test_an_llm_failing_every_call_is_named_degraded(
         config = DoctorConfig(
             heartbeat_interval_s=llm_settings.worker_heartbeat_interval,
             lease_s=llm_settings.job_lease_seconds,
+            queues=REGISTRY.queues,
         )
         findings = await Doctor(state.repository, state.tasks, state.registry, config).run()
         assert any(f.check == "llm" and not f.ok and "LLM degraded" in f.message for f in findings)

@@ -391,7 +391,7 @@ class Cluster:
         return {
             r.job_id: r.attempt
             for r in running
-            if r.worker_id == process.worker_id and (task is None or r.task.value == task)
+            if r.worker_id == process.worker_id and (task is None or r.task == task)
         }
 
     async def wait_all_succeeded(self, job_ids: Iterable[str], *, timeout: float) -> dict[str, JobRecord]:

@@ -11,7 +11,7 @@ from arq.connections import ArqRedis
 
 from scripts.local_redis import RedisServer
 from src.api.main import create_app
-from src.domain.jobs import QueueName, queue_key
+from src.domain.jobs import queue_key
 from src.errors import StoreUnavailable
 from tests.conftest import app_client, make_settings
 
@@ -53,7 +53,7 @@ async def test_rejected_request_enqueues_nothing(api: httpx.AsyncClient, arq_poo
     """A request refused for auth or validation leaves the queue empty."""
     await api.post("/api/v1/appointments", json=GOOD, headers={"Authorization": "Bearer nope"})
     await api.post("/api/v1/appointments", json={**GOOD, "data_hora": "not a date"})
-    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 0
+    assert await arq_pool.zcard(queue_key("normalization")) == 0
 
 
 async def test_validation_errors_do_not_echo_personal_data(api: httpx.AsyncClient) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from src.config import Settings
-from src.domain.jobs import JobClaim, QueueName
+from src.domain.jobs import JobClaim
 from src.worker.arq_worker import AppWorker
 from src.worker.settings import build_worker
 from tests.conftest import RunBurstWorker, publish_deployment
@@ -53,9 +53,7 @@ def doctor(settings: Settings) -> tuple[int, str, float]:
     return result.returncode, result.stdout + result.stderr, elapsed
 
 
-async def start(
-    settings: Settings, queue: QueueName = QueueName.NORMALIZATION
-) -> tuple[AppWorker, asyncio.Task[None]]:
+async def start(settings: Settings, queue: str = "normalization") -> tuple[AppWorker, asyncio.Task[None]]:
     worker = build_worker(settings, queue, handle_signals=False)
     task = asyncio.create_task(worker.async_run())
     deadline = time.monotonic() + 20 * settings.worker_heartbeat_interval
@@ -76,7 +74,7 @@ async def test_healthy_deployment_has_no_problems(
     """With the API up, a healthy worker, a maintenance worker and no backlog, doctor exits 0."""
     await publish_deployment(settings)
     worker, task = await start(settings)
-    maintenance, maintenance_task = await start(settings, QueueName.MAINTENANCE)
+    maintenance, maintenance_task = await start(settings, "maintenance")
     await asyncio.sleep(3 * settings.worker_heartbeat_interval)
     status, output, _ = await asyncio.to_thread(doctor, settings)
     await stop(worker, task)
@@ -91,7 +89,7 @@ async def test_jobs_waiting_with_only_a_maintenance_worker_are_nobody_consuming(
     """A maintenance worker does not consume the normalization queue: jobs waiting with no
     normalization worker are named, by doctor as by the health model."""
     await publish_deployment(settings)
-    maintenance, task = await start(settings, QueueName.MAINTENANCE)
+    maintenance, task = await start(settings, "maintenance")
     await api.post("/api/v1/appointments", json=BODY)
     await asyncio.sleep(3 * settings.worker_heartbeat_interval)
     status, output, _ = await asyncio.to_thread(doctor, settings)

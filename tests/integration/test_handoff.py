@@ -16,16 +16,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_pref
 from src.application.ports import Repository
 from src.application.services.task_service import TaskService
 from src.config import Settings
-from src.domain.jobs import (
-    JobEnvelope,
-    JobName,
-    JobStatus,
-    QueueName,
-    idle_workers_key,
-    inbox_key,
-    queue_key,
-    wake_channel,
-)
+from src.domain.jobs import JobEnvelope, JobStatus, idle_workers_key, inbox_key, queue_key, wake_channel
 from src.infrastructure.completion_feed import RedisCompletionFeed
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
@@ -37,13 +28,13 @@ from tests.integration.test_wakeups import appointment, envelope
 
 pytestmark = pytest.mark.integration
 
-QUEUE = queue_key(QueueName.NORMALIZATION)
+QUEUE = queue_key("normalization")
 SLOW_POLL_S = 30.0  # a job that waited for a poll would take this long
 
 
 def job(n: int) -> JobEnvelope:
     return JobEnvelope(
-        task=JobName.NORMALIZE_APPOINTMENT,
+        task="normalize_appointment",
         logical_key=f"handoff:{n}",
         ids={"appointment_id": f"h{n}"},
         producer_version="test-1",

@@ -21,7 +21,7 @@ from arq.worker import func
 
 from src.application.services.task_service import TaskService
 from src.config import Settings
-from src.domain.jobs import JobEnvelope, JobName, QueueName, queue_key
+from src.domain.jobs import JobEnvelope, queue_key
 from src.domain.workers import WorkerRecord
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.repository_factory import build_repository
@@ -33,7 +33,7 @@ from tests.integration.test_handoff import register_only
 
 pytestmark = pytest.mark.integration
 
-QUEUE = queue_key(QueueName.NORMALIZATION)
+QUEUE = queue_key("normalization")
 DEFER_S = 600.0
 LEASE_S = 30.0  # far from the deferral and from the slack: each score tells which rule set it
 SLACK_MS = 1_000  # one host: the worker's, Redis's and the test's clocks read a little apart
@@ -110,7 +110,7 @@ async def test_a_claimed_job_is_scored_with_its_lease_and_put_back_with_its_own_
         assert leased is not None and before + lease_ms - SLACK_MS <= leased <= now_ms() + lease_ms + SLACK_MS
         assert await arq_pool.zscore(QUEUE, "t:lease:2") == scores["t:lease:2"]  # untouched
         tasks = TaskService(pool=arq_pool, repository=build_repository(settings))
-        ready, deferred, oldest = await tasks.queue_depth(QueueName.NORMALIZATION)
+        ready, deferred, oldest = await tasks.queue_depth("normalization")
         assert (ready, deferred, oldest) == (1, 1, scores["t:lease:2"])  # the running job is not "ready"
         worker.release_running_jobs("test: stopping")  # cancelled: arq puts it back on the queue
         await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
@@ -240,7 +240,7 @@ async def test_a_handed_job_is_scored_with_its_lease_and_given_back_with_its_own
         tasks = TaskService(pool=arq_pool, repository=repository)
         await register_only(arq_pool, "w-1", lease_ms=30_000, wait_ms=10_000)
         envelope = JobEnvelope(
-            task=JobName.NORMALIZE_APPOINTMENT, logical_key="lease:h1", ids={"appointment_id": "h1"},
+            task="normalize_appointment", logical_key="lease:h1", ids={"appointment_id": "h1"},
             producer_version="test-1",
         )  # fmt: skip
         before = now_ms()

@@ -14,16 +14,7 @@ from src.application.services.reconciler import Reconciler
 from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.appointments import Appointment
-from src.domain.jobs import (
-    ErrorCategory,
-    JobClaim,
-    JobEnvelope,
-    JobName,
-    JobProgress,
-    JobRecord,
-    JobStatus,
-    QueueName,
-)
+from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobProgress, JobRecord, JobStatus
 from src.domain.workers import WorkerState
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.repository_factory import build_repository
@@ -46,7 +37,7 @@ def appointment(appointment_id: str) -> Appointment:
 
 def envelope(appointment_id: str, generation: int = 1) -> JobEnvelope:
     return JobEnvelope(
-        task=JobName.NORMALIZE_APPOINTMENT,
+        task="normalize_appointment",
         logical_key=f"normalize:{appointment_id}",
         generation=generation,
         ids={"appointment_id": appointment_id},
@@ -135,7 +126,7 @@ async def _stale_running_job(settings: Settings, name: str) -> tuple[Repository,
     env = envelope(name)
     await repository.create_jobs(
         [JobRecord(job_id=env.job_id, logical_key=env.logical_key, generation=1, task=env.task,
-                   queue=QueueName.NORMALIZATION, envelope=env, enqueued_at=long_ago,
+                   queue="normalization", envelope=env, enqueued_at=long_ago,
                    progress=JobProgress(done=0, total=1, cursor=None))]
     )  # fmt: skip
     await repository.claim_job(env.job_id, JobClaim(worker_id="gone", version="test-1", started_at=long_ago))
@@ -192,7 +183,7 @@ async def test_reconciler_requeues_a_queued_job_whose_arq_job_vanished(
     env = envelope("v1")
     await repository.create_jobs(
         [JobRecord(job_id=env.job_id, logical_key=env.logical_key, generation=1, task=env.task,
-                   queue=QueueName.NORMALIZATION, envelope=env,
+                   queue="normalization", envelope=env,
                    enqueued_at=datetime.now(UTC) - timedelta(minutes=5))]
     )  # fmt: skip
     tasks = TaskService(pool=arq_pool, repository=repository)
@@ -238,10 +229,10 @@ async def test_maintenance_worker_runs_the_reconciler_at_start(
     env = envelope("c1")
     await repository.create_jobs(
         [JobRecord(job_id=env.job_id, logical_key=env.logical_key, generation=1, task=env.task,
-                   queue=QueueName.NORMALIZATION, envelope=env,
+                   queue="normalization", envelope=env,
                    enqueued_at=datetime.now(UTC) - timedelta(minutes=5))]
     )  # fmt: skip
-    maintenance = await run_burst_worker(QueueName.MAINTENANCE)
+    maintenance = await run_burst_worker("maintenance")
     assert maintenance.jobs_complete >= 1  # the reconcile cron ran
     assert await arq_pool.exists(job_key_prefix + env.job_id)
     await repository.close()
@@ -251,7 +242,8 @@ async def test_cleanup_task_deletes_old_finished_records_only(
     settings: Settings, arq_pool: ArqRedis, run_burst_worker: RunBurstWorker
 ) -> None:
     """The hourly cleanup task removes ledger records past the retention, never queued ones."""
-    from src.worker.tasks import cleanup
+    from src.jobs.maintenance import cleanup
+    from src.jobs.spec import NoPayload
 
     job_id = await stored_and_enqueued(settings, arq_pool, "k1")
     await run_burst_worker()
@@ -263,10 +255,10 @@ async def test_cleanup_task_deletes_old_finished_records_only(
         "tasks": TaskService(pool=arq_pool, repository=repository),
         "settings": settings.model_copy(update={"ledger_retention_seconds": 60}),
     }
-    kept = await cleanup(ctx)  # type: ignore[arg-type]
+    kept = await cleanup(ctx, NoPayload())  # type: ignore[arg-type]
     assert kept["ledger_records_deleted"] == 0  # finished just now: within the retention
     ctx["settings"] = settings.model_copy(update={"ledger_retention_seconds": 0})
-    report = await cleanup(ctx)  # type: ignore[arg-type]
+    report = await cleanup(ctx, NoPayload())  # type: ignore[arg-type]
     assert report["ledger_records_deleted"] == 1
     assert await repository.get_job(job_id) is None and await repository.get_job(queued_id) is not None
     await repository.close()
@@ -287,7 +279,7 @@ async def test_reconciler_reports_a_strangers_result_and_goes_on_past_odd_ones(
     envs = [envelope(n) for n in names]
     await repository.create_jobs(
         [JobRecord(job_id=e.job_id, logical_key=e.logical_key, generation=1, task=e.task,
-                   queue=QueueName.NORMALIZATION, envelope=e, enqueued_at=long_ago) for e in envs]
+                   queue="normalization", envelope=e, enqueued_at=long_ago) for e in envs]
     )  # fmt: skip
     await arq_pool.set(
         result_key_prefix + envs[0].job_id, b'{"f": "normalize_appointment", "s": true, "r": "x"}'

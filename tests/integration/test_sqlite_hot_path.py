@@ -10,12 +10,12 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from src.domain.jobs import JobClaim, JobEnvelope, JobName, JobProgress, JobStatus, QueueName
+from src.domain.jobs import JobClaim, JobEnvelope, JobProgress, JobStatus
 from src.infrastructure.sqlite_repository import SQLiteRepository
 
 
 def envelope(n: int) -> JobEnvelope:
-    return JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key=f"normalize:h{n}", ids={"n": n})
+    return JobEnvelope(task="normalize_appointment", logical_key=f"normalize:h{n}", ids={"n": n})
 
 
 async def test_a_write_waits_for_another_connections_lock_instead_of_failing(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ async def test_a_write_waits_for_another_connections_lock_instead_of_failing(tmp
     other.execute("BEGIN IMMEDIATE")  # the write lock, as another process's transaction holds it
     threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
     created = await repo.create_queued_jobs(
-        [envelope(1)], QueueName.NORMALIZATION, enqueued_at=datetime.now(UTC), progress=JobProgress()
+        [envelope(1)], "normalization", enqueued_at=datetime.now(UTC), progress=JobProgress()
     )
     assert created == 1
     record = await repo.get_job("normalize:h1:1")
@@ -47,7 +47,7 @@ async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None
     for n in range(0, 2000, 10):
         await repo.create_queued_jobs(
             [envelope(n + i) for i in range(10)],
-            QueueName.NORMALIZATION,
+            "normalization",
             enqueued_at=datetime.now(UTC),
             progress=JobProgress(),
         )

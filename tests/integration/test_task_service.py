@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from src.application.services import task_service
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
-from src.domain.jobs import JobEnvelope, JobName, JobStatus, QueueName, queue_key
+from src.domain.jobs import JobEnvelope, JobStatus, queue_key
 from src.errors import UnsafePayload
 from src.infrastructure.repository_factory import build_repository
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 def envelope(n: int, generation: int = 1) -> JobEnvelope:
     return JobEnvelope(
-        task=JobName.NORMALIZE_APPOINTMENT,
+        task="normalize_appointment",
         logical_key=f"normalize:a{n}",
         generation=generation,
         ids={"appointment_id": f"a{n}"},
@@ -45,7 +45,7 @@ async def test_bulk_enqueue_writes_ledger_then_queue_and_is_idempotent(
 
     first = await service.enqueue_many(envelopes)
     assert [r.status for r in first].count("queued") == 2500
-    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 2500
+    assert await arq_pool.zcard(queue_key("normalization")) == 2500
     record = await repository.get_job("normalize:a42:1")
     assert (
         record is not None
@@ -55,7 +55,7 @@ async def test_bulk_enqueue_writes_ledger_then_queue_and_is_idempotent(
 
     second = await service.enqueue_many(envelopes[:10])
     assert {r.status for r in second} == {"already_queued"}
-    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 2500
+    assert await arq_pool.zcard(queue_key("normalization")) == 2500
     await repository.close()
 
 
@@ -94,7 +94,7 @@ async def test_task_service_without_arguments_builds_a_working_pool(
         service = TaskService()
         pool = await service.get_pool()
         assert await pool.ping() is True
-        assert pool.default_queue_name == queue_key(QueueName.NORMALIZATION)
+        assert pool.default_queue_name == queue_key("normalization")
         await service.close()
     finally:
         get_settings.cache_clear()
@@ -119,7 +119,7 @@ async def test_payload_is_what_arq_serializes_with_our_json_serializer(
     repository = build_repository(settings)
     await repository.init()
     env = JobEnvelope(
-        task=JobName.NORMALIZE_BATCH_CHUNK,
+        task="normalize_batch_chunk",
         logical_key="chunk:b1:0",
         ids={"batch_id": "b1", "seq_from": 0, "seq_to": 9},
         request_id="req-é",  # non-ASCII survives both encodings
@@ -132,7 +132,7 @@ async def test_payload_is_what_arq_serializes_with_our_json_serializer(
     stored = json.loads(raw)
     expected = json.loads(
         serialize_job(
-            env.task.value,
+            env.task,
             (),
             {"envelope": env.model_dump(mode="json")},
             None,
@@ -157,7 +157,7 @@ async def test_bulk_enqueue_spans_chunks_and_reports_duplicates_in_order(
     results = await service.enqueue_many([envelope(i) for i in range(20)])
     assert [r.job_id for r in results] == [f"normalize:a{i}:1" for i in range(20)]
     assert [i for i, r in enumerate(results) if r.status == "already_queued"] == [3, 11, 12]
-    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 20
+    assert await arq_pool.zcard(queue_key("normalization")) == 20
     await repository.close()
 
 
@@ -189,7 +189,7 @@ async def test_redis_failing_midway_defers_the_rest_and_loses_nothing(
         [envelope(i) for i in range(13)]
     )
     assert [r.status for r in results] == ["queued"] * 5 + ["deferred"] * 8
-    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 5
+    assert await arq_pool.zcard(queue_key("normalization")) == 5
     for i in range(13):
         record = await repository.get_job(f"normalize:a{i}:1")
         assert record is not None and record.status is JobStatus.QUEUED
@@ -205,10 +205,10 @@ async def test_oversized_payload_is_refused_before_anything_is_written(
     await repository.init()
     service = TaskService(pool=arq_pool, repository=repository, max_payload_bytes=1024)
     big = JobEnvelope(
-        task=JobName.NORMALIZE_APPOINTMENT, logical_key="normalize:big", ids={"appointment_id": "x" * 2000}
+        task="normalize_appointment", logical_key="normalize:big", ids={"appointment_id": "x" * 2000}
     )
     with pytest.raises(UnsafePayload, match="exceeds the 1024 limit"):
         await service.enqueue_many([envelope(1), big])
     assert await repository.get_job("normalize:a1:1") is None
-    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 0
+    assert await arq_pool.zcard(queue_key("normalization")) == 0
     await repository.close()

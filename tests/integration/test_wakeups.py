@@ -15,7 +15,7 @@ from scripts.local_redis import start_redis_server
 from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.appointments import Appointment
-from src.domain.jobs import DONE_CHANNEL, JobEnvelope, JobName, JobStatus
+from src.domain.jobs import DONE_CHANNEL, JobEnvelope, JobStatus
 from src.errors import NotFound
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.redis_subscription import RedisSubscription
@@ -38,7 +38,7 @@ def appointment(appointment_id: str) -> Appointment:
 
 def envelope(appointment_id: str) -> JobEnvelope:
     return JobEnvelope(
-        task=JobName.NORMALIZE_APPOINTMENT,
+        task="normalize_appointment",
         logical_key=f"normalize:{appointment_id}",
         ids={"appointment_id": appointment_id},
         producer_version="test-1",

@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
 from src.config import Settings
-from src.domain.jobs import QueueName, queue_key
+from src.domain.jobs import queue_key
 from src.worker.settings import build_worker
 from tests.conftest import publish_deployment
 from tests.integration.test_lifecycle import stored_and_enqueued
@@ -66,7 +66,7 @@ async def test_worker_recycles_itself_after_max_jobs(settings: Settings, arq_poo
     await worker.close()
     assert worker.heartbeat.draining
     assert 3 <= worker.jobs_complete < 8
-    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 8 - worker.jobs_complete
+    assert await arq_pool.zcard(queue_key("normalization")) == 8 - worker.jobs_complete
 
 
 async def test_worker_warns_when_redis_may_evict(
@@ -133,7 +133,7 @@ async def test_retiring_a_version_releases_its_running_job_without_burning_a_try
         await asyncio.sleep(0.05)
     assert record is not None and record.status == "interrupted"
     assert record.interruptions == 1 and record.app_failures == 0
-    assert await arq_pool.zscore(queue_key(QueueName.NORMALIZATION), job_id) is not None  # back on the queue
+    assert await arq_pool.zscore(queue_key("normalization"), job_id) is not None  # back on the queue
     assert worker.heartbeat.state.value == "fenced"
     await worker.close()  # the job's end is still being recorded: it completes, nothing raises
     assert await arq_pool.exists(in_progress_key_prefix + job_id) == 0  # the lease was given up

@@ -16,7 +16,7 @@ from arq.worker import Worker
 from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.appointments import Appointment
-from src.domain.jobs import JobEnvelope, JobName, JobStatus, QueueName, queue_key
+from src.domain.jobs import JobEnvelope, JobStatus, queue_key
 from src.infrastructure.job_serializer import make_serializers
 from src.infrastructure.repository_factory import build_repository
 from tests.conftest import RunBurstWorker
@@ -43,7 +43,7 @@ async def enqueue_for(settings: Settings, pool: ArqRedis, appointment_id: str, s
     if store:
         await repository.insert_appointments([appointment(appointment_id)])
     env = JobEnvelope(
-        task=JobName.NORMALIZE_APPOINTMENT,
+        task="normalize_appointment",
         logical_key=f"normalize:{appointment_id}",
         ids={"appointment_id": appointment_id},
         producer_version="test-1",
@@ -64,7 +64,7 @@ async def test_planted_pickle_is_refused_without_running_and_worker_survives(
 
     planted = pickle.dumps({"t": 1, "f": "normalize_appointment", "a": [Boom()], "k": {}, "et": 1})
     await arq_pool.set(job_key_prefix + "planted:1", planted)
-    await arq_pool.zadd(queue_key(QueueName.NORMALIZATION), {"planted:1": 1})
+    await arq_pool.zadd(queue_key("normalization"), {"planted:1": 1})
     good = await enqueue_for(settings, arq_pool, "ok1")
 
     worker = await run_burst_worker()
@@ -97,7 +97,7 @@ async def test_plain_arq_worker_on_default_queue_never_sees_our_jobs(
     await ghost.async_run()
     await ghost.close()
     assert ghost.jobs_complete == 0 and "ghost" not in EXECUTED
-    assert await arq_pool.zcard(queue_key(QueueName.NORMALIZATION)) == 1
+    assert await arq_pool.zcard(queue_key("normalization")) == 1
 
 
 async def test_missing_appointment_fails_with_a_clear_reason(

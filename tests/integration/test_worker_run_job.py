@@ -15,7 +15,7 @@ from arq.jobs import Job, serialize_job
 from arq.worker import func
 
 from src.config import Settings
-from src.domain.jobs import QueueName, queue_key
+from src.domain.jobs import queue_key
 from src.infrastructure.job_serializer import JobFailure
 from src.worker.arq_worker import AppWorker
 from src.worker.settings import build_worker
@@ -23,7 +23,7 @@ from tests.conftest import publish_deployment
 
 pytestmark = pytest.mark.integration
 
-QUEUE = queue_key(QueueName.NORMALIZATION)
+QUEUE = queue_key("normalization")
 calls: list[str] = []
 
 

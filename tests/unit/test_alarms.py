@@ -9,16 +9,7 @@ from pathlib import Path
 import pytest
 
 from src.application.services.alarms import MAX_COUNTED, recent_alarms
-from src.domain.jobs import (
-    ErrorCategory,
-    JobClaim,
-    JobEnvelope,
-    JobName,
-    JobOutcome,
-    JobProgress,
-    JobStatus,
-    QueueName,
-)
+from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobProgress, JobStatus
 from src.infrastructure.sqlite_repository import SQLiteRepository
 
 
@@ -36,13 +27,13 @@ async def test_a_flood_of_timeouts_does_not_hide_an_intrusion(repo: SQLiteReposi
     """One job taken by a stranger, then more timeouts than a page of results: both alarms show, the
     intrusion with its evidence, the timeouts counted up to the cap."""
     now = datetime.now(UTC)
-    taken = JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key="normalize:taken")
+    taken = JobEnvelope(task="normalize_appointment", logical_key="normalize:taken")
     timeouts = [
-        JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key=f"normalize:slow-{n}")
+        JobEnvelope(task="normalize_appointment", logical_key=f"normalize:slow-{n}")
         for n in range(MAX_COUNTED + 5)
     ]
     await repo.create_queued_jobs(
-        [taken, *timeouts], QueueName.NORMALIZATION, enqueued_at=now, progress=JobProgress()
+        [taken, *timeouts], "normalization", enqueued_at=now, progress=JobProgress()
     )
     evidence = {"foreign_result": {"format": "json", "function": "normalize_appointment"}}
     assert await repo.fail_waiting_job(

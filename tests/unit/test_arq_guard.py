@@ -13,15 +13,9 @@ import pytest
 from arq.worker import Worker, func
 
 from src.config import Settings
-from src.domain.jobs import JobName, QueueName
+from src.jobs.registry import REGISTRY
 from src.worker.arq_worker import RELIED_ON_ARQ_ATTRIBUTES, RELIED_ON_ARQ_METHODS
-from src.worker.settings import (
-    ARQ_TRY_CEILING,
-    CRONS_BY_QUEUE,
-    TASK_ENFORCES_TIMEOUT,
-    TASKS_BY_QUEUE,
-    task_functions,
-)
+from src.worker.settings import ARQ_TRY_CEILING, TASK_ENFORCES_TIMEOUT, cron_jobs, task_functions
 
 
 def test_arq_is_the_pinned_minor_version() -> None:
@@ -52,15 +46,20 @@ async def test_every_relied_on_arq_attribute_exists_on_a_built_worker() -> None:
     assert worker.loop is asyncio.get_running_loop()  # arq's __init__ took the running loop
 
 
-def test_every_job_name_is_registered_with_a_worker() -> None:
-    """Each JobName is consumed by exactly one queue's worker, under its enum value."""
-    registered = [name for names in (*TASKS_BY_QUEUE.values(), *CRONS_BY_QUEUE.values()) for name in names]
-    assert sorted(registered) == sorted(JobName)
-    functions = task_functions(Settings(_env_file=None), QueueName.NORMALIZATION)  # type: ignore[call-arg]
-    assert {f.name for f in functions} == {n.value for n in TASKS_BY_QUEUE[QueueName.NORMALIZATION]}
-    # the job runner enforces ARQ_JOB_TIMEOUT itself (tests/unit/test_job_runner.py): arq's is off
-    assert TASK_ENFORCES_TIMEOUT == 0
-    assert all(f.max_tries == ARQ_TRY_CEILING and f.timeout_s == TASK_ENFORCES_TIMEOUT for f in functions)
+def test_every_registered_job_is_a_function_or_cron_of_its_queues_worker() -> None:
+    """Each registry entry is consumed by its queue's worker, under its name: ledger jobs as
+    functions whose arq limits are off (the job runner enforces the entry's), crons as crons."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    registered = []
+    for queue in REGISTRY.queues:
+        functions = task_functions(settings, queue)
+        crons = cron_jobs(settings, queue)
+        registered += [f.name for f in functions] + [c.name for c in crons]
+        # the job runner enforces each job's timeout (tests/unit/test_job_runner.py): arq's is off
+        assert TASK_ENFORCES_TIMEOUT == 0
+        assert all(f.max_tries == ARQ_TRY_CEILING and f.timeout_s == TASK_ENFORCES_TIMEOUT for f in functions)
+    assert sorted(registered) == sorted(REGISTRY.names)
+    assert REGISTRY.queues == ("normalization", "maintenance")
 
 
 def test_api_and_worker_never_import_each_other() -> None:
@@ -71,8 +70,12 @@ def test_api_and_worker_never_import_each_other() -> None:
             assert forbidden not in path.read_text(), f"{path} imports {forbidden}"
     for path in (root / "domain").rglob("*.py"):
         text = path.read_text()
-        for layer in ("src.application", "src.infrastructure", "src.api", "src.worker"):
+        for layer in ("src.application", "src.infrastructure", "src.api", "src.worker", "src.jobs"):
             assert layer not in text, f"{path} (domain) imports {layer}"
+    for path in (root / "application").rglob("*.py"):  # job types are named, never imported, here
+        text = path.read_text()
+        for layer in ("src.jobs", "src.api", "src.worker"):
+            assert f"from {layer}" not in text and f"import {layer}" not in text, f"{path} imports {layer}"
 
 
 async def test_arq_poll_does_not_sleep_after_an_iteration_that_used_up_the_step(

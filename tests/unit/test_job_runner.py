@@ -13,13 +13,13 @@ import pytest
 from arq import Retry
 
 from src.application.services.normalization_service import RunInfo
-from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobName, JobOutcome, JobStatus, LostLease
+from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobStatus, LostLease
 from src.infrastructure.sqlite_repository import SQLiteRepository
-from src.worker.job_runner import JobFailed, JobRunner, lease_loss_delay_s
+from src.worker.job_runner import Body, JobFailed, JobRunner, RunPolicy, lease_loss_delay_s
 from tests.contract.conftest import T0, make_job
 
 JOB = "normalize:appt-1:1"
-ENVELOPE = JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key="normalize:appt-1")
+ENVELOPE = JobEnvelope(task="normalize_appointment", logical_key="normalize:appt-1")
 
 
 @pytest.fixture
@@ -33,10 +33,19 @@ async def repo(tmp_path: Path) -> AsyncIterator[SQLiteRepository]:
         await repository.close()
 
 
-def runner(repo: SQLiteRepository, *, timeout_s: float = 5.0, max_tries: int = 2) -> JobRunner:
-    return JobRunner(
-        repo, worker_id="w-b", version="1", max_tries=max_tries, timeout_s=timeout_s, max_lease_losses=2
-    )
+class PolicyRunner(JobRunner):
+    """A JobRunner whose `run` applies one policy, as a registry entry's task does."""
+
+    def __init__(self, repo: SQLiteRepository, policy: RunPolicy) -> None:
+        super().__init__(repo, worker_id="w-b", version="1", max_lease_losses=2)
+        self.policy = policy
+
+    async def run(self, envelope: JobEnvelope, body: Body, policy: RunPolicy | None = None) -> dict[str, Any]:
+        return await super().run(envelope, body, policy or self.policy)
+
+
+def runner(repo: SQLiteRepository, *, timeout_s: float = 5.0, max_tries: int = 2) -> PolicyRunner:
+    return PolicyRunner(repo, RunPolicy(timeout_s=timeout_s, max_tries=max_tries))
 
 
 async def slow(run: RunInfo) -> dict[str, Any]:

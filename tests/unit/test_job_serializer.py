@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from src.domain.jobs import ErrorCategory, JobEnvelope, JobName
+from src.domain.jobs import ErrorCategory, JobEnvelope
 from src.errors import StoreUnavailable, UnsafePayload
 from src.infrastructure.job_serializer import JobFailure, make_serializers
 
@@ -16,9 +16,7 @@ serialize, deserialize = make_serializers(4096)
 
 def test_job_dict_round_trips_through_json() -> None:
     """An arq job dict with an envelope and a datetime comes back equal (datetime as ISO text)."""
-    env = JobEnvelope(
-        task=JobName.NORMALIZE_APPOINTMENT, logical_key="normalize:a1", ids={"appointment_id": "a1"}
-    )
+    env = JobEnvelope(task="normalize_appointment", logical_key="normalize:a1", ids={"appointment_id": "a1"})
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     data = deserialize(
         serialize({"f": "normalize_appointment", "a": [], "k": {"envelope": env}, "et": 1, "w": when})

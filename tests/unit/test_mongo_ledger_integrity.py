@@ -10,7 +10,7 @@ import pytest
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from src.domain.jobs import ErrorCategory, JobEnvelope, JobName, JobProgress, JobStatus, QueueName
+from src.domain.jobs import ErrorCategory, JobEnvelope, JobProgress, JobStatus
 from src.domain.workers import WorkerRegistration
 from src.infrastructure.mongo_repository import MongoRepository
 from tests.contract.conftest import T0
@@ -100,11 +100,9 @@ async def test_a_later_generation_supersedes_the_earlier_ones(
 ) -> None:
     """After the insert, waiting or running earlier generations end superseded; terminal ones are marked."""
     db["jobs"].reply(bulk_result(nUpserted=1), update_result(1), update_result(1))
-    successor = JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key="normalize:appt-1", generation=2)
+    successor = JobEnvelope(task="normalize_appointment", logical_key="normalize:appt-1", generation=2)
     at = T0 + timedelta(minutes=1)
-    await repo.create_queued_jobs(
-        [successor], QueueName.NORMALIZATION, enqueued_at=at, progress=JobProgress()
-    )
+    await repo.create_queued_jobs([successor], "normalization", enqueued_at=at, progress=JobProgress())
     insert, ended, marked = db["jobs"].calls
     assert insert.method == "bulk_write"
     earlier = {"logical_key": "normalize:appt-1", "generation": {"$lt": 2}, "superseded_by": None}
@@ -122,10 +120,8 @@ async def test_a_later_generation_supersedes_the_earlier_ones(
 async def test_a_first_generation_supersedes_nothing(db: FakeDatabase, repo: MongoRepository) -> None:
     """The bulk path of an import (generation 1 only) is one insert, nothing more."""
     db["jobs"].reply(bulk_result(nUpserted=2))
-    envelopes = [
-        JobEnvelope(task=JobName.NORMALIZE_APPOINTMENT, logical_key=f"normalize:appt-{n}") for n in (1, 2)
-    ]
-    await repo.create_queued_jobs(envelopes, QueueName.NORMALIZATION, enqueued_at=T0, progress=JobProgress())
+    envelopes = [JobEnvelope(task="normalize_appointment", logical_key=f"normalize:appt-{n}") for n in (1, 2)]
+    await repo.create_queued_jobs(envelopes, "normalization", enqueued_at=T0, progress=JobProgress())
     assert [c.method for c in db["jobs"].calls] == ["bulk_write"]
 
 

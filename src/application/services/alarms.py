@@ -65,7 +65,7 @@ async def recent_alarms(repository: Repository, *, window: timedelta = ALARM_WIN
                 job_ids=[r.job_id for r in mine[:MAX_IDS]],
                 last_at=latest.finished_at or since,
                 message=f"{len(mine)} job(s) in the last {_span(window)} "
-                + template.format(queue=latest.queue.value, worker=worker),
+                + template.format(queue=latest.queue, worker=worker),
                 evidence=evidence,
             )
         )

@@ -27,8 +27,13 @@ from src.domain.appointments import (
     lone_surrogate_at,
     new_appointment_id,
 )
-from src.domain.jobs import JobEnvelope, JobName
+from src.domain.jobs import JobEnvelope
 from src.errors import InvalidInput, NotFound
+
+# The jobs this service enqueues, by their registry names (src/jobs/registry.py): TaskService checks
+# each name against the registry, and the worker validates each payload against the job's model.
+NORMALIZE_APPOINTMENT = "normalize_appointment"
+NORMALIZE_BATCH_CHUNK = "normalize_batch_chunk"
 
 log = structlog.get_logger(__name__)
 
@@ -148,7 +153,7 @@ class AppointmentService:
         self, appointment_id: str, *, request_id: str | None, generation: int = 1
     ) -> EnqueueResult:
         envelope = JobEnvelope(
-            task=JobName.NORMALIZE_APPOINTMENT,
+            task=NORMALIZE_APPOINTMENT,
             logical_key=normalize_key(appointment_id),
             generation=generation,
             ids={"appointment_id": appointment_id},
@@ -207,7 +212,7 @@ class AppointmentService:
         sheet, appointments = await asyncio.to_thread(self._read_rows, content, filename, batch_id, now)
         envelopes = [
             JobEnvelope(
-                task=JobName.NORMALIZE_BATCH_CHUNK,
+                task=NORMALIZE_BATCH_CHUNK,
                 logical_key=chunk_key(batch_id, start),
                 ids={
                     "batch_id": batch_id,

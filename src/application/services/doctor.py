@@ -36,6 +36,7 @@ def problem(check: str, message: str) -> Finding:
 class DoctorConfig(BaseModel):
     heartbeat_interval_s: float
     lease_s: float
+    queues: tuple[str, ...]  # the registry's (`src/jobs/registry.py`)
     queued_too_long_s: float = 60.0
     consumption_window_s: float = 300.0
     error_rate_threshold: float = 0.10
@@ -60,6 +61,7 @@ class Doctor:
             HealthConfig(
                 heartbeat_interval_s=config.heartbeat_interval_s,
                 lease_s=config.lease_s,
+                queues=config.queues,
                 llm_degraded_share=config.llm_degraded_share,
             ),
         )
@@ -183,8 +185,8 @@ class Doctor:
         by_task_worker: dict[tuple[str, str], list[float]] = defaultdict(list)
         for r in recent:
             if r.status is JobStatus.SUCCEEDED and r.duration_ms is not None and r.worker_id:
-                by_task[r.task.value].append(r.duration_ms)
-                by_task_worker[(r.task.value, r.worker_id)].append(r.duration_ms)
+                by_task[r.task].append(r.duration_ms)
+                by_task_worker[(r.task, r.worker_id)].append(r.duration_ms)
         found = []
         for (task, worker_id), durations in sorted(by_task_worker.items()):
             fleet = by_task[task]

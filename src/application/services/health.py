@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from src.application.ports import Repository, WorkerDirectory
 from src.application.services.alarms import Alarm, recent_alarms
 from src.application.services.task_service import TaskService
-from src.domain.jobs import JobStatus, QueueName, queue_key
+from src.domain.jobs import MAINTENANCE_QUEUE, JobStatus, queue_key
 from src.domain.workers import LostWorker, WorkerRecord, WorkerState
 
 LOST_WINDOW = timedelta(minutes=10)
@@ -69,6 +69,7 @@ CHECK_NAMES = ("redis", "store", "consumers", "maintenance", "llm", "workers-los
 class HealthConfig:
     heartbeat_interval_s: float
     lease_s: float
+    queues: tuple[str, ...]  # the registry's (`src/jobs/registry.py`)
     llm_degraded_share: float = 0.5
 
 
@@ -103,9 +104,9 @@ class HealthService:
 
         async def fleet() -> list[Check]:
             workers.extend(await self._directory.list_workers())
-            for queue in QueueName:
+            for queue in self._config.queues:
                 ready, _, _ = await self._tasks.queue_depth(queue)
-                queues[queue.value] = ready
+                queues[queue] = ready
             return [await self._consumers(workers, queues), _maintenance(workers), self._llm(workers)]
 
         async def lost() -> Check:
@@ -157,17 +158,15 @@ class HealthService:
 
     async def _consumers(self, workers: list[WorkerRecord], ready: dict[str, int]) -> Check:
         waiting = {
-            c.queue.value: c.count
-            for c in await self._repository.count_jobs()
-            if c.status is JobStatus.QUEUED
+            c.queue: c.count for c in await self._repository.count_jobs() if c.status is JobStatus.QUEUED
         }
         idle = []
-        for queue in QueueName:
-            if queue is QueueName.MAINTENANCE:
+        for queue in dict.fromkeys([*self._config.queues, *waiting]):  # the ledger's queues too
+            if queue == MAINTENANCE_QUEUE:
                 continue  # its cron jobs are its own work: the `maintenance` check covers it
-            work = max(ready.get(queue.value, 0), waiting.get(queue.value, 0))
+            work = max(ready.get(queue, 0), waiting.get(queue, 0))
             if work and not _consuming(workers, queue):
-                idle.append(f"queue {queue.value}: {work} job(s) waiting and no worker consuming it")
+                idle.append(f"queue {queue}: {work} job(s) waiting and no worker consuming it")
         return _check("consumers", "; ".join(idle) or None, "every queue with work has a worker")
 
     def _llm(self, workers: list[WorkerRecord]) -> Check:
@@ -204,14 +203,14 @@ def _described(alarm: Alarm) -> str:
 def _maintenance(workers: list[WorkerRecord]) -> Check:
     problem = (
         None
-        if _consuming(workers, QueueName.MAINTENANCE)
+        if _consuming(workers, MAINTENANCE_QUEUE)
         else "no maintenance worker runs: lost jobs are not re-enqueued, dead runs not recovered, old "
         "records not cleaned (start `python workers.py --queue maintenance`)"
     )
     return _check("maintenance", problem, "a maintenance worker runs")
 
 
-def _consuming(workers: list[WorkerRecord], queue: QueueName) -> bool:
+def _consuming(workers: list[WorkerRecord], queue: str) -> bool:
     return any(w.queue == queue_key(queue) and w.state is WorkerState.OK for w in workers)
 
 

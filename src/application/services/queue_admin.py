@@ -4,6 +4,7 @@ cleanup and the failed-jobs view. The API routes and the CLI both call this one 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -11,7 +12,7 @@ from pydantic import BaseModel
 
 from src.application.ports import Repository
 from src.application.services.task_service import QueueState, TaskService
-from src.domain.jobs import ErrorCategory, JobCount, JobRecord, JobStatus, QueueName, queue_key
+from src.domain.jobs import ErrorCategory, JobCount, JobRecord, JobStatus, queue_key
 from src.errors import Conflict, NotFound
 
 log = structlog.get_logger(__name__)
@@ -48,14 +49,18 @@ class RetryReport(BaseModel):
     status: str
 
 
-def _count(counts: list[JobCount], queue: QueueName, status: JobStatus) -> int:
-    return sum(c.count for c in counts if c.queue is queue and c.status is status)
+def _count(counts: list[JobCount], queue: str, status: JobStatus) -> int:
+    return sum(c.count for c in counts if c.queue == queue and c.status is status)
 
 
 class QueueAdmin:
-    def __init__(self, repository: Repository, tasks: TaskService) -> None:
+    """`queues`: the registry's (`src/jobs/registry.py`); a queue the ledger holds jobs of is listed
+    too, so jobs of a queue no longer declared stay in sight."""
+
+    def __init__(self, repository: Repository, tasks: TaskService, queues: Sequence[str] = ()) -> None:
         self._repository = repository
         self._tasks = tasks
+        self._queues = tuple(queues)
 
     @property
     def repository(self) -> Repository:
@@ -63,22 +68,23 @@ class QueueAdmin:
 
     async def info(self) -> list[QueueInfo]:
         counts = await self._repository.count_jobs()
-        return [await self._queue_info(queue, counts) for queue in QueueName]
+        return [await self._queue_info(queue, counts) for queue in self._known(counts)]
 
     async def queue_info(self, name: str) -> QueueInfo:
-        try:
-            queue = QueueName(name)
-        except ValueError:
-            raise NotFound(
-                f"queue {name} not found (queues: {', '.join(q.value for q in QueueName)})"
-            ) from None
-        return await self._queue_info(queue, await self._repository.count_jobs())
+        counts = await self._repository.count_jobs()
+        known = self._known(counts)
+        if name not in known:
+            raise NotFound(f"queue {name} not found (queues: {', '.join(known)})")
+        return await self._queue_info(name, counts)
 
-    async def _queue_info(self, queue: QueueName, counts: list[JobCount]) -> QueueInfo:
+    def _known(self, counts: list[JobCount]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self._queues, *(c.queue for c in counts)]))
+
+    async def _queue_info(self, queue: str, counts: list[JobCount]) -> QueueInfo:
         ready, deferred, oldest_ms = await self._tasks.queue_depth(queue)
         running = _count(counts, queue, JobStatus.RUNNING)
         return QueueInfo(
-            name=queue.value,
+            name=queue,
             key=queue_key(queue),
             length=ready,
             # a running job stays on the queue until it finishes, scored with its lease's deadline;

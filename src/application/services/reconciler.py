@@ -129,7 +129,7 @@ class Reconciler:
     ) -> None:
         """A consumer outside the fleet holds or finished this job: record the intrusion with what can
         be known, and run the job again as the next generation."""
-        evidence: dict[str, Any] = {"detected_at": now.isoformat(), "queue": record.queue.value}
+        evidence: dict[str, Any] = {"detected_at": now.isoformat(), "queue": record.queue}
         if state.lease_holder is not None:
             evidence["held_by"] = state.lease_holder[:100]
         found = await self._tasks.result_head(record.job_id, MAX_BYTES) if state.has_result else None

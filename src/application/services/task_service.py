@@ -8,7 +8,11 @@ Bulk enqueues go in chunks of `ENQUEUE_CHUNK` jobs: one ledger transaction and o
 chunk, and the Redis push of a chunk overlaps the ledger write of the next (the SQLite write runs
 in its thread), so a record is always committed before its job can be claimed.
 
-`TaskService(pool=..., repository=...)` is how the API and the worker use it. `TaskService()` with
+A job may be scheduled (`enqueue(…, defer_by=…, defer_until=…)`): it waits on the queue, scored
+with its time, and its status reads `scheduled` until then.
+
+`TaskService(pool=..., repository=..., catalog=REGISTRY)` is how the API and the worker use it (the
+catalog gives each job's queue). `TaskService()` with
 no arguments builds its pool from settings on first use, so the deployment check
 `asyncio.run(TaskService().get_pool())` works as written.
 """
@@ -20,7 +24,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import structlog
@@ -36,13 +40,13 @@ from pydantic import BaseModel
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from src.application.ports import CompletionFeed, Repository
+from src.application.ports import CompletionFeed, JobCatalog, Repository
 from src.domain.jobs import (
+    DEFAULT_QUEUE,
     JobEnvelope,
     JobProgress,
     JobRecord,
     JobStatus,
-    QueueName,
     idle_workers_key,
     inbox_key,
     queue_key,
@@ -72,7 +76,10 @@ local ipp, rtp, inbox = ARGV[5], ARGV[6], ARGV[7]
 local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
 local now = string.format('%d', now_ms)
-local idle = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'LIMIT', 0, (#ARGV - 7) / 2)
+local idle = {}
+if tonumber(score) <= now_ms then  -- a scheduled job waits for its time: no hand-off, no wake-up
+  idle = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'LIMIT', 0, (#ARGV - 7) / 2)
+end
 local handed = 0
 local added, members, unhanded = {}, {}, 0
 for i = 8, #ARGV, 2 do
@@ -108,7 +115,7 @@ for i = 8, #ARGV, 2 do
   end
 end
 if #members > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
-if unhanded > 0 then redis.call('PUBLISH', KEYS[2], unhanded) end
+if unhanded > 0 and tonumber(score) <= now_ms then redis.call('PUBLISH', KEYS[2], unhanded) end
 return added
 """
 JOB_EXPIRY_MS = 24 * 3600 * 1000  # arq's default: a job not started within a day expires
@@ -127,6 +134,21 @@ def _text(value: bytes | str) -> str:
 
 def _deferred(chunk: Sequence[JobEnvelope]) -> list[EnqueueResult]:
     return [EnqueueResult(job_id=e.job_id, status="deferred") for e in chunk]
+
+
+def _not_before(defer_by: float | timedelta | None, defer_until: datetime | None) -> datetime | None:
+    if defer_by is not None and defer_until is not None:
+        raise ValueError("give defer_by or defer_until, not both")
+    if defer_until is not None:
+        if defer_until.tzinfo is None:
+            raise ValueError("defer_until must be an aware datetime (with its time zone)")
+        return defer_until.astimezone(UTC)
+    if defer_by is not None:
+        delay = defer_by if isinstance(defer_by, timedelta) else timedelta(seconds=defer_by)
+        if delay < timedelta(0):
+            raise ValueError(f"defer_by must not be negative, got {delay.total_seconds()} s")
+        return datetime.now(UTC) + delay
+    return None
 
 
 def _log_deferred(jobs: int, exc: BaseException) -> None:
@@ -167,6 +189,7 @@ class TaskService:
         producer_version: str | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         completions: CompletionFeed | None = None,
+        catalog: JobCatalog | None = None,
     ) -> None:
         self._pool = pool
         self._owns_pool = False
@@ -174,6 +197,7 @@ class TaskService:
         self._producer_version = producer_version
         self._max_payload_bytes = max_payload_bytes
         self._completions = completions
+        self._catalog = catalog
         self._enqueue_script: AsyncScript | None = None  # of `_pool`, made once (hashing the script)
 
     async def get_pool(self) -> ArqRedis:
@@ -200,24 +224,50 @@ class TaskService:
         return self._repository
 
     async def enqueue(
-        self, envelope: JobEnvelope, queue: QueueName = QueueName.NORMALIZATION
+        self,
+        envelope: JobEnvelope,
+        queue: str | None = None,
+        *,
+        defer_by: float | timedelta | None = None,
+        defer_until: datetime | None = None,
     ) -> EnqueueResult:
-        """Record and enqueue one job; a job id already queued is reported as `already_queued`."""
+        """Record and enqueue one job; a job id already queued is reported as `already_queued`.
+        `defer_by` (seconds or a timedelta) or `defer_until` (an aware datetime) schedules it."""
+        when = _not_before(defer_by, defer_until)
+        if when is not None:
+            envelope = envelope.model_copy(update={"not_before": when})
         return (await self.enqueue_many([envelope], queue))[0]
+
+    def queue_of(self, envelopes: Sequence[JobEnvelope]) -> str:
+        """The queue of these jobs, from the catalog (ValueError for a job it does not know, or jobs
+        of different queues); the default queue without a catalog."""
+        if self._catalog is None:
+            return DEFAULT_QUEUE
+        queues = set()
+        for task in {e.task for e in envelopes}:
+            try:
+                queues.add(self._catalog.queue_of(task))
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+        if len(queues) != 1:
+            raise ValueError(f"one enqueue takes jobs of one queue, not of {sorted(queues)}")
+        return queues.pop()
 
     async def enqueue_many(
         self,
         envelopes: Sequence[JobEnvelope],
-        queue: QueueName = QueueName.NORMALIZATION,
+        queue: str | None = None,
         *,
         progress: JobProgress | None = None,
     ) -> list[EnqueueResult]:
         """Write the ledger records, then enqueue every job, `ENQUEUE_CHUNK` jobs at a time (see the
-        module docstring). `progress` seeds the records' checkpoint (a successor generation resumes
-        from it). If Redis fails, the jobs not pushed yet are still recorded and come back
-        `deferred`: the reconciler enqueues them once Redis answers again."""
+        module docstring). `queue` None: the jobs' queue from the catalog. `progress` seeds the
+        records' checkpoint (a successor generation resumes from it). If Redis fails, the jobs not
+        pushed yet are still recorded and come back `deferred`: the reconciler enqueues them once
+        Redis answers again."""
         if not envelopes:
             return []
+        queue = queue or self.queue_of(envelopes)
         seed = progress or JobProgress()
         results: list[EnqueueResult] = []
         pushing: asyncio.Task[list[EnqueueResult]] | None = None
@@ -261,12 +311,28 @@ class TaskService:
         pool: ArqRedis,
         chunk: Sequence[JobEnvelope],
         payloads: Sequence[bytes],
-        queue: QueueName,
+        queue: str,
         enqueue_ms: int,
+    ) -> list[EnqueueResult]:
+        if all(e.not_before is None for e in chunk):
+            return await self._push(pool, chunk, payloads, queue, enqueue_ms)
+        results: list[EnqueueResult] = []
+        for e, payload in zip(chunk, payloads, strict=True):  # scheduled: one call each (rare)
+            score = enqueue_ms if e.not_before is None else int(e.not_before.timestamp() * 1000)
+            results.extend(await self._push(pool, [e], [payload], queue, score))
+        return results
+
+    async def _push(
+        self,
+        pool: ArqRedis,
+        chunk: Sequence[JobEnvelope],
+        payloads: Sequence[bytes],
+        queue: str,
+        score: int,
     ) -> list[EnqueueResult]:
         queue_name = queue_key(queue)
         args: list[str | bytes | int] = [
-            job_key_prefix, result_key_prefix, JOB_EXPIRY_MS, enqueue_ms,
+            job_key_prefix, result_key_prefix, JOB_EXPIRY_MS, score,
             in_progress_key_prefix, retry_key_prefix, inbox_key(queue_name),
         ]  # fmt: skip
         for e, payload in zip(chunk, payloads, strict=True):
@@ -291,7 +357,7 @@ class TaskService:
         """arq's job payload `{"t","f","a","k","et"}` as our JSON serializer writes it, assembled
         around the envelope's own JSON (a bulk enqueue spends most of its time here otherwise)."""
         payload = b'{"t":null,"f":"%s","a":[],"k":{"envelope":%s},"et":%d}' % (
-            envelope.task.value.encode(),
+            envelope.task.encode(),
             envelope.model_dump_json().encode(),
             enqueue_ms,
         )
@@ -344,10 +410,10 @@ class TaskService:
             if feed is not None and announced is not None:
                 feed.unwatch(job_id, announced)
 
-    async def queue_state(self, job_id: str, queue: QueueName) -> QueueState:
+    async def queue_state(self, job_id: str, queue: str) -> QueueState:
         return (await self.queue_states([(job_id, queue)]))[job_id]
 
-    async def queue_states(self, jobs: Sequence[tuple[str, QueueName]]) -> dict[str, QueueState]:
+    async def queue_states(self, jobs: Sequence[tuple[str, str]]) -> dict[str, QueueState]:
         """What Redis holds for many jobs, in pipelined round trips."""
         pool = await self.get_pool()
         states: dict[str, QueueState] = {}
@@ -409,7 +475,7 @@ class TaskService:
             raise NotFound(f"job {job_id} not found")
         return JobView(record=record, queue_state=await self.queue_state(job_id, record.queue))
 
-    async def queue_depth(self, queue: QueueName) -> tuple[int, int, float | None]:
+    async def queue_depth(self, queue: str) -> tuple[int, int, float | None]:
         """(ready, deferred, score in ms of the oldest ready job or None) of one queue. A running
         job's score is its lease's deadline: it counts as deferred until it finishes."""
         pool = await self.get_pool()
@@ -421,7 +487,7 @@ class TaskService:
             ready, deferred, oldest = await pipe.execute()
         return int(ready), int(deferred), (float(oldest[0][1]) if oldest and ready else None)
 
-    async def remove_queued(self, job_id: str, queue: QueueName) -> bool:
+    async def remove_queued(self, job_id: str, queue: str) -> bool:
         """Take a job off the queue before any worker starts it; False when it was not queued."""
         pool = await self.get_pool()
         async with pool.pipeline(transaction=True) as pipe:
@@ -458,6 +524,6 @@ class TaskService:
             "maxclients": str(maxclients.get("maxclients", 0)),
         }
 
-    async def queue_length(self, queue: QueueName = QueueName.NORMALIZATION) -> int:
+    async def queue_length(self, queue: str = DEFAULT_QUEUE) -> int:
         pool = await self.get_pool()
         return int(await pool.zcard(queue_key(queue)))

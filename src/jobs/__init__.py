@@ -1,0 +1,1 @@
+"""Job types: one module per job (its payload model and handler), declared in `registry.py`."""
