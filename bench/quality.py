@@ -69,7 +69,8 @@ def comparable(value: str | None) -> str:
     """Case, accents and punctuation do not count: `Zona de Expansão (Aruana)` = `ZONA DE EXPANSAO ARUANA`."""
     if not value:
         return ""
-    folded = "".join(c for c in unicodedata.normalize("NFD", value.casefold()) if not unicodedata.combining(c))
+    decomposed = unicodedata.normalize("NFD", value.casefold())
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(re.split(r"[\W_]+", folded)).strip()
 
 

@@ -68,7 +68,11 @@ _ALNUM = re.compile(r"[^\W_]")
 _CEP_LABELLED = re.compile(r"\bcep\b\W{0,3}([0-9]{2}\.?[0-9]{3})[\s-]?([0-9]{3})(?![0-9])", re.IGNORECASE)
 _CEP_BARE = re.compile(r"(?<![\w.\-/])[0-9]{2}\.?[0-9]{3}-?[0-9]{3}(?![\w\-])")
 _CEP_LEFTOVER = re.compile(r"\bcep\b[\s:.]*[0-9.\-]*", re.IGNORECASE)
-_SEGMENT_BREAK = re.compile(r"\s*,\s*|\s+[-–—]+\s*|\s*[-–—]+\s+|(?<=[^\W\d_]{2})/(?=[^\W\d_]{2})")
+# Commas, dashes with a space on one side at least, `cidade/UF`. The spaces around are left to
+# `_split`'s strip: a leading `\s*` or `\s+` here made runs of spaces or dashes quadratic.
+_SEGMENT_BREAK = re.compile(r",|(?<=\s)[-–—]+|(?<![-–—])[-–—]+(?=\s)|(?<=[^\W\d_]{2})/(?=[^\W\d_]{2})")
+# "Zona Rural" is a bairro of its own even when written without commas around it.
+_RURAL_ZONE = re.compile(r"\b(zona\s+rural)\b", re.IGNORECASE)
 _UF_GLUED = re.compile(r"^(.*[^\W\d_])[-/]([A-Za-z]{2})$")
 # How much each part found adds to the confidence; a full Correios address sums to 1.
 _WEIGHTS: dict[str, float] = {
@@ -146,7 +150,7 @@ def _open_parentheses(text: str) -> str:
 
 
 def _split(text: str) -> list[str]:
-    text = _open_parentheses(text)
+    text = _RURAL_ZONE.sub(r", \1, ", _open_parentheses(text))
     pieces = (piece.strip(" .:-–—/\\'\"") for piece in _SEGMENT_BREAK.split(text))
     segments = [piece for piece in pieces if _ALNUM.search(piece)]
     if segments and fold(segments[-1]) in {"brasil", "brazil"}:
@@ -208,6 +212,15 @@ def _take_uf(segments: list[str]) -> tuple[str | None, str | None]:
     elif not city_named:
         _peel_capital(segments, uf)
     return uf, last if city_named else None
+
+
+def _put_leading_place_after_street(segments: list[str]) -> None:
+    """`Conj. Hab. Primavera, Rua 3, 120, Teresina`: a bairro written before the street goes last."""
+    if len(segments) < 3 or not segments[0].split() or not segments[1].split():
+        return
+    first, second = key(segments[0].split()[0]), key(segments[1].split()[0])
+    if first in BAIRRO_WORDS and first not in STREET_TYPES and second in STREET_TYPES:
+        segments.insert(-1, segments.pop(0))
 
 
 def _ends_street_name(tokens: list[str], i: int) -> bool:
@@ -318,6 +331,7 @@ def normalize_address_rules(raw: str | None) -> NormalizedAddress:
     text, cep = _take_cep(_clean(raw))
     segments = _split(text)
     uf, city_hint = _take_uf(segments)
+    _put_leading_place_after_street(segments)
     parts = _Parts()
     if segments:
         _read_street(segments[0].split(), parts)
