@@ -1,7 +1,7 @@
 """Normalization quality: per-field accuracy on the labelled addresses (issue 25).
 
 `python -m bench.quality [--mode rules] [--data PATH] [--baseline COMMIT | --no-baseline]
-[--failures] [--json PATH]`
+[--by-form] [--failures] [--json PATH]`
 
 Reads `tests/data/addresses.jsonl` (how it was made: tests/data/README.md), normalizes every input
 and compares the fields the issue scores (numero, bairro, cidade, uf, cep; logradouro and
@@ -173,6 +173,24 @@ def render(
     return "\n".join(lines), figures
 
 
+def by_form(rows: list[LabelledAddress], after: dict[str, Fields], before: dict[str, Fields] | None) -> str:
+    """Pooled accuracy of the 5 scored fields per form and part (scores only, no held-out rows shown)."""
+    runs = [("before", before), ("after", after)] if before is not None else [("", after)]
+    titles = [f"{split} {name}".strip() for split in SPLITS for name, _ in runs]
+    lines = ["", f"{'form (5 scored fields)':<26}{'rows':>10}" + "".join(f"{t:>17}" for t in titles)]
+    for form in sorted({row.form for row in rows}):
+        subsets = [[row for row in rows if row.form == form and row.split == split] for split in SPLITS]
+        cells = "".join(
+            f"{_percent(accuracy(subset, results).get('fields')):>17}"
+            for subset in subsets
+            for _, results in runs
+            if results is not None
+        )
+        counts = " + ".join(str(len(subset)) for subset in subsets)
+        lines.append(f"{form:<26}{counts:>10}{cells}")
+    return "\n".join(lines)
+
+
 def dev_failures(rows: list[LabelledAddress], results: dict[str, Fields]) -> list[str]:
     """One line per scored field missed on a dev row."""
     out = []
@@ -192,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--baseline", default=BASE_COMMIT, help="commit whose rules give 'before'")
     parser.add_argument("--no-baseline", action="store_true", help="skip the before column")
+    parser.add_argument("--by-form", action="store_true", help="also the accuracy per address form")
     parser.add_argument("--failures", action="store_true", help="list the dev rows that miss a field")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -205,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"baseline {args.baseline} unavailable ({error}); printing 'after' only", file=sys.stderr)
     table, figures = render(rows, after, before, args.mode)
     print(table)
+    if args.by_form:
+        print(by_form(rows, after, before))
     if args.failures:
         print("\n".join(["", "dev misses:", *dev_failures(rows, after)]))
     if args.json:
