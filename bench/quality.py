@@ -12,8 +12,8 @@ The dev part and the held-out part are printed separately: the rules are tuned o
 run from a `git archive` of its `src/` in a temporary directory, for the before/after table.
 `--failures` lists the dev rows that miss a scored field (never the held-out ones).
 
-Modes: `rules` (the default) calls `normalize_address_rules`. Another mode plugs in by adding a
-builder to `NORMALIZERS` that returns an async `str -> NormalizedAddress` callable.
+Modes: `rules` (the default) calls `normalize_address_rules`. Another mode plugs in by adding to
+`NORMALIZERS` an async context manager that yields an async `str -> NormalizedAddress` callable.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import sys
 import tarfile
 import tempfile
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -94,12 +95,15 @@ async def _rules(raw: str) -> NormalizedAddress:
     return normalize_address_rules(raw)
 
 
-def _rules_builder() -> Normalize:
-    return _rules
+@asynccontextmanager
+async def rules_mode() -> AsyncIterator[Normalize]:
+    """Rules mode: nothing to start or close."""
+    yield _rules
 
 
-# mode -> builder of the normalizer; the LLM mode adds its own entry here.
-NORMALIZERS: dict[str, Callable[[], Normalize]] = {"rules": _rules_builder}
+# mode -> context manager that starts what the mode needs (a server, a client), yields the
+# normalizer and closes everything on exit; the LLM mode adds its own entry here.
+NORMALIZERS: dict[str, Callable[[], AbstractAsyncContextManager[Normalize]]] = {"rules": rules_mode}
 
 
 async def normalize_all(rows: list[LabelledAddress], normalize: Normalize) -> dict[str, Fields]:
@@ -204,6 +208,11 @@ def dev_failures(rows: list[LabelledAddress], results: dict[str, Fields]) -> lis
     return out
 
 
+async def _run_mode(mode: str, rows: list[LabelledAddress]) -> dict[str, Fields]:
+    async with NORMALIZERS[mode]() as normalize:
+        return await normalize_all(rows, normalize)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=sorted(NORMALIZERS), default="rules")
@@ -215,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     rows = load(args.data)
-    after = asyncio.run(normalize_all(rows, NORMALIZERS[args.mode]()))
+    after = asyncio.run(_run_mode(args.mode, rows))
     before = None
     if not args.no_baseline:
         try:

@@ -45,7 +45,8 @@ def test_comparison_ignores_case_accents_and_punctuation() -> None:
 async def test_rules_get_at_least_95_percent_of_each_field_on_the_dev_part() -> None:
     """Number, bairro, cidade, UF and CEP are each right on >= 95 % of the dev rows."""
     rows = [row for row in load() if row.split == "dev"]
-    scores = accuracy(rows, await normalize_all(rows, NORMALIZERS["rules"]()))
+    async with NORMALIZERS["rules"]() as normalize:
+        scores = accuracy(rows, await normalize_all(rows, normalize))
     assert {name: scores[name] for name in SCORED} == pytest.approx(
         {name: max(scores[name], 0.95) for name in SCORED}
     )
