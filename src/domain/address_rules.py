@@ -28,18 +28,37 @@ from src.domain.address_vocabulary import (
 )
 from src.domain.addresses import (
     UF_BY_NAME,
+    UF_CEP_CONFLICT_PENALTY,
     UF_CODES,
     AddressSource,
     NormalizedAddress,
     format_address_line,
     format_cep,
+    uf_cep_conflict,
+    uf_inferred_note,
 )
+from src.domain.cep_ranges import uf_of_cep
 
 MAX_INPUT_CHARS = 400  # longer text is not an address; cutting it keeps the worst case cheap
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u2060\ufeff]")
-_GROUPING = re.compile(r"[()\[\]{};|]")
+# Pictographs and their joiners/selectors: never part of an address.
+_PICTOGRAPHS = re.compile(r"[\u2190-\u21ff\u2300-\u27bf\u2b00-\u2bff\ufe0e\ufe0f\U0001f000-\U0001faff]")
+_GROUPING = re.compile(r"[\[\]{};|]")
+# A balanced pair of parentheses becomes \x01inner\x02 (control characters are gone by then), so that
+# `_split` can keep `Zona de Expansão (Aruana)` whole; a stray one is a separator like a comma.
+_PARENTHESES = re.compile(r"\(([^()]*)\)")
+_STRAY_PARENTHESIS = re.compile(r"[()]")
+_PARENTHESIZED = re.compile(r"\x01([^\x01\x02]*)\x02")
+# `GROENLANDIA-255`, `PEDRO II-3189` (a number joined to the street) and `1695-APTO` (a complement
+# joined to the number); road codes (`BR-101`, `SP-330`, `T-37`) are kept.
+_WORD_HYPHEN_NUMBER = re.compile(r"\b([^\W\d_]{2,})-(?=[0-9]{1,5}(?![0-9]))")
+_NUMBER_HYPHEN_WORD = re.compile(r"(?<![\w\-])([0-9]{1,5})-(?=[^\W\d_]{2})")
+# `Rod. BR 116`, `ROD SP330`, `BR 101 km 20`: the road code is written `BR-116`.
+_ROAD_CODE = re.compile(
+    r"\b(?:(rod(?:ovia)?\.?\s+)([a-z]{2,3})|(br))\s?-?\s?([0-9]{2,3})(?![\w\-])", re.IGNORECASE
+)
 _LABEL = re.compile(r"^\s*(?:endere[cç]o|end)\s*[:.\-]\s*", re.IGNORECASE)
 _KM_DECIMAL = re.compile(r"\b(km\s*[0-9]{1,4}),([0-9]{1,3})\b", re.IGNORECASE)
 _GLUED_ABBREVIATION = re.compile(r"(?<![\w.])([^\W\d_]{2,5})\.(?=[^\W\d_])")
@@ -49,7 +68,11 @@ _ALNUM = re.compile(r"[^\W_]")
 _CEP_LABELLED = re.compile(r"\bcep\b\W{0,3}([0-9]{2}\.?[0-9]{3})[\s-]?([0-9]{3})(?![0-9])", re.IGNORECASE)
 _CEP_BARE = re.compile(r"(?<![\w.\-/])[0-9]{2}\.?[0-9]{3}-?[0-9]{3}(?![\w\-])")
 _CEP_LEFTOVER = re.compile(r"\bcep\b[\s:.]*[0-9.\-]*", re.IGNORECASE)
-_SEGMENT_BREAK = re.compile(r"\s*,\s*|\s+[-–—]+\s*|\s*[-–—]+\s+|(?<=[^\W\d_]{2})/(?=[^\W\d_]{2})")
+# Commas, dashes with a space on one side at least, `cidade/UF`. The spaces around are left to
+# `_split`'s strip: a leading `\s*` or `\s+` here made runs of spaces or dashes quadratic.
+_SEGMENT_BREAK = re.compile(r",|(?<=\s)[-–—]+|(?<![-–—])[-–—]+(?=\s)|(?<=[^\W\d_]{2})/(?=[^\W\d_]{2})")
+# "Zona Rural" is a bairro of its own even when written without commas around it.
+_RURAL_ZONE = re.compile(r"\b(zona\s+rural)\b", re.IGNORECASE)
 _UF_GLUED = re.compile(r"^(.*[^\W\d_])[-/]([A-Za-z]{2})$")
 # How much each part found adds to the confidence; a full Correios address sums to 1.
 _WEIGHTS: dict[str, float] = {
@@ -66,14 +89,29 @@ class _Parts:
     places: list[list[str]] = field(default_factory=list)
 
 
+def _unglue_number(match: re.Match[str]) -> str:
+    word = match.group(1)
+    is_code = len(word) == 2 and (word.upper() in UF_CODES or word.upper() == "BR")
+    return match.group() if is_code else f"{word} "
+
+
+def _road_code(match: re.Match[str]) -> str:
+    prefix, code = match.group(1) or "", (match.group(2) or match.group(3)).upper()
+    if code[:2] not in UF_CODES and code != "BR":
+        return match.group()
+    return f"{prefix}{code}-{match.group(4)}"
+
+
 def _clean(raw: str) -> str:
     text = raw[:MAX_INPUT_CHARS]
     if not text.isascii():  # NFKC: composed accents, `º` → `o`, full-width digits → ASCII
-        text = unicodedata.normalize("NFKC", text)[:MAX_INPUT_CHARS]
+        text = _PICTOGRAPHS.sub(" ", unicodedata.normalize("NFKC", text)[:MAX_INPUT_CHARS])
     if not text.isprintable():
         text = _CONTROL.sub(" ", _INVISIBLE.sub("", text))
-    text = _GROUPING.sub(",", text)
+    text = _STRAY_PARENTHESIS.sub(",", _PARENTHESES.sub("\x01\\1\x02", _GROUPING.sub(",", text)))
     text = _NUMBER_SLASH.sub(" ", _KM_DECIMAL.sub(r"\1.\2", _LABEL.sub("", text)))
+    text = _WORD_HYPHEN_NUMBER.sub(_unglue_number, _ROAD_CODE.sub(_road_code, text))
+    text = _NUMBER_HYPHEN_WORD.sub(r"\1 ", text)
     return _SPACES.sub(" ", _GLUED_ABBREVIATION.sub(r"\1. ", text)).strip()
 
 
@@ -89,7 +127,30 @@ def _take_cep(text: str) -> tuple[str, str | None]:
     return _CEP_LEFTOVER.sub(", ", text), cep
 
 
+def _keeps_parenthesis(text: str, match: re.Match[str]) -> bool:
+    """`Zona de Expansão (Aruana)`: words in parentheses after a place's words belong to its name.
+
+    Not in the street's segment, not after a number (`2000 (fundos)`), not a UF or a complement.
+    """
+    before = text[: match.start()].rstrip()
+    tokens = match.group(1).split()
+    if not tokens or not before or not before[-1].isalpha() or not _SEGMENT_BREAK.search(before):
+        return False
+    if not any(ch.isalpha() for ch in match.group(1)) or _uf_of(match.group(1))[0] is not None:
+        return False
+    return read_complement(tokens, 0)[1] == 0 and read_number(tokens, 0)[1] == 0
+
+
+def _open_parentheses(text: str) -> str:
+    if "\x01" not in text:
+        return text
+    return _PARENTHESIZED.sub(
+        lambda m: f" ({m.group(1).strip()})" if _keeps_parenthesis(text, m) else f", {m.group(1)},", text
+    )
+
+
 def _split(text: str) -> list[str]:
+    text = _RURAL_ZONE.sub(r", \1, ", _open_parentheses(text))
     pieces = (piece.strip(" .:-–—/\\'\"") for piece in _SEGMENT_BREAK.split(text))
     segments = [piece for piece in pieces if _ALNUM.search(piece)]
     if segments and fold(segments[-1]) in {"brasil", "brazil"}:
@@ -151,6 +212,15 @@ def _take_uf(segments: list[str]) -> tuple[str | None, str | None]:
     elif not city_named:
         _peel_capital(segments, uf)
     return uf, last if city_named else None
+
+
+def _put_leading_place_after_street(segments: list[str]) -> None:
+    """`Conj. Hab. Primavera, Rua 3, 120, Teresina`: a bairro written before the street goes last."""
+    if len(segments) < 3 or not segments[0].split() or not segments[1].split():
+        return
+    first, second = key(segments[0].split()[0]), key(segments[1].split()[0])
+    if first in BAIRRO_WORDS and first not in STREET_TYPES and second in STREET_TYPES:
+        segments.insert(-1, segments.pop(0))
 
 
 def _ends_street_name(tokens: list[str], i: int) -> bool:
@@ -248,10 +318,20 @@ def _resolve_places(
 
 
 def normalize_address_rules(raw: str | None) -> NormalizedAddress:
-    """Structure a free-text Brazilian address; unreadable input gives an address with low confidence."""
-    text, cep = _take_cep(_clean(raw or ""))
+    """Structure a free-text Brazilian address; unreadable input gives an address with low confidence.
+
+    `notes` say what was inferred or doubted: a UF taken from the CEP's range, a UF that contradicts
+    the CEP (the confidence then drops by `UF_CEP_CONFLICT_PENALTY`), or input cut to its first
+    `MAX_INPUT_CHARS` characters.
+    """
+    raw = raw or ""
+    notes: list[str] = []
+    if len(raw) > MAX_INPUT_CHARS:
+        notes.append(f"input of {len(raw)} characters cut to its first {MAX_INPUT_CHARS}")
+    text, cep = _take_cep(_clean(raw))
     segments = _split(text)
     uf, city_hint = _take_uf(segments)
+    _put_leading_place_after_street(segments)
     parts = _Parts()
     if segments:
         _read_street(segments[0].split(), parts)
@@ -265,6 +345,8 @@ def normalize_address_rules(raw: str | None) -> NormalizedAddress:
         title_case(parts.street_name, after_type=parts.street_type is not None) if parts.street_name else None
     )
     logradouro = f"{parts.street_type} {name}" if name and parts.street_type else name
+    if uf is None and cep is not None and (uf := uf_of_cep(cep)):
+        notes.append(uf_inferred_note(uf, cep))  # the Correios range of a CEP is a fact: it counts fully
     fields = {
         "logradouro": logradouro,
         "numero": parts.numero,
@@ -275,6 +357,15 @@ def normalize_address_rules(raw: str | None) -> NormalizedAddress:
         "cep": cep,
     }
     found = {**fields, "tipo": logradouro and parts.street_type}
-    confidence = round(min(1.0, sum(weight for part, weight in _WEIGHTS.items() if found.get(part))), 2)
+    confidence = min(1.0, sum(weight for part, weight in _WEIGHTS.items() if found.get(part)))
+    if conflict := uf_cep_conflict(uf, cep):
+        notes.append(conflict)
+        confidence = max(0.0, confidence - UF_CEP_CONFLICT_PENALTY)
     formatted = format_address_line(NormalizedAddress(**fields))
-    return NormalizedAddress(**fields, formatted=formatted, confidence=confidence, source=AddressSource.RULES)
+    return NormalizedAddress(
+        **fields,
+        formatted=formatted,
+        confidence=round(confidence, 2),
+        source=AddressSource.RULES,
+        notes=tuple(notes),
+    )

@@ -32,6 +32,9 @@ STREET_TYPES: dict[str, str] = {
     "cam": "Caminho", "caminho": "Caminho",
     "acesso": "Acesso", "ramal": "Ramal", "rodoanel": "Rodoanel", "esplanada": "Esplanada",
     "cond": "Condomínio", "condominio": "Condomínio",
+    # rural addresses (Correios logradouro types): `Sítio Boa Esperança, s/n, Zona Rural`
+    "sitio": "Sítio", "sit": "Sítio", "fazenda": "Fazenda", "faz": "Fazenda", "chacara": "Chácara",
+    "granja": "Granja", "linha": "Linha",
 }  # fmt: skip
 
 # Abbreviated titles inside names ("R. Dr. Arnaldo", "Pres. Prudente"). Most are expanded only when
@@ -128,8 +131,9 @@ def _case_word(word: str, *, inner: bool) -> str:
         return word.upper()  # Pio XII, Dom Pedro II
     if len(word) > 1 and "." not in word and not _VOWELS.intersection(fold(word)):
         return word.upper()  # Portuguese words have vowels; these are codes: SQS, CLN, SHIS
-    pieces = _WORD_PARTS.split(word)
-    out: list[str] = []
+    opening = word[: len(word) - len(word.lstrip("(\"'"))]  # `(Aruana)`: case what follows
+    pieces = _WORD_PARTS.split(word[len(opening) :])
+    out: list[str] = [opening]
     for index, piece in enumerate(pieces):
         if index == 0 and inner and piece.lower() == "d" and len(pieces) > 1:
             out.append("d")  # Olho d'Água

@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from src.domain.cep_ranges import uf_of_cep
+
 UF_BY_NAME: dict[str, str] = {
     "acre": "AC", "alagoas": "AL", "amapa": "AP", "amazonas": "AM", "bahia": "BA", "ceara": "CE",
     "distrito federal": "DF", "espirito santo": "ES", "goias": "GO", "maranhao": "MA",
@@ -22,6 +24,9 @@ UF_BY_NAME: dict[str, str] = {
 UF_CODES: frozenset[str] = frozenset(UF_BY_NAME.values())
 
 CEP_PATTERN = re.compile(r"^\d{5}-\d{3}$")
+# A UF that contradicts its CEP: one of the two is wrong, so neither adds to the confidence (the weight
+# each has in the rules' confidence is 0.15).
+UF_CEP_CONFLICT_PENALTY = 0.3
 
 
 class AddressSource(StrEnum):
@@ -30,7 +35,11 @@ class AddressSource(StrEnum):
 
 
 class NormalizedAddress(BaseModel):
-    """Structured address. `cep` is `00000-000`, `uf` a two-letter code; absent parts are None."""
+    """Structured address. `cep` is `00000-000`, `uf` a two-letter code; absent parts are None.
+
+    `notes` say why a part was inferred or the confidence lowered (`uf inferred from cep 13108-348`);
+    empty for an address read as written. Stored results written before it existed read as empty.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -44,6 +53,7 @@ class NormalizedAddress(BaseModel):
     formatted: str = ""
     confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     source: AddressSource = AddressSource.RULES
+    notes: tuple[str, ...] = ()
 
 
 def format_cep(raw: str | None) -> str | None:
@@ -77,3 +87,33 @@ def validation_problems(address: NormalizedAddress) -> list[str]:
     if not address.cidade:
         problems.append("cidade is missing")
     return problems
+
+
+def uf_inferred_note(uf: str, cep: str) -> str:
+    """The note of a UF filled in from the CEP's range."""
+    return f"uf {uf} inferred from cep {cep}"
+
+
+def uf_cep_conflict(uf: str | None, cep: str | None) -> str | None:
+    """Why `uf` cannot be trusted next to `cep` (the CEP's range is another state's), or None."""
+    cep_uf = uf_of_cep(cep)
+    if uf is None or cep_uf is None or uf == cep_uf:
+        return None
+    return f"uf {uf} contradicts cep {cep}, which is in {cep_uf}"
+
+
+def reconcile_uf_with_cep(address: NormalizedAddress) -> NormalizedAddress:
+    """Fill a missing UF from the CEP's Correios range; flag a UF that contradicts it.
+
+    A contradiction keeps the UF as written, lowers the confidence by `UF_CEP_CONFLICT_PENALTY` and
+    says why in `notes`. Applying it again changes nothing (the rules normalizer already applies it).
+    """
+    if address.uf is None and address.cep is not None and (cep_uf := uf_of_cep(address.cep)):
+        note = uf_inferred_note(cep_uf, address.cep)
+        filled = address.model_copy(update={"uf": cep_uf, "notes": (*address.notes, note)})
+        return filled.model_copy(update={"formatted": format_address_line(filled)})
+    conflict = uf_cep_conflict(address.uf, address.cep)
+    if conflict is None or conflict in address.notes:
+        return address
+    confidence = round(max(0.0, address.confidence - UF_CEP_CONFLICT_PENALTY), 2)
+    return address.model_copy(update={"confidence": confidence, "notes": (*address.notes, conflict)})

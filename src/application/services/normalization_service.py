@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from src.application.ports import AddressNormalizer, EffectsLog, Repository
+from src.domain.addresses import reconcile_uf_with_cep
 from src.domain.appointments import Appointment, NormalizationResult, NormalizationStatus, Provenance
 from src.domain.documents import mask_document, normalize_document
 from src.domain.jobs import JobProgress
@@ -157,6 +158,8 @@ class NormalizationService:
             address = (
                 await self._addresses.normalize(appointment.endereco) if self._addresses_enabled else None
             )
+            if address is not None:  # whatever the source, a UF is checked against its CEP's range
+                address = reconcile_uf_with_cep(address)
         finished = datetime.now(UTC)
         return NormalizationResult(
             appointment_id=appointment.id,
