@@ -25,8 +25,13 @@ CEP_PATTERN = re.compile(r"^\d{5}-\d{3}$")
 
 
 class AddressSource(StrEnum):
-    RULES = "rules"
+    """Who wrote a stored address. `rules_fallback`: LLM mode, but the LLM could not be used for
+    this address (down, circuit open, or its answer refused: `fallback_reason` says which), so the
+    rules' answer stands; such an address is worth asking the LLM again once it is healthy."""
+
+    RULES = "rules"  # rules mode: the rules are the chosen normalizer
     LLM = "llm"
+    RULES_FALLBACK = "rules_fallback"
 
 
 class NormalizedAddress(BaseModel):
@@ -44,6 +49,7 @@ class NormalizedAddress(BaseModel):
     formatted: str = ""
     confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     source: AddressSource = AddressSource.RULES
+    fallback_reason: str | None = None  # with source rules_fallback: why the LLM's answer is not used
 
 
 def format_cep(raw: str | None) -> str | None:
