@@ -2,14 +2,15 @@
 
 The model answers through structured outputs: a strict JSON-schema `response_format` built once from
 `LLMAddressAnswer`, sent with the SDK's documented raw request `client.post`. It has the same
-retries, timeout and errors as `chat.completions.parse` at about a third of its CPU per call: the
-body is encoded once but for the address, and the reply is validated straight from its bytes by
-`CompletionReply`, then the answer by `LLMAddressAnswer`. An answer is only used after the same
-checks every source passes (`validation_problems`) and after `invented_field` finds no CEP, UF or
-number the input does not hold; any bad answer or SDK failure (after the SDK's own retries) yields
-the fallback's result instead, marked `rules_fallback` with the reason, so one bad answer never
-fails a job. A `CircuitBreaker` stops the calls while they keep failing: the rules answer at once,
-and the log gets one line per state change instead of one per address. Nothing here logs the
+retries, timeout and errors as `chat.completions.parse` at about a quarter of its CPU per call (0.69
+against 2.63 ms; `parse` halved LLM-mode throughput at the cap: docs/benchmarks.md, "Structured
+outputs"): the body is encoded once but for the address, and the reply is validated straight from
+its bytes by `CompletionReply`, then the answer by `LLMAddressAnswer`. An answer is only used after
+the same checks every source passes (`validation_problems`) and after `invented_field` finds no CEP,
+UF or number the input does not hold; any bad answer or SDK failure (after the SDK's own retries)
+yields the fallback's result instead, marked `rules_fallback` with the reason, so one bad answer
+never fails a job. A `CircuitBreaker` stops the calls while they keep failing: the rules answer at
+once, and the log gets one line per state change instead of one per address. Nothing here logs the
 address or the answer (personal data): only reasons and counts.
 """
 
