@@ -40,7 +40,7 @@ from src.domain.addresses import (
     validation_problems,
 )
 from src.domain.workers import Histogram, LLMStats
-from src.infrastructure.circuit_breaker import BreakerPolicy, CircuitBreaker
+from src.infrastructure.circuit_breaker import BreakerPolicy, CircuitBreaker, Permit
 
 logger = structlog.get_logger(__name__)
 
@@ -390,7 +390,10 @@ class LLMAddressNormalizer:
             self.counters.recent.add(fell_back=True)
             return await self._fall_back(raw, rejected)
         except BaseException:
-            self.breaker.record(permit, "cancelled")  # a probe must not leave the circuit half open
+            # a cancelled call (job timeout, shutdown) says nothing about the LLM, but a cancelled
+            # probe must not leave the circuit half open for good
+            if permit is Permit.PROBE:
+                self.breaker.record(permit, "cancelled")
             raise
         self.breaker.record(permit, None)
         self.counters.llm_used += 1

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from scripts.local_redis import free_port
 from src.domain.addresses import AddressSource, NormalizedAddress
 from src.domain.workers import BreakerState
-from src.infrastructure.circuit_breaker import BreakerPolicy, CircuitBreaker
+from src.infrastructure.circuit_breaker import BreakerPolicy, CircuitBreaker, Permit
 from src.infrastructure.llm_address_normalizer import (
     LOCAL_SERVER_API_KEY,
     LLMAddressNormalizer,
@@ -345,3 +345,28 @@ async def test_only_one_probe_goes_out_while_half_open(
     assert fake_openai.stats()["requests_total"] == 2
     assert sorted(r.fallback_reason or "" for r in results) == ["breaker_open"] * 9 + ["server_error"]
     assert (normalizer.breaker.state, normalizer.breaker.opened_count) == (BreakerState.OPEN, 2)
+
+
+async def test_cancelled_calls_do_not_open_the_circuit_but_a_cancelled_probe_reopens_it(
+    make_normalizer: MakeNormalizer, fake_openai: FakeOpenAIServer
+) -> None:
+    """Jobs cancelled mid-call (timeout, shutdown) are no LLM failures; a probe cancelled while
+    half open opens the circuit again instead of leaving it half open with no probe out."""
+    fake_openai.control(latency_ms=5000)
+    normalizer = make_normalizer()
+    normalizer.breaker = CircuitBreaker(BreakerPolicy(failure_threshold=1, cooldown_s=0.3))
+    calls = [asyncio.create_task(normalizer.normalize(RAW)) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+    assert normalizer.breaker.state is BreakerState.CLOSED
+
+    normalizer.breaker.record(Permit.CALL, "timeout")  # opened by a failure
+    await asyncio.sleep(1.0)  # past the cool-down: the next call is the probe
+    probe = asyncio.create_task(normalizer.normalize(RAW))
+    await asyncio.sleep(0.3)
+    assert normalizer.breaker.state is BreakerState.HALF_OPEN
+    probe.cancel()
+    await asyncio.gather(probe, return_exceptions=True)
+    assert (normalizer.breaker.state, normalizer.breaker.reason) == (BreakerState.OPEN, "cancelled")
