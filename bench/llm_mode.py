@@ -1,7 +1,10 @@
 """LLM-mode throughput: 2 worker processes against the shipped OpenAI-compatible fake (issue 7, gate 6).
 
 `python -m bench.llm_mode [--appointments N] [--mode jobs|import|both] [--smoke] [--json PATH]
-[--latency-ms 200] [--cap 32] [--slots S] [--chunk-size C] [--workers 2]`
+[--latency-ms 200] [--cap 32] [--slots S] [--chunk-size C] [--workers 2] [--call raw|parse]`
+
+`--call parse` runs the workers with the SDK's `chat.completions.parse` in place of our raw request
+(`bench/llm_parse_call.py`): the comparison behind the choice of the raw request.
 
 Every mode starts, from scratch: a private redis-server on a free port, one fake OpenAI server per
 worker process (`tests/fakes/openai_server.py`, `--latency-ms`, its own free port, so each server's
@@ -102,6 +105,7 @@ class RunFigures:
     latency_ms: int
     chunk_size: int
     ideal_per_s: float
+    call: str = "raw"
     normalized: int = 0
     failed: int = 0
     pending: int = 0
@@ -415,6 +419,7 @@ def run(
     latency_ms: int,
     chunk_size: int,
     workdir: Path,
+    call: str = "raw",
 ) -> RunFigures:
     rows, parsed = usable_rows(count, workdir)
     figures = RunFigures(
@@ -426,6 +431,7 @@ def run(
         latency_ms=latency_ms,
         chunk_size=chunk_size,
         ideal_per_s=workers * cap / (latency_ms / 1000),
+        call=call,
     )
     token = secrets.token_urlsafe(24)
     port = free_port()
@@ -482,8 +488,9 @@ def run(
                     "ARQ_MAX_JOBS": str(slots),
                     "ADDRESS_NORMALIZATION_ENABLED": "true",
                 }
+                entry = ["workers.py"] if call == "raw" else ["-m", "bench.llm_parse_call"]
                 worker = subprocess.Popen(
-                    [sys.executable, "workers.py", "--queue", "normalization"],
+                    [sys.executable, *entry, "--queue", "normalization"],
                     cwd=ROOT,
                     env=worker_env,
                     stdout=subprocess.DEVNULL,
@@ -537,7 +544,8 @@ def report(f: RunFigures) -> str:
     )
     return "\n".join(
         [
-            f"LLM mode, {f.mode}: {f.appointments} appointments, {f.workers} workers, cap {f.cap}, "
+            f"LLM mode, {f.mode} ({f.call} call): {f.appointments} appointments, {f.workers} workers, "
+            f"cap {f.cap}, "
             f"ARQ_MAX_JOBS {f.slots}, latency {f.latency_ms} ms"
             + (f", chunk {f.chunk_size}" if f.mode == "import" else ""),
             f"  normalized {f.normalized}, failed {f.failed}, pending {f.pending}; sources {f.sources}  "
@@ -591,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=None, help="ARQ_MAX_JOBS (default: cap + 8)")
     parser.add_argument("--chunk-size", type=int, default=50, help="BATCH_CHUNK_SIZE (import mode)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--call", choices=("raw", "parse"), default="raw", help="how the workers ask the LLM")
     args = parser.parse_args(argv)
     count = args.appointments or (200 if args.smoke else 8000)
     latency_ms = args.latency_ms or (50 if args.smoke else 200)
@@ -608,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
                 latency_ms=latency_ms,
                 chunk_size=chunk_size,
                 workdir=Path(tmp),
+                call=args.call,
             )
         print(report(figures), flush=True)
         results.append(figures)

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     openai_max_retries: int = Field(default=2, ge=0)
     openai_http_transport: HttpTransport = "aiohttp"
     llm_concurrency_hard_cap: int = Field(default=32, ge=1)
+    llm_breaker_failures: int = Field(default=5, ge=1)
+    llm_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
     llm_degraded_fallback_share: float = Field(default=0.5, ge=0, le=1)
 
     # worker

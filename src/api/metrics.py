@@ -18,7 +18,7 @@ from src.application.services.alarms import ALARM_KINDS
 from src.application.services.health import Health, Level
 from src.application.services.queue_admin import QueueInfo
 from src.domain.jobs import JobCount
-from src.domain.workers import Histogram, WorkerRecord
+from src.domain.workers import BreakerState, Histogram, WorkerRecord
 
 
 def _buckets(h: Histogram) -> list[tuple[str, float]]:
@@ -166,6 +166,16 @@ class FleetSnapshot(Collector):
         )
         latency = HistogramMetricFamily("clinic_llm_latency_seconds", "LLM request latency", labels=[])
         in_flight = GaugeMetricFamily("clinic_llm_in_flight", "LLM requests in flight", labels=["worker"])
+        breaker = GaugeMetricFamily(
+            "clinic_llm_breaker_state",
+            "A worker's LLM circuit breaker: 0 closed, 1 half open (probing), 2 open (rules answer at once)",
+            labels=["worker"],
+        )
+        opened = CounterMetricFamily(
+            "clinic_llm_breaker_opened",
+            "Times a worker's LLM circuit opened (since it started)",
+            labels=["worker"],
+        )
         used, merged = 0, None
         fallbacks: dict[str, int] = {}
         for w in self.workers:
@@ -176,12 +186,14 @@ class FleetSnapshot(Collector):
                 fallbacks[reason] = fallbacks.get(reason, 0) + n
             merged = _merge(merged, w.llm.latency_s)
             in_flight.add_metric([w.worker_id], w.llm.in_flight)
+            breaker.add_metric([w.worker_id], float(list(BreakerState).index(w.llm.breaker)))
+            opened.add_metric([w.worker_id], w.llm.breaker_opened)
         calls.add_metric(["used"], used)
         for reason, n in sorted(fallbacks.items()):
             calls.add_metric([f"fallback:{reason}"], n)
         if merged is not None:
             latency.add_metric([], _buckets(merged), merged.total)
-        return [calls, latency, in_flight]
+        return [calls, latency, in_flight, breaker, opened]
 
 
 def _queue(key: str) -> str:

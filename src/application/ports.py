@@ -77,6 +77,11 @@ class Repository(Protocol):
         """Appointments created one by one (no batch) and not yet retimed, in id order, after
         `after_id`, at most `limit`: the one-off time correction's pages (`retime-naive`)."""
 
+    async def rules_fallback_appointments(self, *, after_id: str | None, limit: int) -> list[Appointment]:
+        """Appointments whose stored address is the rules' answer given in LLM mode (source
+        `rules_fallback`), in id order, after `after_id`, at most `limit`: the pages a
+        re-normalization asks the LLM again. Indexed: the other appointments cost nothing."""
+
     async def retime_appointments(self, times: Sequence[tuple[str, datetime]]) -> int:
         """Set `data_hora` of each (id, time) not yet retimed and mark it retimed, so that no run of
         the correction moves it twice; return how many changed."""

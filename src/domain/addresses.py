@@ -30,8 +30,13 @@ UF_CEP_CONFLICT_PENALTY = 0.3
 
 
 class AddressSource(StrEnum):
-    RULES = "rules"
+    """Who wrote a stored address. `rules_fallback`: LLM mode, but the LLM could not be used for
+    this address (down, circuit open, or its answer refused: `fallback_reason` says which), so the
+    rules' answer stands; such an address is worth asking the LLM again once it is healthy."""
+
+    RULES = "rules"  # rules mode: the rules are the chosen normalizer
     LLM = "llm"
+    RULES_FALLBACK = "rules_fallback"
 
 
 class NormalizedAddress(BaseModel):
@@ -54,6 +59,7 @@ class NormalizedAddress(BaseModel):
     confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     source: AddressSource = AddressSource.RULES
     notes: tuple[str, ...] = ()
+    fallback_reason: str | None = None  # with source rules_fallback: why the LLM's answer is not used
 
 
 def format_cep(raw: str | None) -> str | None:

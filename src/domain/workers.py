@@ -56,6 +56,15 @@ class TaskStats(BaseModel):
     duration_s: Histogram = Field(default_factory=Histogram)
 
 
+class BreakerState(StrEnum):
+    """The LLM's circuit breaker: closed (calls go out), open (none do: the rules answer at once),
+    half_open (one probe call is out; its outcome closes or opens the circuit again)."""
+
+    CLOSED = "closed"
+    HALF_OPEN = "half_open"
+    OPEN = "open"
+
+
 class LLMStats(BaseModel):
     calls: int = 0
     llm_used: int = 0
@@ -68,6 +77,10 @@ class LLMStats(BaseModel):
     recent_window_s: int = 0
     recent_asked: int = 0
     recent_fallbacks: int = 0
+    breaker: BreakerState = BreakerState.CLOSED
+    breaker_opened: int = 0  # times the circuit opened since the worker started
+    breaker_since: datetime | None = None  # when it entered its current state (None: never left closed)
+    breaker_reason: str | None = None  # the failure that last opened it
 
 
 class LostWorker(BaseModel):

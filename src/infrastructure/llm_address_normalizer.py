@@ -2,12 +2,16 @@
 
 The model answers through structured outputs: a strict JSON-schema `response_format` built once from
 `LLMAddressAnswer`, sent with the SDK's documented raw request `client.post`. It has the same
-retries, timeout and errors as `chat.completions.parse` at about a third of its CPU per call: the
-body is encoded once but for the address, and the reply is validated straight from its bytes by
-`CompletionReply`, then the answer by `LLMAddressAnswer`. An answer is only used after the same
-checks every source passes (`validation_problems`); any bad answer or SDK failure (after the SDK's
-own retries) yields the fallback's result instead, so one bad answer never fails a job. Nothing here
-logs the address or the answer (personal data): only reasons and counts.
+retries, timeout and errors as `chat.completions.parse` at about a quarter of its CPU per call (0.69
+against 2.63 ms; `parse` halved LLM-mode throughput at the cap: docs/benchmarks.md, "Structured
+outputs"): the body is encoded once but for the address, and the reply is validated straight from
+its bytes by `CompletionReply`, then the answer by `LLMAddressAnswer`. An answer is only used after
+the same checks every source passes (`validation_problems`) and after `invented_field` finds no CEP,
+UF or number the input does not hold; any bad answer or SDK failure (after the SDK's own retries)
+yields the fallback's result instead, marked `rules_fallback` with the reason, so one bad answer
+never fails a job. A `CircuitBreaker` stops the calls while they keep failing: the rules answer at
+once, and the log gets one line per state change instead of one per address. Nothing here logs the
+address or the answer (personal data): only reasons and counts.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import json
 import re
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -27,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from src.application.ports import AddressNormalizer
 from src.config import HttpTransport
 from src.domain.addresses import (
+    UF_BY_NAME,
     AddressSource,
     NormalizedAddress,
     format_address_line,
@@ -34,6 +40,7 @@ from src.domain.addresses import (
     validation_problems,
 )
 from src.domain.workers import Histogram, LLMStats
+from src.infrastructure.circuit_breaker import BreakerPolicy, CircuitBreaker, Permit
 
 logger = structlog.get_logger(__name__)
 
@@ -154,6 +161,10 @@ class RecentShare:
         return sum(b[0] for b in recent), sum(b[1] for b in recent)
 
 
+# Reasons about the input rather than the service: they neither open nor keep open the circuit.
+NOT_BREAKER_FAILURES = frozenset({"empty_input", "refused", "content_filter"})
+
+
 @dataclass
 class LLMNormalizerCounters:
     """Per-instance counters, read later by the metrics endpoint."""
@@ -166,9 +177,11 @@ class LLMNormalizerCounters:
 
     latency_s: Histogram = field(default_factory=Histogram)
     recent: RecentShare = field(default_factory=RecentShare)
+    breaker: CircuitBreaker | None = None
 
     def stats(self) -> LLMStats:
         asked, fell_back = self.recent.totals()
+        breaker = self.breaker
         return LLMStats(
             calls=self.calls,
             llm_used=self.llm_used,
@@ -179,6 +192,16 @@ class LLMNormalizerCounters:
             recent_window_s=RECENT_WINDOW_S,
             recent_asked=asked,
             recent_fallbacks=fell_back,
+            **(
+                {}
+                if breaker is None
+                else {
+                    "breaker": breaker.state,
+                    "breaker_opened": breaker.opened_count,
+                    "breaker_since": breaker.since,
+                    "breaker_reason": breaker.reason,
+                }
+            ),
         )
 
     def snapshot(self) -> dict[str, object]:
@@ -198,6 +221,20 @@ class _Rejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.problems = problems or []
+
+
+def connection_failure(exc: openai.APIConnectionError) -> str:
+    """`connection_refused` when a refused connection is behind the SDK's error (the aiohttp
+    transport reports one as a timeout: `APITimeoutError` over aiohttp's `ConnectionRefusedError`),
+    else `timeout` or `connection_error`."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection_refused"
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return "timeout" if isinstance(exc, openai.APITimeoutError) else "connection_error"
 
 
 def build_openai_client(
@@ -245,6 +282,36 @@ def _same_text(a: str, b: str) -> bool:
     return re.sub(r"\W+", " ", a).strip().casefold() == re.sub(r"\W+", " ", b).strip().casefold()
 
 
+def _ascii_fold(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().casefold()
+
+
+def _digit_run_in(digits: str, text: str) -> bool:
+    return re.search(rf"(?<!\d){digits}(?!\d)", text) is not None
+
+
+def invented_field(address: NormalizedAddress, raw: str) -> str | None:
+    """The first of cep, uf, numero whose value the raw address does not hold (a model's guess
+    from the city or a made-up number must not be stored as data), else None. The CEP may be
+    spelled with dots, dashes or spaces; the UF as its code or its state's name; the number is
+    checked by its digits ("S/N" and numbers without digits pass)."""
+    if address.cep is not None:
+        joined = re.sub(r"(?<=\d)[.\-\s](?=\d)", "", raw)
+        if not _digit_run_in(address.cep.replace("-", ""), joined):
+            return "cep"
+    if address.uf is not None:
+        folded = _ascii_fold(raw)
+        names = [name for name, code in UF_BY_NAME.items() if code == address.uf]
+        if not re.search(rf"\b{address.uf.casefold()}\b", folded) and not any(
+            re.search(rf"\b{name}\b", folded) for name in names
+        ):
+            return "uf"
+    digits = re.findall(r"\d+", address.numero or "")
+    if any(not _digit_run_in(run, raw) for run in digits):
+        return "numero"
+    return None
+
+
 def answer_to_address(answer: LLMAddressAnswer, raw: str) -> NormalizedAddress:
     """Turn the model's answer into a `NormalizedAddress` with source llm, or raise `_Rejected`."""
     cep = _clean(answer.cep)
@@ -268,6 +335,9 @@ def answer_to_address(answer: LLMAddressAnswer, raw: str) -> NormalizedAddress:
     # a street or city that is the whole multi-part input means the model did not split anything
     if "," in raw and any(_same_text(part, raw) for part in (address.logradouro, address.cidade) if part):
         raise _Rejected("echoed_input")
+    invented = invented_field(address, raw)
+    if invented is not None:
+        raise _Rejected(f"invented_{invented}")
     return address.model_copy(update={"formatted": format_address_line(address)})
 
 
@@ -275,7 +345,8 @@ class LLMAddressNormalizer:
     """`AddressNormalizer` backed by an LLM; falls back to `fallback` on any bad answer or error.
 
     `concurrency` bounds the requests in flight from this process (SDK retries included): pass the
-    process-wide `asyncio.Semaphore` or an int to get a private one.
+    process-wide `asyncio.Semaphore` or an int to get a private one. `breaker` stops the calls while
+    they keep failing (default policy when not given).
     """
 
     def __init__(
@@ -286,6 +357,7 @@ class LLMAddressNormalizer:
         concurrency: asyncio.Semaphore | int,
         *,
         max_completion_tokens: int = 400,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if isinstance(concurrency, int):
             if concurrency < 1:
@@ -296,19 +368,34 @@ class LLMAddressNormalizer:
         self._fallback = fallback
         self._semaphore = concurrency
         self._body_prefix = request_body_prefix(model, max_completion_tokens)
-        self.counters = LLMNormalizerCounters()
+        self.breaker = breaker or CircuitBreaker(BreakerPolicy())
+        self.counters = LLMNormalizerCounters(breaker=self.breaker)
 
     async def normalize(self, raw: str) -> NormalizedAddress:
-        """The LLM's answer when it passes validation, else the fallback's result."""
+        """The LLM's answer when it passes validation, else the fallback's result (marked
+        `rules_fallback`, with the reason)."""
         self.counters.calls += 1
         if not raw.strip():
             return await self._fall_back(raw, _Rejected("empty_input"))
+        permit = self.breaker.permit()
+        if permit is None:
+            self.counters.recent.add(fell_back=True)
+            return await self._fall_back(raw, _Rejected("breaker_open"))
         try:
             answer = await self._ask(raw)
             address = answer_to_address(answer, raw)
         except _Rejected as rejected:
+            failure = None if rejected.reason in NOT_BREAKER_FAILURES else rejected.reason
+            self.breaker.record(permit, failure)
             self.counters.recent.add(fell_back=True)
             return await self._fall_back(raw, rejected)
+        except BaseException:
+            # a cancelled call (job timeout, shutdown) says nothing about the LLM, but a cancelled
+            # probe must not leave the circuit half open for good
+            if permit is Permit.PROBE:
+                self.breaker.record(permit, "cancelled")
+            raise
+        self.breaker.record(permit, None)
         self.counters.llm_used += 1
         self.counters.recent.add(fell_back=False)
         return address
@@ -329,10 +416,8 @@ class LLMAddressNormalizer:
                     cast_to=bytes,
                 )
                 completion = CompletionReply.model_validate_json(reply)
-            except openai.APITimeoutError as exc:  # before APIConnectionError, its base class
-                raise _Rejected("timeout") from exc
-            except openai.APIConnectionError as exc:
-                raise _Rejected("connection_error") from exc
+            except openai.APIConnectionError as exc:  # APITimeoutError included
+                raise _Rejected(connection_failure(exc)) from exc
             except openai.RateLimitError as exc:
                 raise _Rejected("rate_limited") from exc
             except openai.APIStatusError as exc:
@@ -363,11 +448,16 @@ class LLMAddressNormalizer:
     async def _fall_back(self, raw: str, rejected: _Rejected) -> NormalizedAddress:
         self.counters.fallbacks[rejected.reason] += 1
         cause = rejected.__cause__
-        logger.warning(
+        # debug: an outage would log one line per address; the breaker logs its state changes and
+        # the counters (metrics) and the stored `fallback_reason` keep every reason
+        logger.debug(
             "llm_address_fallback",
             reason=rejected.reason,
             problems=rejected.problems or None,
             error_type=type(cause).__name__ if cause is not None else None,
             status_code=getattr(cause, "status_code", None),
         )
-        return await self._fallback.normalize(raw)
+        address = await self._fallback.normalize(raw)
+        return address.model_copy(
+            update={"source": AddressSource.RULES_FALLBACK, "fallback_reason": rejected.reason}
+        )

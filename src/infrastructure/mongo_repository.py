@@ -21,6 +21,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
+from src.domain.addresses import AddressSource
 from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
 from src.domain.jobs import (
     ErrorCategory,
@@ -47,6 +48,8 @@ _WAITING = {"$in": [JobStatus.QUEUED.value, JobStatus.INTERRUPTED.value]}  # wha
 _FINISHED = {"$in": list(codec.FINISHED_STATUSES)}
 _RUNNING = JobStatus.RUNNING.value
 
+_ADDRESS_SOURCE = "endereco_normalizado.source"
+
 APPOINTMENT_INDEXES = [
     # unique among batched rows only: single appointments have no batch and all share seq 0
     IndexModel(
@@ -56,6 +59,12 @@ APPOINTMENT_INDEXES = [
         partialFilterExpression={"batch_id": {"$type": "string"}},
     ),
     IndexModel([("batch_id", ASCENDING), ("normalization_status", ASCENDING)], name="batch_status"),
+    # only the rules_fallback addresses are in it: the re-normalization's pages, in id order
+    IndexModel(
+        [(_ADDRESS_SOURCE, ASCENDING), ("_id", ASCENDING)],
+        name="rules_fallback",
+        partialFilterExpression={_ADDRESS_SOURCE: AddressSource.RULES_FALLBACK.value},
+    ),
 ]
 JOB_INDEXES = [
     IndexModel([("logical_key", ASCENDING), ("generation", DESCENDING)], name="key_generation", unique=True),
@@ -174,6 +183,13 @@ class MongoRepository:
 
     async def single_appointments_to_retime(self, *, after_id: str | None, limit: int) -> list[Appointment]:
         query: Document = {"batch_id": None, "retimed": {"$exists": False}, "_id": {"$gt": after_id or ""}}
+        with _unavailable_on_connection_errors():
+            docs = await self._appointments.find(query).sort([("_id", ASCENDING)]).limit(limit).to_list()
+        return [codec.appointment_from_doc(doc) for doc in docs]
+
+    async def rules_fallback_appointments(self, *, after_id: str | None, limit: int) -> list[Appointment]:
+        source = AddressSource.RULES_FALLBACK.value
+        query: Document = {_ADDRESS_SOURCE: source, "_id": {"$gt": after_id or ""}}
         with _unavailable_on_connection_errors():
             docs = await self._appointments.find(query).sort([("_id", ASCENDING)]).limit(limit).to_list()
         return [codec.appointment_from_doc(doc) for doc in docs]

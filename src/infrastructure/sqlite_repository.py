@@ -48,6 +48,9 @@ INIT_LOCK_RETRY_S = 4.0  # within the 5 s workers.py gives the store at start-up
 _TERMINAL = ", ".join(f"'{status}'" for status in codec.TERMINAL_STATUSES)
 _FINISHED = ", ".join(f"'{status}'" for status in codec.FINISHED_STATUSES)
 
+# the partial index's condition, written the same way in the query so that SQLite uses the index
+_RULES_FALLBACK = "json_extract(normalization, '$.endereco_normalizado.source') = 'rules_fallback'"
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meta (
         id INTEGER PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL,
@@ -59,6 +62,8 @@ _SCHEMA = (
         ON appointments (batch_id, seq) WHERE batch_id IS NOT NULL""",
     """CREATE INDEX IF NOT EXISTS appointments_batch_status
         ON appointments (batch_id, normalization_status) WHERE batch_id IS NOT NULL""",
+    f"""CREATE INDEX IF NOT EXISTS appointments_rules_fallback ON appointments (id)
+        WHERE {_RULES_FALLBACK}""",
     "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS jobs (
         job_id TEXT PRIMARY KEY, logical_key TEXT NOT NULL, generation INTEGER NOT NULL,
@@ -212,6 +217,12 @@ class SQLiteRepository:
         sql = f"""SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments
             WHERE batch_id IS NULL AND json_extract(body, '$.retimed') IS NULL AND id > ?
             ORDER BY id LIMIT ?"""
+        rows = await self._run(lambda conn: conn.execute(sql, (after_id or "", limit)).fetchall())
+        return [codec.appointment_from_row(row) for row in rows]
+
+    async def rules_fallback_appointments(self, *, after_id: str | None, limit: int) -> list[Appointment]:
+        sql = f"""SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments
+            WHERE {_RULES_FALLBACK} AND id > ? ORDER BY id LIMIT ?"""
         rows = await self._run(lambda conn: conn.execute(sql, (after_id or "", limit)).fetchall())
         return [codec.appointment_from_row(row) for row in rows]
 

@@ -34,6 +34,7 @@ def build_address_normalizer(settings: Settings, ctx: WorkerContext) -> AddressN
         ctx["openai_client"] = None
         log.info("address normalization in rules mode: no OPENAI_API_KEY and no OPENAI_BASE_URL")
         return rules
+    from src.infrastructure.circuit_breaker import BreakerPolicy, CircuitBreaker
     from src.infrastructure.llm_address_normalizer import LLMAddressNormalizer, build_openai_client
 
     client = build_openai_client(
@@ -49,8 +50,15 @@ def build_address_normalizer(settings: Settings, ctx: WorkerContext) -> AddressN
         model=settings.openai_model,
         cap=settings.llm_concurrency_hard_cap,
     )
+    breaker = CircuitBreaker(
+        BreakerPolicy(settings.llm_breaker_failures, settings.llm_breaker_cooldown_seconds)
+    )
     return LLMAddressNormalizer(
-        client, settings.openai_model, fallback=rules, concurrency=settings.llm_concurrency_hard_cap
+        client,
+        settings.openai_model,
+        fallback=rules,
+        concurrency=settings.llm_concurrency_hard_cap,
+        breaker=breaker,
     )
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from src.application.ports import Repository
+from src.domain.addresses import AddressSource
 from src.domain.jobs import ErrorCategory, JobEnvelope, JobOutcome, JobProgress, JobStatus
 from src.domain.workers import WorkerRegistration
-from tests.contract.conftest import T0, make_appointment, make_job
+from tests.contract.conftest import NORMALIZED_ADDRESS, T0, make_appointment, make_job, make_result
 from tests.contract.test_repository_contract import claim_by, outcome
 
 JOB = "normalize:appt-1:1"
@@ -234,3 +235,30 @@ async def test_single_appointments_are_retimed_once(repo: Repository) -> None:
     assert moved is not None and moved.data_hora == moved_to
     assert [a.id for a in await repo.single_appointments_to_retime(after_id=None, limit=10)] == ["single-2"]
     assert await repo.retime_appointments([]) == 0
+
+
+async def test_rules_fallback_addresses_are_listed_in_pages(repo: Repository) -> None:
+    """Only appointments whose stored address is the rules' fallback are listed, with their reason,
+    in id order after the last page; an address the LLM wrote later leaves the list."""
+    appointments = [make_appointment(n, id=f"appt-{n}") for n in (1, 2, 3, 4)]
+    await repo.insert_appointments(appointments)
+    fallback = NORMALIZED_ADDRESS.model_copy(
+        update={"source": AddressSource.RULES_FALLBACK, "fallback_reason": "breaker_open"}
+    )
+    results = [
+        make_result(a.id, "batch:batch-1:0:1", 1).model_copy(
+            update={"endereco_normalizado": fallback if a.id != "appt-2" else NORMALIZED_ADDRESS}
+        )
+        for a in appointments
+    ]
+    assert await repo.save_normalizations(results, job_id="batch:batch-1:0:1", attempt=1) == 4
+    page = await repo.rules_fallback_appointments(after_id=None, limit=2)
+    assert [a.id for a in page] == ["appt-1", "appt-3"]
+    assert page[0].endereco_normalizado is not None
+    assert page[0].endereco_normalizado.fallback_reason == "breaker_open"
+    assert [a.id for a in await repo.rules_fallback_appointments(after_id="appt-3", limit=10)] == ["appt-4"]
+
+    upgraded = [make_result("appt-3", "normalize:appt-3:1", 1)]  # the LLM's answer replaces it
+    assert await repo.save_normalizations(upgraded, job_id="normalize:appt-3:1", attempt=1) == 1
+    listed = await repo.rules_fallback_appointments(after_id=None, limit=10)
+    assert [a.id for a in listed] == ["appt-1", "appt-4"]

@@ -71,6 +71,8 @@ READ_BY: dict[str, tuple[str, ...]] = {
             "OPENAI_MAX_RETRIES",
             "OPENAI_HTTP_TRANSPORT",
             "LLM_CONCURRENCY_HARD_CAP",
+            "LLM_BREAKER_FAILURES",
+            "LLM_BREAKER_COOLDOWN_SECONDS",
         ),
         (WORKER,),
     ),

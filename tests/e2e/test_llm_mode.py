@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -76,14 +77,30 @@ async def test_llm_answer_is_used_and_recorded_as_llm(
 async def test_malformed_llm_answer_falls_back_to_rules(
     llm_api: httpx.AsyncClient, llm_settings: Settings, fake_openai_session: FakeOpenAIServer
 ) -> None:
-    """An answer with an invalid CEP is not used: the stored address comes from the rules."""
+    """An answer with an invalid CEP is not used: the stored address comes from the rules, marked
+    rules_fallback with the reason."""
     fake_openai_session.control(malformed_rate=1.0, malformed_kind="invalid_cep")
     created = (await llm_api.post("/api/v1/appointments", json=BODY)).json()
     await run_worker(llm_settings)
     appt = await normalized(llm_api, created["appointment_id"])
     assert appt["normalization_status"] == "normalized"
-    assert appt["endereco_normalizado"]["source"] == "rules"
+    assert appt["endereco_normalizado"]["source"] == "rules_fallback"
+    assert appt["endereco_normalizado"]["fallback_reason"] == "invalid_answer"
     assert appt["endereco_normalizado"]["cep"] == "01310-200"
+
+
+async def test_an_invented_cep_never_reaches_the_store(
+    llm_api: httpx.AsyncClient, llm_settings: Settings, fake_openai_session: FakeOpenAIServer
+) -> None:
+    """The LLM answers a well-formed CEP that the address does not hold: the rules' CEP is stored,
+    with the reason."""
+    fake_openai_session.control(malformed_rate=1.0, malformed_kind="invented_cep")
+    created = (await llm_api.post("/api/v1/appointments", json=BODY)).json()
+    await run_worker(llm_settings)
+    address = (await normalized(llm_api, created["appointment_id"]))["endereco_normalizado"]
+    assert (address["source"], address["fallback_reason"]) == ("rules_fallback", "invented_cep")
+    assert address["cep"] == "01310-200"
+    assert fake_openai_session.stats()["malformed"] == 1
 
 
 async def test_llm_server_errors_fall_back_without_failing_the_job(
@@ -94,7 +111,8 @@ async def test_llm_server_errors_fall_back_without_failing_the_job(
     created = (await llm_api.post("/api/v1/appointments", json=BODY)).json()
     await run_worker(llm_settings)
     appt = await normalized(llm_api, created["appointment_id"])
-    assert appt["endereco_normalizado"]["source"] == "rules"
+    assert appt["endereco_normalizado"]["source"] == "rules_fallback"
+    assert appt["endereco_normalizado"]["fallback_reason"] == "server_error"
     job = (await llm_api.get(f"/api/v1/queue/job/{created['job_id']}")).json()
     assert job["status"] == "succeeded"
 
@@ -102,8 +120,9 @@ async def test_llm_server_errors_fall_back_without_failing_the_job(
 async def test_an_llm_failing_every_call_is_named_degraded(
     llm_api: httpx.AsyncClient, llm_settings: Settings, fake_openai_session: FakeOpenAIServer
 ) -> None:
-    """With the LLM answering 500 to every call, jobs still succeed on the rules, and the health
-    model (the API's answer, doctor, /metrics) calls the LLM degraded, naming the reason."""
+    """With the LLM answering 500 to every call, jobs still succeed on the rules, the worker's
+    circuit opens, and the health model (the API's answer, doctor, /metrics) calls the LLM
+    degraded, naming the open circuit and the reason."""
     fake_openai_session.control(status_code=500)
     for _ in range(25):
         assert (await llm_api.post("/api/v1/appointments", json=BODY)).status_code == 201
@@ -119,8 +138,10 @@ async def test_an_llm_failing_every_call_is_named_degraded(
                 break
             assert asyncio.get_running_loop().time() < deadline, llm
             await asyncio.sleep(llm_settings.worker_heartbeat_interval)
-        assert "LLM degraded: 25 of 25 addresses (100%) fell back" in llm["message"]
-        assert "server_error 25" in llm["message"]
+        # 5 failures in a row (LLM_BREAKER_FAILURES) open the circuit: the others fall back at once
+        assert "circuit breaker not closed on 1 of 1 worker(s)" in llm["message"]
+        assert "open since" in llm["message"] and "(server_error)" in llm["message"]
+        assert "25 of 25 addresses (100%) fell back" in llm["message"]
         state = llm_api._transport.app.state  # type: ignore[attr-defined]
         config = DoctorConfig(
             heartbeat_interval_s=llm_settings.worker_heartbeat_interval,
@@ -129,7 +150,9 @@ async def test_an_llm_failing_every_call_is_named_degraded(
         )
         findings = await Doctor(state.repository, state.tasks, state.registry, config).run()
         assert any(f.check == "llm" and not f.ok and "LLM degraded" in f.message for f in findings)
-        assert 'clinic_health{check="llm"} 0.0' in (await llm_api.get("/metrics")).text
+        metrics = (await llm_api.get("/metrics")).text
+        assert 'clinic_health{check="llm"} 0.0' in metrics
+        assert re.search(r'clinic_llm_breaker_state\{worker="[^"]+"\} 2\.0', metrics), "circuit not open"
     finally:
         await worker.close()
         await asyncio.gather(run, return_exceptions=True)

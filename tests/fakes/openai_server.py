@@ -12,6 +12,8 @@ Faults are set at start (CLI flags / `create_app(FaultConfig(...))`) and at run 
                     {"status_code": 503, "status_rate": 0.5}  every 2nd chat request gets 503
                     {"status_code": 500}                      every chat request gets 500
                     {"malformed_rate": 1, "malformed_kind": "invalid_cep"}
+                    {"malformed_rate": 1, "malformed_kind": "invented_cep"}  well-formed values
+                                         (cep, uf, numero) that the address does not hold
                     {"echo_input": true}                      fields echo the raw address
     GET  /_stats    counters: requests_total, by_status, in_flight, max_in_flight, ...
     POST /_reset    back to the start-up faults, counters zeroed
@@ -61,7 +63,10 @@ from src.domain.addresses import (
 
 MODEL_ID = "fake-address-model"
 CHAT_PATH = "/v1/chat/completions"
-MalformedKind = Literal["not_json", "wrong_schema", "invalid_cep", "invalid_uf", "truncated", "refusal"]
+MalformedKind = Literal[
+    "not_json", "wrong_schema", "invalid_cep", "invalid_uf", "truncated", "refusal",
+    "invented_cep", "invented_uf", "invented_number",
+]  # fmt: skip
 
 
 class FaultConfig(BaseModel):
@@ -282,6 +287,12 @@ def _answer_fields(raw: str, state: FakeOpenAIState, malformed: MalformedKind | 
         fields["cep"] = "123"
     elif malformed == "invalid_uf":
         fields["uf"] = "XX"
+    elif malformed == "invented_cep":
+        fields["cep"] = "70040-010" if fields["cep"] != "70040-010" else "01001-000"
+    elif malformed == "invented_uf":
+        fields["uf"] = "TO" if fields["uf"] != "TO" else "AC"
+    elif malformed == "invented_number":
+        fields["numero"] = "98765"
     elif malformed == "wrong_schema":
         fields["confidence"] = "very high"
         fields["logradouro"] = ["not", "a", "string"]

@@ -44,3 +44,14 @@ def test_llm_client_cpu_benchmark_smoke(tmp_path: Path) -> None:
     for medians in figures["medians"].values():
         assert all(math.isfinite(v) and v > 0 for v in medians.values()), figures
     assert figures["ratio"] > 0
+
+
+def test_llm_client_cpu_compares_the_sdk_parse_helper(tmp_path: Path) -> None:
+    """`--compare parse`: the SDK's `chat.completions.parse` (json_schema response_format from the
+    pydantic model) gets every call answered by the fake server, as our raw request does (the
+    benchmark raises if any call fell back), so the two CPU figures compare like for like."""
+    figures_path = tmp_path / "llm_parse.json"
+    run_bench_smoke("bench.llm_client_cpu", figures_path, "--compare", "parse", timeout=120)
+    figures = json.loads(figures_path.read_text())
+    assert set(figures["medians"]) == {"raw", "parse"}
+    assert all(m["client_cpu_ms"] > 0 for m in figures["medians"].values()), figures

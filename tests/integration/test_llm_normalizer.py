@@ -11,7 +11,10 @@ import openai
 import pytest
 from structlog.testing import capture_logs
 
+from scripts.local_redis import free_port
 from src.domain.addresses import AddressSource, NormalizedAddress
+from src.domain.workers import BreakerState
+from src.infrastructure.circuit_breaker import BreakerPolicy, CircuitBreaker, Permit
 from src.infrastructure.llm_address_normalizer import (
     LOCAL_SERVER_API_KEY,
     LLMAddressNormalizer,
@@ -21,6 +24,12 @@ from tests.fakes.openai_server import MODEL_ID, FakeOpenAIServer, run_fake_opena
 
 RAW = "R. Augusta, 1500, apto 12, Consolação, São Paulo - SP, 01304-001"
 RULES_RESULT = NormalizedAddress(logradouro="Rules Street", cidade="Rules City", source=AddressSource.RULES)
+
+
+def fallback(reason: str) -> NormalizedAddress:
+    """The rules' result as LLM mode stores it when the LLM's answer is not used."""
+    return RULES_RESULT.model_copy(update={"source": AddressSource.RULES_FALLBACK, "fallback_reason": reason})
+
 
 MakeNormalizer = Callable[..., LLMAddressNormalizer]
 
@@ -133,7 +142,7 @@ async def test_bad_answer_falls_back_to_rules(
     fake_openai.control(malformed_rate=1.0, malformed_kind=kind)
     normalizer = make_normalizer()
     address = await normalizer.normalize(RAW)
-    assert address == RULES_RESULT
+    assert address == fallback(reason)
     assert rules.calls == 1
     assert normalizer.counters.fallbacks == {reason: 1}
     assert fake_openai.stats()["malformed"] == 1
@@ -145,7 +154,7 @@ async def test_echoed_input_falls_back(
     """An answer whose street or city is the whole raw address is not trusted."""
     fake_openai.control(echo_input=True)
     normalizer = make_normalizer()
-    assert (await normalizer.normalize(RAW)).source is AddressSource.RULES
+    assert await normalizer.normalize(RAW) == fallback("echoed_input")
     assert normalizer.counters.fallbacks == {"echoed_input": 1}
 
 
@@ -182,7 +191,7 @@ async def test_persistent_server_errors_fall_back_after_the_sdk_retries(
     fake_openai.control(status_code=500)
     normalizer = make_normalizer(timeout_s=2.0, max_retries=1)
     address = await normalizer.normalize(RAW)
-    assert address == RULES_RESULT
+    assert address == fallback("server_error")
     assert normalizer.counters.fallbacks == {"server_error": 1}
     assert fake_openai.stats()["by_status"] == {"500": 2}
 
@@ -194,7 +203,7 @@ async def test_latency_above_the_client_timeout_falls_back(
     fake_openai.control(latency_ms=3000)
     normalizer = make_normalizer(timeout_s=0.3, max_retries=1)
     address = await normalizer.normalize(RAW)
-    assert address == RULES_RESULT
+    assert address == fallback("timeout")
     assert normalizer.counters.fallbacks == {"timeout": 1}
     assert fake_openai.stats()["requests_total"] == 2  # the first attempt and the SDK's retry
 
@@ -220,7 +229,7 @@ async def test_blank_input_skips_the_llm(
 ) -> None:
     """A blank address goes straight to the rules, without a request."""
     normalizer = make_normalizer()
-    assert await normalizer.normalize("   ") == RULES_RESULT
+    assert await normalizer.normalize("   ") == fallback("empty_input")
     assert normalizer.counters.fallbacks == {"empty_input": 1}
     assert fake_openai.stats()["requests_total"] == 0
 
@@ -261,3 +270,103 @@ def test_cli_flags_set_the_startup_faults() -> None:
         assert (config["latency_ms"], config["status_code"], config["fail_next"]) == (15, 503, 1)
         assert server.process.poll() is None
     assert server.process.returncode is not None
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("invented_cep", "invented_cep"),
+        ("invented_uf", "invented_uf"),
+        ("invented_number", "invented_numero"),
+    ],
+)
+async def test_invented_values_never_reach_the_result(
+    make_normalizer: MakeNormalizer, rules: StubRules, fake_openai: FakeOpenAIServer, kind: str, reason: str
+) -> None:
+    """A well-formed CEP, UF or number that the input does not hold: the rules' answer stands,
+    with the reason recorded on it."""
+    fake_openai.control(malformed_rate=1.0, malformed_kind=kind)
+    normalizer = make_normalizer()
+    assert await normalizer.normalize(RAW) == fallback(reason)
+    assert rules.calls == 1
+    assert normalizer.counters.fallbacks == {reason: 1}
+
+
+async def test_a_refused_connection_is_named_as_such(make_normalizer: MakeNormalizer) -> None:
+    """Nothing listens on the port: the reason is connection_refused on both transports (aiohttp
+    reports it as a timeout), not timeout."""
+    normalizer = make_normalizer(max_retries=0)
+    normalizer._client = normalizer._client.with_options(base_url=f"http://127.0.0.1:{free_port()}/v1")
+    assert await normalizer.normalize(RAW) == fallback("connection_refused")
+
+
+async def test_breaker_opens_after_failures_in_a_row_then_a_probe_closes_it(
+    make_normalizer: MakeNormalizer, rules: StubRules, fake_openai: FakeOpenAIServer
+) -> None:
+    """Three 500s in a row open the circuit (one warning line): calls stop, the rules answer at
+    once (breaker_open); after the cool-down one probe goes out and its success closes it."""
+    fake_openai.control(status_code=500)
+    normalizer = make_normalizer(max_retries=0)
+    normalizer.breaker = CircuitBreaker(BreakerPolicy(failure_threshold=3, cooldown_s=0.5))
+    normalizer.counters.breaker = normalizer.breaker
+    with capture_logs() as logs:
+        for _ in range(3):
+            await normalizer.normalize(RAW)
+        assert normalizer.breaker.state is BreakerState.OPEN
+        during = [await normalizer.normalize(RAW) for _ in range(20)]
+        assert fake_openai.stats()["requests_total"] == 3
+        assert all(a == fallback("breaker_open") for a in during)
+        fake_openai.control(status_code=None, status_rate=0.0)
+        await asyncio.sleep(1.5)  # 3x the cool-down
+        assert (await normalizer.normalize(RAW)).source is AddressSource.LLM
+    assert normalizer.breaker.state is BreakerState.CLOSED
+    changes = [(e["previous"], e["state"]) for e in logs if e["event"] == "circuit_breaker_state"]
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+    assert [e["log_level"] for e in logs if e["log_level"] == "warning"] == ["warning"]
+    stats = normalizer.counters.stats()
+    assert (stats.breaker, stats.breaker_opened, stats.breaker_reason) == (
+        BreakerState.CLOSED,
+        1,
+        "server_error",
+    )
+
+
+async def test_only_one_probe_goes_out_while_half_open(
+    make_normalizer: MakeNormalizer, fake_openai: FakeOpenAIServer
+) -> None:
+    """Once the cool-down ends, 10 concurrent addresses send one request (the probe); a failed
+    probe opens the circuit again."""
+    fake_openai.control(status_code=500)
+    normalizer = make_normalizer(max_retries=0)
+    normalizer.breaker = CircuitBreaker(BreakerPolicy(failure_threshold=1, cooldown_s=0.3))
+    await normalizer.normalize(RAW)
+    await asyncio.sleep(1.0)
+    results = await asyncio.gather(*(normalizer.normalize(RAW) for _ in range(10)))
+    assert fake_openai.stats()["requests_total"] == 2
+    assert sorted(r.fallback_reason or "" for r in results) == ["breaker_open"] * 9 + ["server_error"]
+    assert (normalizer.breaker.state, normalizer.breaker.opened_count) == (BreakerState.OPEN, 2)
+
+
+async def test_cancelled_calls_do_not_open_the_circuit_but_a_cancelled_probe_reopens_it(
+    make_normalizer: MakeNormalizer, fake_openai: FakeOpenAIServer
+) -> None:
+    """Jobs cancelled mid-call (timeout, shutdown) are no LLM failures; a probe cancelled while
+    half open opens the circuit again instead of leaving it half open with no probe out."""
+    fake_openai.control(latency_ms=5000)
+    normalizer = make_normalizer()
+    normalizer.breaker = CircuitBreaker(BreakerPolicy(failure_threshold=1, cooldown_s=0.3))
+    calls = [asyncio.create_task(normalizer.normalize(RAW)) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+    assert normalizer.breaker.state is BreakerState.CLOSED
+
+    normalizer.breaker.record(Permit.CALL, "timeout")  # opened by a failure
+    await asyncio.sleep(1.0)  # past the cool-down: the next call is the probe
+    probe = asyncio.create_task(normalizer.normalize(RAW))
+    await asyncio.sleep(0.3)
+    assert normalizer.breaker.state is BreakerState.HALF_OPEN
+    probe.cancel()
+    await asyncio.gather(probe, return_exceptions=True)
+    assert (normalizer.breaker.state, normalizer.breaker.reason) == (BreakerState.OPEN, "cancelled")

@@ -166,3 +166,11 @@ async def test_retime_pages_single_appointments_and_moves_each_once(
     (op,) = db["appointments"].calls[-1].args[0]
     assert op._filter == {"_id": "a-1", "retimed": {"$exists": False}}
     assert op._doc == {"$set": {"data_hora": T0, "retimed": True}}
+
+
+async def test_rules_fallback_pages_follow_the_partial_index(db: FakeDatabase, repo: MongoRepository) -> None:
+    """The query is the partial index's condition plus the page's id bound, sorted by id."""
+    await repo.rules_fallback_appointments(after_id="a-2", limit=200)
+    find = db["appointments"].only_call
+    assert find.args[0] == {"endereco_normalizado.source": "rules_fallback", "_id": {"$gt": "a-2"}}
+    assert db["appointments"].cursors[-1].limited_to == 200

@@ -190,6 +190,11 @@ async def test_init_creates_the_indexes_and_the_marker(db: FakeDatabase, repo: M
             "partialFilterExpression": {"batch_id": {"$type": "string"}},
         },
         {"key": {"batch_id": 1, "normalization_status": 1}, "name": "batch_status"},
+        {
+            "key": {"endereco_normalizado.source": 1, "_id": 1},
+            "name": "rules_fallback",
+            "partialFilterExpression": {"endereco_normalizado.source": "rules_fallback"},
+        },
     ]
     job_indexes = [i.document for i in db["jobs"].only_call.args[0]]
     assert job_indexes == [

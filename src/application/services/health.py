@@ -9,7 +9,7 @@
 | `store` | the store does not answer (`down`: nothing can be accepted) |
 | `consumers` | a queue holds work and no worker in state ok consumes it |
 | `maintenance` | no maintenance worker runs (nothing re-enqueues lost jobs) |
-| `llm` | over `LLM_DEGRADED_FALLBACK_SHARE` of 20+ addresses asked in 5 min fell back to the rules |
+| `llm` | a circuit breaker not closed; over `LLM_DEGRADED_FALLBACK_SHARE` of 20+ asked in 5 min fell back |
 | `workers-lost` | a worker stopped beating without a clean stop in the last ten minutes |
 | `stuck-jobs` | a running job's heartbeat is older than three beats and a lease |
 | `alarms` | a stranger took jobs, a job was quarantined, or jobs failed by timeout (last hour) |
@@ -32,7 +32,7 @@ from src.application.ports import Repository, WorkerDirectory
 from src.application.services.alarms import Alarm, recent_alarms
 from src.application.services.task_service import TaskService
 from src.domain.jobs import MAINTENANCE_QUEUE, JobStatus, queue_key
-from src.domain.workers import LostWorker, WorkerRecord, WorkerState
+from src.domain.workers import BreakerState, LostWorker, WorkerRecord, WorkerState
 
 LOST_WINDOW = timedelta(minutes=10)
 LLM_MIN_ASKED = 20  # fewer addresses asked than this in the window: too few to call the LLM degraded
@@ -170,14 +170,16 @@ class HealthService:
         return _check("consumers", "; ".join(idle) or None, "every queue with work has a worker")
 
     def _llm(self, workers: list[WorkerRecord]) -> Check:
-        stats = [w.llm for w in workers if w.llm is not None]
+        with_llm = [w for w in workers if w.llm is not None]
+        stats = [w.llm for w in with_llm if w.llm is not None]
         if not stats:
             return Check(name="llm", level=Level.OK, message="no worker uses the LLM (rules mode)")
         asked = sum(s.recent_asked for s in stats)
         fell_back = sum(s.recent_fallbacks for s in stats)
         window = max(s.recent_window_s for s in stats) // 60
         share = fell_back / asked if asked else 0.0
-        if asked < LLM_MIN_ASKED or share <= self._config.llm_degraded_share:
+        tripped = [w for w in with_llm if w.llm is not None and w.llm.breaker is not BreakerState.CLOSED]
+        if not tripped and (asked < LLM_MIN_ASKED or share <= self._config.llm_degraded_share):
             message = (
                 f"{fell_back} of {asked} address(es) asked of the LLM in the last {window} min fell back"
             )
@@ -187,10 +189,23 @@ class HealthService:
             for reason, n in s.fallbacks.items():
                 reasons[reason] = reasons.get(reason, 0) + n
         top = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        parts = [_breakers(tripped, len(stats))] if tripped else []
+        parts.append(
+            f"{fell_back} of {asked} addresses ({share:.0%}) fell back to the rules in the last {window} min "
+            f"(LLM_DEGRADED_FALLBACK_SHARE {self._config.llm_degraded_share:.0%})"
+        )
         return Check(name="llm", level=Level.DEGRADED, message=(
-            f"LLM degraded: {fell_back} of {asked} addresses ({share:.0%}) fell back to the rules in the "
-            f"last {window} min (LLM_DEGRADED_FALLBACK_SHARE {self._config.llm_degraded_share:.0%}); "
-            f"reasons since the workers started: {top}"))  # fmt: skip
+            f"LLM degraded: {'; '.join(parts)}; reasons since the workers started: {top}"))  # fmt: skip
+
+
+def _breakers(tripped: list[WorkerRecord], total: int) -> str:
+    """Which workers' circuit breakers are not closed, since when and why (at most three named)."""
+    named = []
+    for w in tripped[:3]:
+        assert w.llm is not None
+        since = f" since {w.llm.breaker_since:%H:%M:%S} UTC" if w.llm.breaker_since else ""
+        named.append(f"{w.worker_id} {w.llm.breaker.value}{since} ({w.llm.breaker_reason or '?'})")
+    return f"circuit breaker not closed on {len(tripped)} of {total} worker(s): {', '.join(named)}"
 
 
 def _described(alarm: Alarm) -> str:
