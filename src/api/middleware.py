@@ -32,8 +32,12 @@ class RequestIdMiddleware:
                 message.setdefault("headers", []).append((REQUEST_ID_HEADER, request_id.encode()))
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            await self.app(scope, receive, send_with_id)
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        await self.app(scope, receive, send_with_id)
+        # Unbound only on success: after an unhandled error the 500 response and uvicorn's access and
+        # "Exception in ASGI application" lines come from outside this call, and must carry the id.
+        # uvicorn runs each request in its own task (a copied context), so nothing leaks to the next.
+        structlog.contextvars.reset_contextvars(**tokens)
 
 
 class BodySizeLimitMiddleware:
