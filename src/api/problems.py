@@ -148,9 +148,8 @@ def problem_responses(*statuses: int, **descriptions: str) -> dict[int | str, di
     for status in statuses:
         name, detail, extra = _EXAMPLES[status]
         kind = PROBLEM_TYPES[name]
-        example = problem_body(
-            kind, detail, instance="/api/v1/queue/job/normalize:apt_01J:1", request_id="3f2c9a", **extra
-        )
+        example = problem_body(kind, detail, instance=None, request_id="3f2c9a", **extra)
+        del example["instance"]  # the request's own path: it varies with the route
         response: dict[str, Any] = {
             "description": descriptions.get(f"s{status}", kind.description),
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}, "example": example}},

@@ -172,3 +172,23 @@ async def test_rate_limit_and_redis_down_are_declared_problems(
             assert limited is not None and limited.status_code == 429
             assert int(limited.headers["retry-after"]) >= 1
             assert limited.json()["type"] == "/problems/rate-limited"
+
+
+async def test_an_unexpected_error_is_a_500_problem_with_its_request_id(
+    redis_server: RedisServer, tmp_path: Path, arq_pool: ArqRedis
+) -> None:
+    """A bug answers a 500 internal-error problem that names its request id (body and header) and
+    nothing of the exception."""
+    app = create_app(make_settings(redis_server.url, tmp_path))
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret detail of a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/boom", headers={"X-Request-ID": "trace-500"})
+    assert response.status_code == 500 and response.headers["content-type"] == MEDIA_TYPE
+    assert response.headers["x-request-id"] == "trace-500" and response.json()["request_id"] == "trace-500"
+    assert response.json()["type"] == "/problems/internal-error" and "secret" not in response.text
