@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from src.cli import direct
-from src.cli.outcome import Exit, Outcome
+from src.cli.outcome import Exit, Outcome, failure
 from src.logging import configure_logging
 
 DESCRIPTION = """Operator commands for the queue, the workers and the code versions.
@@ -104,9 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         token = os.environ.get("CLINIC_API_TOKEN")
         outcome = asyncio.run(remote.run(args.command, args, url, token))
     else:
-        from src.config import settings_or_exit
+        from pydantic import ValidationError
 
-        settings = settings_or_exit()
+        from src.config import describe_errors, get_settings
+
+        try:
+            settings = get_settings()
+        except ValidationError as exc:  # one line naming each wrong variable, never its value
+            return failure("configuration", f"configuration error: {describe_errors(exc)}", Exit.USAGE).emit(
+                as_json
+            )
         configure_logging(settings.log_level, settings.log_format)
         handler: DirectCommand = args.handler
         outcome = asyncio.run(handler(settings, args))

@@ -150,3 +150,11 @@ async def test_api_mode_refusals_and_outages_have_their_exit_codes(api_process: 
     assert wrong.returncode == 1 and document(wrong)["error"]["type"] == "/problems/forbidden"
     gone = await asyncio.to_thread(run_cli, remote, "--api", f"http://127.0.0.1:{free_port()}", "versions")
     assert gone.returncode == 3 and "did not answer" in gone.stderr
+
+
+def test_a_wrong_setting_with_json_is_one_error_document() -> None:
+    """A configuration error under --json is an error document naming the variable, exit 2."""
+    result = run_cli({"ARQ_MAX_JOBS": "many", "APP_ENV_FILE": ""}, "--json", "versions")
+    assert result.returncode == 2 and result.stderr == ""
+    error = document(result)["error"]
+    assert error["type"] == "configuration" and "ARQ_MAX_JOBS" in error["detail"]
