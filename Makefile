@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: install install-redis demo test lint typecheck format worker worker-verbose worker-all worker-cleanup \
 	queue-info queue-health api sample clean bench runtime-lock
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
+	# the API client (the CLI's --api mode uses it); its dependencies are already in the lock
+	$(PY) -m pip install --quiet --no-deps ./clients/python
 	touch $(STAMP)
 
 install: $(STAMP) install-redis

@@ -128,7 +128,7 @@ async def wait_workers(
                 if p.poll() is not None:
                     raise RuntimeError(f"a process exited early with status {p.returncode}")
             response = await client.get("/api/v1/workers")
-            if response.status_code == 200 and len(response.json()["workers"]) >= count:
+            if response.status_code == 200 and len(response.json()["items"]) >= count:
                 return
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{count} workers did not register within 60 s")

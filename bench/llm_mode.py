@@ -229,7 +229,7 @@ async def read_worker_records(
     deadline = time.monotonic() + RECORD_WAIT_S
     while True:
         records = {
-            v["worker"]["pid"]: v["worker"] for v in (await client.get("/api/v1/workers")).json()["workers"]
+            v["worker"]["pid"]: v["worker"] for v in (await client.get("/api/v1/workers")).json()["items"]
         }
         answers = sum(
             int((r.get("llm") or {}).get("llm_used", 0))

@@ -113,7 +113,7 @@ class PoolSite:
 # BlockingConnectionPool, max_connections in src/ and workers.py). All go through
 # src/infrastructure/redis_pool.py:create_redis_pool, a QueueingConnectionPool (redis-py's
 # BlockingConnectionPool, same bound, with a faster checkout) of
-# `max_connections or REDIS_MAX_CONNECTIONS`. Not started here: src/cli.py (2 and 4), the
+# `max_connections or REDIS_MAX_CONNECTIONS`. Not started here: src/cli/direct.py (2 and 4), the
 # TaskService() fallback (API and workers inject their pool) and `workers.py --check` (2,
 # src/worker/liveness.py).
 POOL_SITES: tuple[PoolSite, ...] = (
@@ -150,7 +150,7 @@ EXPECTED_POOL_CALL_SITES = {
     "src/worker/settings.py": 1,  # build_worker
     "workers.py": 1,  # preflight
     "src/worker/liveness.py": 1,  # `workers.py --check` and the image's health check
-    "src/cli.py": 2,  # two commands
+    "src/cli/direct.py": 2,  # with_registry and with_admin
     "src/application/services/task_service.py": 1,  # the fallback
     # docstring, import, `class QueueingConnectionPool(BlockingConnectionPool)` (2 + 1), its docstring,
     # `def create_redis_pool(`, QueueingConnectionPool.from_url(, ArqRedis( over it

@@ -2,7 +2,8 @@
 
 Every line is a structlog event; `job_id`, `request_id` and `worker_id` are bound in contextvars per
 job or request, so one id can be traced across API, queue and worker. Standard-library loggers (arq,
-uvicorn) go through the same processors, so their lines carry the same context.
+uvicorn) go through the same processors, so their lines carry the same context: uvicorn's access
+line becomes a `request` event with method, path, status and the request's `request_id`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,20 @@ _SHARED_PROCESSORS: list[Any] = [
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.processors.StackInfoRenderer(),
 ]
+# uvicorn's loggers: it installs its own plain-text handlers at start; they are handed to the root's.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def _uvicorn_access_fields(logger: Any, method_name: str, event_dict: Any) -> Any:
+    """uvicorn's access line (`%s - "%s %s HTTP/%s" %d`) as fields, so it can be filtered and counted."""
+    record = event_dict.get("_record")
+    args = event_dict.pop("positional_args", ())
+    if record is not None and record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+        client, method, path, http_version, status = args
+        event_dict.update(
+            event="request", client=client, method=method, path=path, http_version=http_version, status=status
+        )
+    return event_dict
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
@@ -35,7 +50,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_SHARED_PROCESSORS,
+        foreign_pre_chain=[*_SHARED_PROCESSORS, _uvicorn_access_fields],
+        pass_foreign_args=True,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -47,6 +63,11 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        if uvicorn_logger.handlers:  # set up by uvicorn (none when `--no-access-log`: left silent)
+            uvicorn_logger.handlers.clear()
+            uvicorn_logger.propagate = True
     # arq logs two lines per job at INFO: demote them to DEBUG so INFO stays readable at full speed
     # (each worker logs a summary a minute instead); arq's warnings and errors are untouched.
     arq_worker = logging.getLogger("arq.worker")

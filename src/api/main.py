@@ -13,7 +13,8 @@ from redis.exceptions import RedisError
 from src.api.auth import RateLimiter, TokenBook
 from src.api.errors import install_error_handlers
 from src.api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from src.api.routes import appointments, batches, dashboard, health, metrics, queue, workers
+from src.api.problems import declare_problem_schema
+from src.api.routes import appointments, batches, dashboard, health, metrics, problems, queue, workers
 from src.application.services.appointment_service import AppointmentService
 from src.application.services.health import HealthService
 from src.application.services.queue_admin import QueueAdmin
@@ -128,9 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         workers.router,
         metrics.router,
         dashboard.router,
+        problems.router,
     )
     for router in routers:
         app.include_router(router)
+    declare_problem_schema(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

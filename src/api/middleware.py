@@ -9,6 +9,8 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from src.api.problems import MEDIA_TYPE, PROBLEM_TYPES, problem_body
+
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -32,8 +34,12 @@ class RequestIdMiddleware:
                 message.setdefault("headers", []).append((REQUEST_ID_HEADER, request_id.encode()))
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            await self.app(scope, receive, send_with_id)
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        await self.app(scope, receive, send_with_id)
+        # Unbound only on success: after an unhandled error the 500 response and uvicorn's access and
+        # "Exception in ASGI application" lines come from outside this call, and must carry the id.
+        # uvicorn runs each request in its own task (a copied context), so nothing leaks to the next.
+        structlog.contextvars.reset_contextvars(**tokens)
 
 
 class BodySizeLimitMiddleware:
@@ -54,7 +60,7 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(send, scope)
             return
         received = 0
         too_large = False
@@ -79,23 +85,30 @@ class BodySizeLimitMiddleware:
             if too_large and not started:
                 if message["type"] == "http.response.start" and not replaced:
                     replaced = True
-                    await self._reject(send)
+                    await self._reject(send, scope)
                 return  # the app's answer to a truncated body is not the client's
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         await self.app(scope, limited_receive, limited_send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, scope: Scope) -> None:
+        request_id = scope.get("state", {}).get("request_id")
         body = json.dumps(
-            {"detail": f"request body exceeds the {self.max_bytes} byte limit", "code": "payload_too_large"}
+            problem_body(
+                PROBLEM_TYPES["payload-too-large"],
+                f"request body exceeds the {self.max_bytes} byte limit",
+                instance=scope.get("path"),
+                request_id=request_id,
+                code="payload_too_large",  # the member this answer had before problem+json
+            )
         ).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", MEDIA_TYPE.encode()),
                     (b"content-length", str(len(body)).encode()),
                 ],
             }

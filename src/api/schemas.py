@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from src.api.pagination import Page
 from src.application.services.task_service import JobView
-from src.domain.jobs import ErrorCategory, JobProgress, JobStatus
+from src.domain.jobs import ErrorCategory, JobProgress, JobRecord, JobStatus
 from src.domain.workers import WorkerRecord
 
 
@@ -80,12 +81,19 @@ class WorkerView(BaseModel):
     fenced: bool
 
 
-class WorkersResponse(BaseModel):
+class WorkersResponse(Page[WorkerView]):
+    """A page of the live workers (by worker id); the other members are about the whole fleet."""
+
     api_version: str
     versions: list[str]  # versions of live workers
     allowed_versions: list[str]
     skew: bool  # more than one version is consuming, or workers differ from the API
-    workers: list[WorkerView]
+
+
+class FailedJobsPage(Page[JobRecord]):
+    """A page of the failed jobs, newest first; `total` and `by_category` count them all."""
+
+    by_category: dict[str, int]
 
 
 class HealthResponse(BaseModel):

@@ -93,8 +93,11 @@ class Repository(Protocol):
 
     async def count_batch(self, batch_id: str) -> BatchCounts: ...
 
-    async def recent_batches(self, *, limit: int) -> list[Batch]:
-        """The most recently created batches, newest first."""
+    async def recent_batches(self, *, limit: int, before: tuple[datetime, str] | None = None) -> list[Batch]:
+        """The most recently created batches, newest first (ties by id, descending); with `before`
+        (a batch's created_at and id), only those after it in that order: the next page."""
+
+    async def count_batches(self) -> int: ...
 
     # job ledger
     async def create_jobs(self, records: Sequence[JobRecord]) -> int:
@@ -120,8 +123,11 @@ class Repository(Protocol):
     async def latest_job(self, logical_key: str) -> JobRecord | None:
         """The record of the highest generation of a logical key."""
 
-    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
-        """Most recently enqueued first."""
+    async def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 100, before: tuple[datetime, str] | None = None
+    ) -> list[JobRecord]:
+        """Most recently enqueued first (ties by job id, descending); with `before` (a record's
+        enqueued_at and job id), only those after it in that order: the next page."""
 
     async def claim_job(self, job_id: str, claim: JobClaim) -> int | None:
         """Start a run: if the job is queued or interrupted, increment its attempt, set it running

@@ -223,9 +223,11 @@ class MongoRepository:
             doc = await self._batches.find_one({"_id": batch_id})
         return None if doc is None else Batch.model_validate({**doc, "id": doc["_id"]})
 
-    async def recent_batches(self, *, limit: int) -> list[Batch]:
+    async def recent_batches(self, *, limit: int, before: tuple[datetime, str] | None = None) -> list[Batch]:
+        query = {} if before is None else _before("created_at", before)
+        order = [("created_at", DESCENDING), ("_id", DESCENDING)]
         with _unavailable_on_connection_errors():
-            docs = await self._batches.find({}, sort=[("created_at", DESCENDING)], limit=limit).to_list()
+            docs = await self._batches.find(query, sort=order, limit=limit).to_list()
         return [Batch.model_validate({**doc, "id": doc["_id"]}) for doc in docs]
 
     async def count_batch(self, batch_id: str) -> BatchCounts:
@@ -311,11 +313,20 @@ class MongoRepository:
             doc = await self._jobs.find_one({"logical_key": logical_key}, sort=[("generation", DESCENDING)])
         return None if doc is None else codec.job_from_doc(doc)
 
-    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
-        """Most recently enqueued first."""
-        query = {} if status is None else {"status": status.value}
+    async def count_batches(self) -> int:
         with _unavailable_on_connection_errors():
-            docs = await self._jobs.find(query).sort([("enqueued_at", DESCENDING)]).limit(limit).to_list()
+            return await self._batches.count_documents({})
+
+    async def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 100, before: tuple[datetime, str] | None = None
+    ) -> list[JobRecord]:
+        """Most recently enqueued first, ties by job id; after `before` when given."""
+        query: dict[str, Any] = {} if before is None else _before("enqueued_at", before)
+        if status is not None:
+            query["status"] = status.value
+        order = [("enqueued_at", DESCENDING), ("_id", DESCENDING)]
+        with _unavailable_on_connection_errors():
+            docs = await self._jobs.find(query).sort(order).limit(limit).to_list()
         return [codec.job_from_doc(doc) for doc in docs]
 
     async def claim_job(self, job_id: str, claim: JobClaim) -> int | None:
@@ -608,3 +619,9 @@ def _unavailable_on_connection_errors() -> Iterator[None]:
 
 def _appointment_ops(appointments: Sequence[Appointment]) -> list[UpdateOne]:
     return [_insert_op(a.id, codec.appointment_doc(a)) for a in appointments]
+
+
+def _before(field: str, position: tuple[datetime, str]) -> dict[str, Any]:
+    """Documents after `position` (a time and an id) in the newest-first, id-descending order."""
+    at, key = position
+    return {"$or": [{field: {"$lt": at}}, {field: at, "_id": {"$lt": key}}]}

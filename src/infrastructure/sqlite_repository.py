@@ -249,10 +249,22 @@ class SQLiteRepository:
         row = await self._run(lambda conn: conn.execute(sql, (batch_id,)).fetchone())
         return None if row is None else Batch.model_validate_json(row[0])
 
-    async def recent_batches(self, *, limit: int) -> list[Batch]:
-        sql = "SELECT body FROM batches ORDER BY json_extract(body, '$.created_at') DESC LIMIT ?"
-        rows = await self._run(lambda conn: conn.execute(sql, (limit,)).fetchall())
+    async def recent_batches(self, *, limit: int, before: tuple[datetime, str] | None = None) -> list[Batch]:
+        # created_at is compared as a datetime, not as the JSON's text (whose length varies)
+        created = "julianday(json_extract(body, '$.created_at'))"
+        where, args = "", ()  # type: tuple[str, tuple[object, ...]]
+        if before is not None:
+            at = codec.iso_utc(before[0])
+            where, args = f"WHERE {created} < julianday(?) OR ({created} = julianday(?) AND id < ?)", (
+                at, at, before[1],
+            )  # fmt: skip
+        sql = f"SELECT body FROM batches {where} ORDER BY {created} DESC, id DESC LIMIT ?"
+        rows = await self._run(lambda conn: conn.execute(sql, (*args, limit)).fetchall())
         return [Batch.model_validate_json(row[0]) for row in rows]
+
+    async def count_batches(self) -> int:
+        rows = await self._run(lambda conn: conn.execute("SELECT count(*) FROM batches").fetchall())
+        return int(rows[0][0])
 
     async def count_batch(self, batch_id: str) -> BatchCounts:
         sql = """SELECT normalization_status, count(*) FROM appointments
@@ -295,11 +307,22 @@ class SQLiteRepository:
         """The record of the highest generation of a logical key."""
         return await self._one_job("WHERE logical_key = ? ORDER BY generation DESC LIMIT 1", (logical_key,))
 
-    async def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
-        """Most recently enqueued first."""
-        where, args = ("WHERE status = ?", (status.value, limit)) if status else ("", (limit,))
-        sql = f"SELECT {codec.JOB_COLUMNS} FROM jobs {where} ORDER BY enqueued_at DESC LIMIT ?"
-        rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
+    async def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 100, before: tuple[datetime, str] | None = None
+    ) -> list[JobRecord]:
+        """Most recently enqueued first, ties by job id; after `before` when given."""
+        conditions: list[str] = []
+        args: list[object] = []
+        if status is not None:
+            conditions.append("status = ?")
+            args.append(status.value)
+        if before is not None:
+            at = codec.iso_utc(before[0])
+            conditions.append("(enqueued_at < ? OR (enqueued_at = ? AND job_id < ?))")
+            args += [at, at, before[1]]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = f"SELECT {codec.JOB_COLUMNS} FROM jobs {where} ORDER BY enqueued_at DESC, job_id DESC LIMIT ?"
+        rows = await self._run(lambda conn: conn.execute(sql, (*args, limit)).fetchall())
         return [codec.job_from_row(row) for row in rows]
 
     async def claim_job(self, job_id: str, claim: JobClaim) -> int | None:

@@ -679,3 +679,36 @@ async def test_recent_batches_newest_first(repo: Repository) -> None:
         )
         await repo.insert_batch(batch)
     assert [b.id for b in await repo.recent_batches(limit=2)] == ["b2", "b1"]
+
+
+async def test_pages_after_a_position_list_each_job_and_batch_once_through_ties(repo: Repository) -> None:
+    """list_jobs and recent_batches after a (time, id) position continue the newest-first order,
+    ties broken by id, so paging by the last item's position lists each one once; count_batches
+    counts them all."""
+    same = T0 + timedelta(minutes=5)  # a bulk enqueue: one time for many jobs
+    records = [make_job(f"normalize:appt-{n}", enqueued_at=same) for n in range(5)]
+    records += [
+        make_job(f"normalize:appt-{n}", enqueued_at=T0 + timedelta(minutes=n - 5)) for n in range(5, 8)
+    ]
+    await repo.create_jobs(records)
+    await repo.claim_job("normalize:appt-2:1", claim_by("worker-a"))
+    seen: list[str] = []
+    before: tuple[datetime, str] | None = None
+    while page := await repo.list_jobs(limit=3, before=before):
+        seen += [r.job_id for r in page]
+        before = (page[-1].enqueued_at, page[-1].job_id)
+    expected = sorted(records, key=lambda r: (r.enqueued_at, r.job_id), reverse=True)
+    assert seen == [r.job_id for r in expected]
+    queued = await repo.list_jobs(status=JobStatus.QUEUED, before=(same, "normalize:appt-3:1"))
+    assert [r.job_id for r in queued] == ["normalize:appt-1:1", "normalize:appt-0:1"] + [
+        f"normalize:appt-{n}:1" for n in (7, 6, 5)
+    ]
+    for i in range(4):
+        created = T0 + timedelta(minutes=i // 2)  # two batches a minute: ties by id
+        await repo.insert_batch(
+            Batch(id=f"b{i}", filename="a.csv", total=1, chunk_size=10, created_at=created)
+        )
+    first = await repo.recent_batches(limit=2)
+    rest = await repo.recent_batches(limit=5, before=(first[-1].created_at, first[-1].id))
+    assert [b.id for b in first + rest] == ["b3", "b2", "b1", "b0"]
+    assert await repo.count_batches() == 4

@@ -87,7 +87,7 @@ async def test_a_job_that_kills_its_workers_is_quarantined_after_three_lost_leas
     assert (killed[-1].worker_id or "?") in doctor.stdout
     failed = (await cluster.client.get("/api/v1/queue/failed")).json()
     assert failed["by_category"]["quarantined"] == 1
-    assert [j["worker_id"] for j in failed["jobs"] if j["job_id"] == job_id] == [killed[-1].worker_id]
+    assert [j["worker_id"] for j in failed["items"] if j["job_id"] == job_id] == [killed[-1].worker_id]
     health = (await cluster.client.get("/api/v1/queue/health")).json()
     assert health["status"] == "degraded" and [a["kind"] for a in health["alarms"]] == ["quarantined"]
 

@@ -142,7 +142,7 @@ async def test_workers_view_counts_leases_and_flags_an_overdue_beat(cluster: Clu
     await cluster.create_appointments(4)
     await wait_for(lambda: _four(cluster, worker), timeout=30, what="four jobs running")
     view = (await cluster.client.get("/api/v1/workers")).json()
-    (mine,) = [w for w in view["workers"] if w["worker"]["worker_id"] == worker.worker_id]
+    (mine,) = [w for w in view["items"] if w["worker"]["worker_id"] == worker.worker_id]
     assert mine["leases"] == 4 and mine["beat_overdue"] is False
     listed = cluster.run_cli("workers", **env)
     row = next(line for line in listed.stdout.splitlines() if line.startswith(worker.worker_id or "?"))
@@ -153,7 +153,7 @@ async def test_workers_view_counts_leases_and_flags_an_overdue_beat(cluster: Clu
 
     async def overdue() -> dict[str, object] | None:
         view = (await cluster.client.get("/api/v1/workers")).json()
-        found = [w for w in view["workers"] if w["worker"]["worker_id"] == worker.worker_id]
+        found = [w for w in view["items"] if w["worker"]["worker_id"] == worker.worker_id]
         return found[0] if found and found[0]["beat_overdue"] else None
 
     stale = await wait_for(overdue, timeout=3 * beat, what="the dead worker's beat to be overdue")

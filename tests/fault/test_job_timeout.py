@@ -41,7 +41,7 @@ async def test_a_job_over_its_timeout_is_a_failed_try_and_then_a_failure(cluster
     )
     assert record.error_message is not None and "timeout" in record.error_message
     listed = (await cluster.client.get("/api/v1/queue/failed")).json()
-    assert listed["by_category"]["timeout"] == 1 and listed["jobs"][0]["job_id"] == job_id
+    assert listed["by_category"]["timeout"] == 1 and listed["items"][0]["job_id"] == job_id
     doctor = cluster.run_cli("doctor")
     assert doctor.returncode != 0 and "timeout=1" in doctor.stdout, doctor.stdout
 

@@ -44,9 +44,17 @@ def csv_rows(n: int) -> bytes:
 async def test_missing_token_is_401_and_wrong_token_is_403(api: httpx.AsyncClient) -> None:
     """Every /api/v1 endpoint needs the bearer token; the answer reveals nothing else."""
     no_token = await api.get("/api/v1/appointments/x", headers={"Authorization": ""})
-    assert no_token.status_code == 401 and no_token.json() == {"detail": "missing bearer token"}
+    assert no_token.status_code == 401 and no_token.headers["www-authenticate"] == "Bearer"
+    assert no_token.headers["content-type"] == "application/problem+json"
+    assert {k: no_token.json()[k] for k in ("type", "status", "detail", "category")} == {
+        "type": "/problems/unauthorized",
+        "status": 401,
+        "detail": "missing bearer token",
+        "category": "policy",
+    }
     wrong = await api.post("/api/v1/appointments", json=GOOD, headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 403 and wrong.json() == {"detail": "invalid token"}
+    assert wrong.status_code == 403 and wrong.json()["detail"] == "invalid token"
+    assert wrong.json()["type"] == "/problems/forbidden" and "Ana" not in wrong.text
 
 
 async def test_rejected_request_enqueues_nothing(api: httpx.AsyncClient, arq_pool: ArqRedis) -> None:
@@ -62,7 +70,8 @@ async def test_validation_errors_do_not_echo_personal_data(api: httpx.AsyncClien
         "/api/v1/appointments", json={**GOOD, "email": "ana.pereira@@example", "data_hora": "Ana-2026"}
     )
     assert response.status_code == 422
-    fields = {tuple(err["loc"]) for err in response.json()["detail"]}
+    fields = {tuple(err["loc"]) for err in response.json()["errors"]}
+    assert response.json()["detail"] == "2 invalid values: body.data_hora, body.email"
     assert ("body", "email") in fields and ("body", "data_hora") in fields
     assert "ana.pereira" not in response.text and "Ana-2026" not in response.text
 

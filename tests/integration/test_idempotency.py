@@ -100,7 +100,7 @@ async def test_concurrent_submissions_with_one_key_create_one_batch(two_apis: li
         assert {r.status_code for r in responses} <= {202, 409}
         accepted = [r.json() for r in responses if r.status_code == 202]
         assert accepted and len({r["batch_id"] for r in accepted}) == 1
-        batches = (await client.get(two_apis[0] + "/api/v1/batches", headers=headers)).json()
+        batches = (await client.get(two_apis[0] + "/api/v1/batches", headers=headers)).json()["items"]
         assert len(batches) == 1 and batches[0]["total"] == 2
         print(f"idempotency: {len(accepted)} × 202, {100 - len(accepted)} × 409, 1 batch")
 
@@ -171,7 +171,7 @@ async def test_concurrent_creates_with_one_key_make_one_appointment(two_apis: li
         assert {r.status_code for r in responses} == {201}, {r.status_code: r.text for r in responses}
         answers = {(r.json()["appointment_id"], r.json()["job_id"]) for r in responses}
         assert len(answers) == 1
-        jobs = (await client.get(two_apis[1] + "/api/v1/queue/jobs", headers=headers)).json()
+        jobs = (await client.get(two_apis[1] + "/api/v1/queue/jobs", headers=headers)).json()["items"]
         assert len(jobs) == 1
         other = await client.post(
             two_apis[0] + "/api/v1/appointments", headers=headers, json={**body, "paciente": "Ana"}

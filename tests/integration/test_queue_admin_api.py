@@ -45,7 +45,7 @@ async def test_queue_info_counts_ledger_and_queue(
     """/info lists both queues; lengths follow the queue and finished counts follow the ledger."""
     for _ in range(3):
         await create(api)
-    info = {q["name"]: q for q in (await api.get("/api/v1/queue/info")).json()}
+    info = {q["name"]: q for q in (await api.get("/api/v1/queue/info")).json()["items"]}
     assert set(info) == {"normalization", "maintenance"}
     assert info["normalization"]["length"] == 3 and info["normalization"]["oldest_queued_age_s"] >= 0
     await run_burst_worker()
@@ -181,8 +181,8 @@ async def test_failed_listing_counts_by_category(
     await run_burst_worker()
     failed = (await api.get("/api/v1/queue/failed")).json()
     assert failed["total"] == 1 and failed["by_category"]["permanent"] == 1
-    assert failed["jobs"][0]["job_id"] == created["job_id"]
-    assert "no longer exists" in failed["jobs"][0]["error_message"]
+    assert failed["items"][0]["job_id"] == created["job_id"]
+    assert "no longer exists" in failed["items"][0]["error_message"]
 
 
 async def test_workers_endpoint_flags_fenced_workers_and_skew(
@@ -194,11 +194,11 @@ async def test_workers_endpoint_flags_fenced_workers_and_skew(
     run = asyncio.create_task(ghost.async_run())
 
     async def listed() -> bool:
-        return bool((await api.get("/api/v1/workers")).json()["workers"])
+        return bool((await api.get("/api/v1/workers")).json()["items"])
 
     await wait_for(listed, 20 * settings.worker_heartbeat_interval)
     body = (await api.get("/api/v1/workers")).json()
-    view = body["workers"][0]
+    view = body["items"][0]
     assert view["fenced"] is True and view["version_skew"] is True and body["skew"] is True
     assert view["worker"]["state"] == WorkerState.FENCED.value
     assert body["allowed_versions"] == ["test-1"]

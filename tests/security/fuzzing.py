@@ -163,14 +163,23 @@ def generated_authorization(case: AnyCase) -> str | None:
     return next((v for k, v in (case.headers or {}).items() if k.lower() == AUTH_PARAMETER), None)
 
 
-def json_detail(response: requests.Response) -> Any:
-    """The `detail` of a JSON error body; raises ValueError when there is none."""
-    if not response.headers.get("content-type", "").startswith("application/json"):
-        raise ValueError(f"content-type {response.headers.get('content-type')!r}, not JSON")
+def problem(response: requests.Response) -> dict[str, Any]:
+    """An error's RFC 9457 problem body; raises ValueError when it is not one (with a `detail`)."""
+    if response.headers.get("content-type", "") != "application/problem+json":
+        raise ValueError(f"content-type {response.headers.get('content-type')!r}, not problem+json")
     body = json.loads(response.content)
-    if not isinstance(body, dict) or "detail" not in body:
-        raise ValueError("JSON body without a `detail`")
-    return body["detail"]
+    if not isinstance(body, dict) or not isinstance(body.get("detail"), str):
+        raise ValueError("problem body without a `detail`")
+    if body.get("status") != response.status_code or not str(body.get("type")).startswith("/problems/"):
+        raise ValueError(
+            f"problem body with a wrong status or type: {body.get('status')}, {body.get('type')}"
+        )
+    return body
+
+
+def json_detail(response: requests.Response) -> Any:
+    """The `detail` of a problem+json error body; raises ValueError when there is none."""
+    return problem(response)["detail"]
 
 
 def status_class(status: int) -> str:

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis import GenerationMode
 from schemathesis.errors import FailureGroup
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from scripts.local_redis import RedisServer
 from src.api.main import create_app
@@ -48,6 +48,7 @@ from tests.security.fuzzing import (
     label,
     operations,
     own_parameters,
+    problem,
     send,
 )
 from tests.security.server import serve_in_thread
@@ -173,13 +174,18 @@ def test_fuzzed_requests_with_the_operator_token_never_get_a_server_error(fuzz_s
                     tally.problem(f"{name} refused the operator token: {response.text[:200]}", case)
                 elif response.status_code >= 400:
                     try:
-                        detail = json_detail(response)
+                        body = problem(response)
+                        case.validate_response(response, checks=[status_code_conformance])
                     except ValueError as exc:
                         tally.problem(f"{name} answered {response.status_code} with {exc}", case)
                         return
+                    except FailureGroup as failures:
+                        tally.problem(f"{name}: {response.status_code} undeclared: {failures.message}", case)
+                        return
                     # 422s list where and what, never pydantic's `input` or `ctx` (src/api/errors.py)
-                    if isinstance(detail, list) and any(set(e) != {"loc", "msg", "type"} for e in detail):
-                        tally.problem(f"{name}: validation error with more than loc/msg/type: {detail}", case)
+                    errors = body.get("errors") or []
+                    if any(set(e) != {"loc", "msg", "type"} for e in errors):
+                        tally.problem(f"{name}: validation error with more than loc/msg/type: {errors}", case)
 
             for mode, examples in plan(operation, PHASE1_EXAMPLES, FEW_EXAMPLES):
                 explore(cases(operation, mode, seeds), examples, judge)
@@ -231,15 +237,16 @@ def refused_before_authentication(response: requests.Response) -> str | None:
     """Why a request was refused before any dependency ran (FastAPI reads and parses the body
     first; the size limit runs in middleware), or None."""
     try:
-        detail = json_detail(response)
+        body = problem(response)
     except ValueError:
         return None
+    detail, errors = body["detail"], body.get("errors") or []
     if response.status_code == 413 and "byte limit" in str(detail):
         return "413 body over MAX_UPLOAD_BYTES"
     if response.status_code == 400 and detail in BODY_PARSE_ERRORS:
         return f"400 {detail}"
-    if response.status_code == 422 and isinstance(detail, list) and detail:
-        if all(error.get("type") == "json_invalid" for error in detail):
+    if response.status_code == 422 and errors:
+        if all(error.get("type") == "json_invalid" for error in errors):
             return "422 body is not JSON"
     return None
 

@@ -286,7 +286,7 @@ async def test_personal_data_stays_in_the_store(
     for answer in created:
         appointment = (await api.get(f"/api/v1/appointments/{answer.json()['appointment_id']}")).json()
         assert appointment["normalization_status"] == "normalized", appointment
-    jobs = (await api.get("/api/v1/queue/jobs", params={"limit": 500})).json()
+    jobs = (await api.get("/api/v1/queue/jobs", params={"limit": 500})).json()["items"]
     for job in jobs:
         assert (await api.get(f"/api/v1/queue/job/{job['job_id']}")).status_code == 200
     for report in reports:

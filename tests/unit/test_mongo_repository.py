@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
@@ -523,14 +523,20 @@ async def test_count_batch_groups_by_status(db: FakeDatabase, repo: MongoReposit
 
 
 async def test_list_jobs_filters_and_sorts_newest_first(db: FakeDatabase, repo: MongoRepository) -> None:
-    """list_jobs filters by status when given and sorts by enqueued_at descending."""
+    """list_jobs filters by status when given and sorts by enqueued_at then id, descending; a page
+    after a position asks for what is older, or as old with a lower id."""
+    at = datetime(2026, 12, 1, 10, tzinfo=UTC)
     await repo.list_jobs(status=JobStatus.RUNNING, limit=5)
     await repo.list_jobs()
+    await repo.list_jobs(limit=3, before=(at, "normalize:b:1"))
     jobs = db["jobs"]
-    assert [call.args for call in jobs.calls] == [({"status": "running"},), ({},)]
+    after = {"$or": [{"enqueued_at": {"$lt": at}}, {"enqueued_at": at, "_id": {"$lt": "normalize:b:1"}}]}
+    assert [call.args for call in jobs.calls] == [({"status": "running"},), ({},), (after,)]
+    newest_first = [("enqueued_at", -1), ("_id", -1)]
     assert [(c.sorted_by, c.limited_to) for c in jobs.cursors] == [
-        ([("enqueued_at", -1)], 5),
-        ([("enqueued_at", -1)], 100),
+        (newest_first, 5),
+        (newest_first, 100),
+        (newest_first, 3),
     ]
 
 

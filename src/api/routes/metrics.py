@@ -8,11 +8,12 @@ from prometheus_client.registry import CollectorRegistry
 
 from src.api.deps import HealthDep, OperatorDep, QueueAdminDep, RegistryDep, RepositoryDep
 from src.api.metrics import FleetSnapshot
+from src.api.problems import problem_responses
 
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses=problem_responses(401, 403, 429, 503))
 async def metrics(
     admin: QueueAdminDep, repository: RepositoryDep, registry: RegistryDep, health: HealthDep, _: OperatorDep
 ) -> Response:

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from src.api.deps import CallerDep, OperatorDep, RegistryDep, SettingsDep
+from src.api.pagination import CursorQuery, page_by_id
+from src.api.problems import AUTHENTICATED, problem_responses
 from src.api.schemas import WorkersResponse, WorkerView
 from src.domain.workers import WorkerState
 
-router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+router = APIRouter(prefix="/api/v1/workers", tags=["workers"], responses=problem_responses(*AUTHENTICATED))
 
 
 @router.get("", response_model=WorkersResponse)
-async def list_workers(registry: RegistryDep, settings: SettingsDep, _: CallerDep) -> WorkersResponse:
-    """Live workers with version skew and fenced workers flagged, each with the age of its last beat
-    (an overdue beat: its state may be out of date) and the jobs it holds leases on now."""
+async def list_workers(
+    registry: RegistryDep,
+    settings: SettingsDep,
+    _: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: CursorQuery = None,
+) -> WorkersResponse:
+    """Live workers (by worker id) with version skew and fenced workers flagged, each with the age of
+    its last beat (an overdue beat: its state may be out of date) and the jobs it holds leases on
+    now; `versions`, `allowed_versions` and `skew` are about the whole fleet."""
     now = datetime.now(UTC)
     records = sorted(await registry.list_workers(), key=lambda r: r.worker_id)
     leases = await registry.lease_counts(sorted({r.queue for r in records}))
@@ -32,12 +42,13 @@ async def list_workers(registry: RegistryDep, settings: SettingsDep, _: CallerDe
         )
         for r in records
     ]
+    page = page_by_id(views, lambda v: v.worker.worker_id, kind="workers", limit=limit, cursor=cursor)
     return WorkersResponse(
+        **dict(page),
         api_version=settings.app_version,
         versions=versions,
         allowed_versions=sorted(await registry.allowed_versions()),
         skew=len(versions) > 1 or any(v.version_skew for v in views),
-        workers=views,
     )
 
 

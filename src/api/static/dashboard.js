@@ -76,8 +76,11 @@
 
   function detailOf(body, status) {
     const detail = body && body.detail;
+    // a problem+json's `errors` (request validation) say more than its one-line `detail`
+    if (body && Array.isArray(body.errors)) {
+      return body.errors.map((d) => (d && d.msg) || JSON.stringify(d)).join("; ");
+    }
     if (typeof detail === "string") return detail;
-    if (Array.isArray(detail)) return detail.map((d) => (d && d.msg) || JSON.stringify(d)).join("; ");
     return `HTTP ${status}`;
   }
 
@@ -161,7 +164,7 @@
       ` ${parts.join(" · ")}`,
     );
     summary.className = `summary${body.skew ? " skew" : ""}`;
-    syncRows($("#workers tbody"), body.workers, {
+    syncRows($("#workers tbody"), body.items, {
       key: (v) => v.worker.worker_id,
       empty: "No live workers.",
       rowClass: (v) => {
@@ -239,7 +242,7 @@
       badge(`${body.total} failed`, body.total ? "bad" : "ok"),
       ` ${counts.join(" · ")}`,
     );
-    syncRows($("#failures tbody"), body.jobs, {
+    syncRows($("#failures tbody"), body.items, {
       key: (j) => j.job_id,
       empty: "No failed jobs.",
       actions: (j) => [button("retry", j.job_id, "Retry"), " ", button("cancel", j.job_id, "Cancel")],
@@ -274,11 +277,12 @@
   }
 
   const RENDER = {
-    queues: renderQueues,
+    // lists answer one page: {items, next_cursor, total}; the first page is what the dashboard shows
+    queues: (page) => renderQueues(page.items),
     workers: renderWorkers,
-    running: renderRunning,
+    running: (page) => renderRunning(page.items),
     failures: renderFailures,
-    batches: renderBatches,
+    batches: (page) => renderBatches(page.items),
     alarms: renderHealth,
   };
 

@@ -283,8 +283,15 @@ class AppointmentService:
             raise NotFound(f"appointment {appointment_id} not found")
         return appointment
 
-    async def recent_batches(self, *, limit: int) -> list[BatchProgress]:
-        return [await self._progress(b) for b in await self._repository.recent_batches(limit=limit)]
+    async def recent_batches(
+        self, *, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[BatchProgress]:
+        """The newest imports first (after `before`, a batch's created_at and id, when given)."""
+        batches = await self._repository.recent_batches(limit=limit, before=before)
+        return [await self._progress(b) for b in batches]
+
+    async def count_batches(self) -> int:
+        return await self._repository.count_batches()
 
     async def batch_progress(self, batch_id: str) -> BatchProgress:
         batch = await self._repository.get_batch(batch_id)

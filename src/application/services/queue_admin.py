@@ -99,13 +99,14 @@ class QueueAdmin:
             oldest_queued_age_s=None if oldest_ms is None else round(time.time() - oldest_ms / 1000, 3),
         )
 
-    async def failed(self, *, limit: int = 50) -> FailedJobs:
+    async def failed(self, *, limit: int = 50, before: tuple[datetime, str] | None = None) -> FailedJobs:
+        """Failed jobs, newest first (after `before`, a record's enqueued_at and id, when given)."""
         counts = [c for c in await self._repository.count_jobs() if c.status is JobStatus.FAILED]
         by_category: dict[str, int] = {category.value: 0 for category in ErrorCategory}
         for c in counts:
             key = c.error_category.value if c.error_category else "unknown"
             by_category[key] = by_category.get(key, 0) + c.count
-        jobs = await self._repository.list_jobs(status=JobStatus.FAILED, limit=limit)
+        jobs = await self._repository.list_jobs(status=JobStatus.FAILED, limit=limit, before=before)
         return FailedJobs(total=sum(c.count for c in counts), by_category=by_category, jobs=jobs)
 
     async def _record(self, job_id: str) -> JobRecord:
