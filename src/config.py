@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     llm_concurrency_hard_cap: int = Field(default=32, ge=1)
     llm_breaker_failures: int = Field(default=5, ge=1)
     llm_breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    # asks the LLM again for rules_fallback addresses (0: off)
+    renormalize_every_seconds: int = Field(default=60, ge=0)
+    renormalize_per_run: int = Field(default=50, ge=1)  # ...at most this many per run: its rate limit
     llm_degraded_fallback_share: float = Field(default=0.5, ge=0, le=1)
 
     # worker
@@ -212,11 +215,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_lifecycle(self) -> Settings:
-        every = self.reconcile_every_seconds
-        if not (60 % every == 0 or (every % 60 == 0 and 3600 % every == 0)):
-            raise ValueError(
-                "RECONCILE_EVERY_SECONDS must divide 60, or be a multiple of 60 that divides 3600"
-            )
+        for name, every in (
+            ("RECONCILE_EVERY_SECONDS", self.reconcile_every_seconds),
+            ("RENORMALIZE_EVERY_SECONDS", self.renormalize_every_seconds or 60),  # 0: off
+        ):
+            if not (60 % every == 0 or (every % 60 == 0 and 3600 % every == 0)):
+                raise ValueError(f"{name} must divide 60, or be a multiple of 60 that divides 3600")
         if self.job_lease_seconds < 2 * self.worker_heartbeat_interval:
             raise ValueError("JOB_LEASE_SECONDS must be at least twice WORKER_HEARTBEAT_INTERVAL")
         if self.is_production and (self.test_item_delay_ms or self.test_effects_path):

@@ -49,6 +49,7 @@ def make_settings(redis_url: str, tmp_path: Path, **overrides: object) -> Settin
         "worker_heartbeat_interval": 0.5,
         "job_lease_seconds": 3.0,
         "reconcile_every_seconds": 1,
+        "renormalize_every_seconds": 0,  # off unless a test asks: it would call the fake LLM at :00
         "worker_state_dir": str(tmp_path / "worker-state"),
     }
     values.update(overrides)

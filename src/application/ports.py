@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from src.domain.addresses import NormalizedAddress
-from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
+from src.domain.appointments import Appointment, Batch, BatchCounts, KindResult, NormalizationResult
 from src.domain.jobs import (
     ErrorCategory,
     JobClaim,
@@ -77,10 +77,20 @@ class Repository(Protocol):
         """Appointments created one by one (no batch) and not yet retimed, in id order, after
         `after_id`, at most `limit`: the one-off time correction's pages (`retime-naive`)."""
 
-    async def rules_fallback_appointments(self, *, after_id: str | None, limit: int) -> list[Appointment]:
+    async def rules_fallback_appointments(
+        self, *, after_id: str | None, limit: int, without_result: str | None = None
+    ) -> list[Appointment]:
         """Appointments whose stored address is the rules' answer given in LLM mode (source
-        `rules_fallback`), in id order, after `after_id`, at most `limit`: the pages a
-        re-normalization asks the LLM again. Indexed: the other appointments cost nothing."""
+        `rules_fallback`), in id order, after `after_id`, at most `limit`, and with no result of the
+        job kind `without_result` when given: the pages a re-normalization asks the LLM again.
+        Indexed: the other appointments cost nothing."""
+
+    async def settle_fallback_address(
+        self, appointment_id: str, kind: str, result: KindResult, address: NormalizedAddress | None
+    ) -> bool:
+        """While the appointment's address is still `rules_fallback`: record `kind`'s result (its
+        own provenance) and, when `address` is given, store it in place of the fallback. False, and
+        nothing written, when its address is no longer a fallback (another run or kind got there)."""
 
     async def retime_appointments(self, times: Sequence[tuple[str, datetime]]) -> int:
         """Set `data_hora` of each (id, time) not yet retimed and mark it retimed, so that no run of
@@ -200,6 +210,8 @@ class Repository(Protocol):
 
 class AddressNormalizer(Protocol):
     """Turns a raw address into a structured one (rules, or an LLM with the rules as fallback)."""
+
+    uses_llm: bool  # False: the rules alone (nothing is ever `rules_fallback`)
 
     async def normalize(self, raw: str) -> NormalizedAddress: ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 from uuid6 import uuid7
@@ -29,6 +30,15 @@ class Provenance(BaseModel):
     started_at: datetime
     finished_at: datetime
     duration_ms: int
+
+
+class KindResult(BaseModel):
+    """What one job kind recorded for an appointment, with its own provenance: kinds other than the
+    normalization itself (whose fields and `provenance` are the appointment's own) keep theirs here,
+    one per kind, so no kind overwrites another's."""
+
+    data: dict[str, Any] = Field(default_factory=dict)
+    provenance: Provenance
 
 
 def local_moment(value: datetime, zone: tzinfo) -> datetime:
@@ -95,6 +105,7 @@ class Appointment(BaseModel):
     normalization_status: NormalizationStatus = NormalizationStatus.PENDING
     normalization_error: str | None = None
     provenance: Provenance | None = None
+    results: dict[str, KindResult] = Field(default_factory=dict)  # by job kind
 
 
 class NormalizationResult(BaseModel):

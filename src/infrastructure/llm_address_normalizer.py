@@ -349,6 +349,8 @@ class LLMAddressNormalizer:
     they keep failing (default policy when not given).
     """
 
+    uses_llm = True
+
     def __init__(
         self,
         client: openai.AsyncOpenAI,

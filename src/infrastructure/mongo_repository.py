@@ -21,8 +21,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from src.domain.addresses import AddressSource
-from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
+from src.domain.addresses import AddressSource, NormalizedAddress
+from src.domain.appointments import Appointment, Batch, BatchCounts, KindResult, NormalizationResult
 from src.domain.jobs import (
     ErrorCategory,
     JobClaim,
@@ -187,12 +187,30 @@ class MongoRepository:
             docs = await self._appointments.find(query).sort([("_id", ASCENDING)]).limit(limit).to_list()
         return [codec.appointment_from_doc(doc) for doc in docs]
 
-    async def rules_fallback_appointments(self, *, after_id: str | None, limit: int) -> list[Appointment]:
+    async def rules_fallback_appointments(
+        self, *, after_id: str | None, limit: int, without_result: str | None = None
+    ) -> list[Appointment]:
         source = AddressSource.RULES_FALLBACK.value
         query: Document = {_ADDRESS_SOURCE: source, "_id": {"$gt": after_id or ""}}
+        if without_result is not None:
+            codec.result_path(without_result)  # an identifier: a safe field name
+            query[f"results.{without_result}"] = {"$exists": False}
         with _unavailable_on_connection_errors():
             docs = await self._appointments.find(query).sort([("_id", ASCENDING)]).limit(limit).to_list()
         return [codec.appointment_from_doc(doc) for doc in docs]
+
+    async def settle_fallback_address(
+        self, appointment_id: str, kind: str, result: KindResult, address: NormalizedAddress | None
+    ) -> bool:
+        """See the port. One update, conditioned on the address still being a fallback."""
+        codec.result_path(kind)  # an identifier: a safe field name
+        update: Document = {f"results.{kind}": result.model_dump()}
+        if address is not None:
+            update["endereco_normalizado"] = address.model_dump()
+        query: Document = {"_id": appointment_id, _ADDRESS_SOURCE: AddressSource.RULES_FALLBACK.value}
+        with _unavailable_on_connection_errors():
+            written = await self._appointments.update_one(query, {"$set": update})
+        return written.matched_count == 1
 
     async def retime_appointments(self, times: Sequence[tuple[str, datetime]]) -> int:
         if not times:

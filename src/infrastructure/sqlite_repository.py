@@ -21,7 +21,8 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from src.domain.appointments import Appointment, Batch, BatchCounts, NormalizationResult
+from src.domain.addresses import NormalizedAddress
+from src.domain.appointments import Appointment, Batch, BatchCounts, KindResult, NormalizationResult
 from src.domain.jobs import (
     ErrorCategory,
     JobClaim,
@@ -220,11 +221,39 @@ class SQLiteRepository:
         rows = await self._run(lambda conn: conn.execute(sql, (after_id or "", limit)).fetchall())
         return [codec.appointment_from_row(row) for row in rows]
 
-    async def rules_fallback_appointments(self, *, after_id: str | None, limit: int) -> list[Appointment]:
+    async def rules_fallback_appointments(
+        self, *, after_id: str | None, limit: int, without_result: str | None = None
+    ) -> list[Appointment]:
         sql = f"""SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments
-            WHERE {_RULES_FALLBACK} AND id > ? ORDER BY id LIMIT ?"""
-        rows = await self._run(lambda conn: conn.execute(sql, (after_id or "", limit)).fetchall())
+            WHERE {_RULES_FALLBACK} AND id > ? AND (? IS NULL OR json_extract(body, ?) IS NULL)
+            ORDER BY id LIMIT ?"""
+        path = None if without_result is None else codec.result_path(without_result)
+        args = (after_id or "", path, path, limit)
+        rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
         return [codec.appointment_from_row(row) for row in rows]
+
+    async def settle_fallback_address(
+        self, appointment_id: str, kind: str, result: KindResult, address: NormalizedAddress | None
+    ) -> bool:
+        """See the port. One statement: the check that the address is still a fallback and the write."""
+        stored = codec.with_utc(result.provenance, "started_at", "finished_at")
+        result_json = result.model_copy(update={"provenance": stored}).model_dump_json()
+        path = codec.result_path(kind)
+        if address is None:
+            sql = f"""UPDATE appointments SET body = json_set(body, ?, json(?))
+                WHERE id = ? AND {_RULES_FALLBACK}"""
+            args: tuple[object, ...] = (path, result_json, appointment_id)
+        else:
+            sql = f"""UPDATE appointments SET body = json_set(body, ?, json(?)),
+                normalization = json_set(normalization, '$.endereco_normalizado', json(?))
+                WHERE id = ? AND {_RULES_FALLBACK}"""
+            args = (path, result_json, address.model_dump_json(), appointment_id)
+
+        def settle(conn: sqlite3.Connection) -> bool:
+            with _write(conn):
+                return conn.execute(sql, args).rowcount == 1
+
+        return await self._run(settle)
 
     async def retime_appointments(self, times: Sequence[tuple[str, datetime]]) -> int:
         sql = """UPDATE appointments SET body = json_set(body, '$.data_hora', ?, '$.retimed', 1)

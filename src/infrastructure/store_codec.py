@@ -130,6 +130,8 @@ class _StoredNormalization(BaseModel):
 
 _NORMALIZATION_FIELDS = set(_StoredNormalization.model_fields)
 _APPOINTMENT_COLUMNS = {"id", "batch_id", "seq", "normalization_status"}
+_BODY_EXCLUDES = _APPOINTMENT_COLUMNS | _NORMALIZATION_FIELDS
+_BODY_EXCLUDES_NO_RESULTS = _BODY_EXCLUDES | {"results"}  # a new appointment's row as before results
 
 APPOINTMENT_COLUMNS = (
     "id, batch_id, seq, normalization_status, prov_job_id, prov_attempt, body, normalization"
@@ -158,9 +160,19 @@ def appointment_row(appointment: Appointment) -> tuple[Any, ...]:
         appointment.normalization_status.value,
         provenance.job_id if provenance else None,
         provenance.attempt if provenance else None,
-        appointment.model_dump_json(exclude=_APPOINTMENT_COLUMNS | _NORMALIZATION_FIELDS),
+        appointment.model_dump_json(
+            exclude=_BODY_EXCLUDES if appointment.results else _BODY_EXCLUDES_NO_RESULTS
+        ),
         appointment.model_dump_json(include=_NORMALIZATION_FIELDS) if has_normalization else None,
     )
+
+
+def result_path(kind: str) -> str:
+    """The JSON path of a job kind's result in an appointment's body (SQLite) or document (MongoDB
+    uses `results.<kind>`): job names are identifiers, so the path needs no escaping."""
+    if not kind.isidentifier():
+        raise ValueError(f"a job kind is an identifier, got {kind!r}")
+    return f"$.results.{kind}"
 
 
 def appointment_from_row(row: Sequence[Any]) -> Appointment:

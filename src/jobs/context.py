@@ -7,7 +7,7 @@ from typing import TypedDict
 
 from arq.connections import ArqRedis
 
-from src.application.ports import Repository
+from src.application.ports import AddressNormalizer, Repository
 from src.application.services.normalization_service import NormalizationService, RunInfo
 from src.application.services.reconciler import Reconciler
 from src.application.services.task_service import TaskService
@@ -25,6 +25,7 @@ class JobContext(TypedDict):
     normalization: NormalizationService
     tasks: TaskService
     reconciler: Reconciler
+    address_normalizer: AddressNormalizer  # the LLM with the rules as fallback, or the rules alone
 
 
 def run_info(ctx: JobContext) -> RunInfo:

@@ -24,11 +24,8 @@ async def cleanup(ctx: JobContext, payload: NoPayload) -> dict[str, Any]:
 
 
 def reconcile_schedule(settings: Settings) -> Cron:
-    """Every `RECONCILE_EVERY_SECONDS` (a divisor of 60 s, or whole minutes), and once at start."""
-    every = settings.reconcile_every_seconds
-    if every < 60:
-        return Cron(second=set(range(0, 60, every)), run_at_startup=True)
-    return Cron(second={0}, minute=set(range(0, 60, every // 60)), run_at_startup=True)
+    """Every `RECONCILE_EVERY_SECONDS`, and once at start."""
+    return Cron.every(settings.reconcile_every_seconds, run_at_startup=True)
 
 
 def reconcile_timeout_s(settings: Settings) -> float:

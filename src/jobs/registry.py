@@ -15,6 +15,7 @@ from src.domain.jobs import DEFAULT_QUEUE, MAINTENANCE_QUEUE
 from src.jobs.maintenance import cleanup, reconcile, reconcile_schedule, reconcile_timeout_s
 from src.jobs.normalize_appointment import NormalizeAppointment, normalize_appointment
 from src.jobs.normalize_batch_chunk import NormalizeBatchChunk, normalize_batch_chunk
+from src.jobs.renormalize_addresses import KIND, renormalize_addresses, renormalize_schedule
 from src.jobs.spec import Cron, JobSpec, NoPayload
 
 
@@ -66,6 +67,13 @@ NORMALIZE_APPOINTMENT = JobSpec(
 NORMALIZE_BATCH_CHUNK = JobSpec(
     name="normalize_batch_chunk", handler=normalize_batch_chunk, payload=NormalizeBatchChunk
 )
+RENORMALIZE_ADDRESSES = JobSpec(  # LLM mode: the addresses stored while the LLM was down, asked again
+    name=KIND,
+    handler=renormalize_addresses,
+    payload=NoPayload,
+    timeout_s=600.0,
+    cron=renormalize_schedule,
+)
 RECONCILE = JobSpec(
     name="reconcile",
     handler=reconcile,
@@ -83,7 +91,9 @@ CLEANUP = JobSpec(
     cron=Cron(second={0}, minute={17}),  # hourly
 )
 
-REGISTRY = JobRegistry([NORMALIZE_APPOINTMENT, NORMALIZE_BATCH_CHUNK, RECONCILE, CLEANUP])
+REGISTRY = JobRegistry(
+    [NORMALIZE_APPOINTMENT, NORMALIZE_BATCH_CHUNK, RENORMALIZE_ADDRESSES, RECONCILE, CLEANUP]
+)
 
 __all__ = ["CLEANUP", "DEFAULT_QUEUE", "NORMALIZE_APPOINTMENT", "NORMALIZE_BATCH_CHUNK", "RECONCILE",
-           "REGISTRY", "JobRegistry"]  # fmt: skip
+           "REGISTRY", "RENORMALIZE_ADDRESSES", "JobRegistry"]  # fmt: skip

@@ -55,6 +55,13 @@ class Cron:
     hour: set[int] | None = None
     run_at_startup: bool = False
 
+    @classmethod
+    def every(cls, seconds: int, *, run_at_startup: bool = False) -> Cron:
+        """Every `seconds`: a divisor of 60, or whole minutes dividing an hour (settings check it)."""
+        if seconds < 60:
+            return cls(second=set(range(0, 60, seconds)), run_at_startup=run_at_startup)
+        return cls(second={0}, minute=set(range(0, 60, seconds // 60)), run_at_startup=run_at_startup)
+
 
 @dataclass(frozen=True, slots=True)
 class JobSpec(Generic[P]):
@@ -68,7 +75,7 @@ class JobSpec(Generic[P]):
     queue: str = DEFAULT_QUEUE
     timeout_s: FromSettings[float] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    cron: FromSettings[Cron] | None = None
+    cron: FromSettings[Cron | None] | None = None  # a function may answer None: the cron is off
 
     def timeout(self, settings: Settings) -> float:
         return settings.arq_job_timeout if self.timeout_s is None else resolve(self.timeout_s, settings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from src.application.ports import AddressNormalizer
 from src.domain.workers import TaskStats
 from src.jobs.context import JobContext
 from src.worker.job_runner import JobRunner
@@ -20,4 +19,3 @@ class WorkerContext(JobContext):
     fingerprint: str
     active_runs: dict[str, int]  # job_id → attempt of the runs in progress (ledger heartbeats)
     task_stats: dict[str, TaskStats]  # published with every heartbeat, summed by /metrics
-    address_normalizer: AddressNormalizer

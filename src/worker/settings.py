@@ -21,7 +21,7 @@ from src.domain.jobs import DEFAULT_QUEUE, queue_key
 from src.infrastructure.job_serializer import make_serializers
 from src.infrastructure.redis_pool import create_redis_pool
 from src.jobs.registry import REGISTRY, JobRegistry
-from src.jobs.spec import JobSpec, resolve
+from src.jobs.spec import JobSpec
 from src.worker.arq_worker import AppWorker
 from src.worker.heartbeat import LifecycleConfig
 from src.worker.hooks import shutdown, startup
@@ -88,12 +88,15 @@ def task_functions(settings: Settings, queue: str, registry: JobRegistry = REGIS
 
 def cron_jobs(settings: Settings, queue: str, registry: JobRegistry = REGISTRY) -> list[CronJob]:
     """The queue's crons: unique per tick, so several workers of the queue run each tick once."""
-    return [_cron_job(spec, settings) for spec in registry.on_queue(queue) if spec.cron is not None]
+    crons = (_cron_job(spec, settings) for spec in registry.on_queue(queue) if spec.cron is not None)
+    return [job for job in crons if job is not None]
 
 
-def _cron_job(spec: JobSpec[Any], settings: Settings) -> CronJob:
+def _cron_job(spec: JobSpec[Any], settings: Settings) -> CronJob | None:
     assert spec.cron is not None
-    when = resolve(spec.cron, settings)
+    when = spec.cron(settings) if callable(spec.cron) else spec.cron
+    if when is None:
+        return None  # turned off by its setting
     return cron(
         cron_task(spec),
         name=spec.name,

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from src.application.ports import Repository
 from src.domain.addresses import AddressSource
+from src.domain.appointments import KindResult, Provenance
 from src.domain.jobs import ErrorCategory, JobEnvelope, JobOutcome, JobProgress, JobStatus
 from src.domain.workers import WorkerRegistration
 from tests.contract.conftest import NORMALIZED_ADDRESS, T0, make_appointment, make_job, make_result
@@ -262,3 +265,48 @@ async def test_rules_fallback_addresses_are_listed_in_pages(repo: Repository) ->
     assert await repo.save_normalizations(upgraded, job_id="normalize:appt-3:1", attempt=1) == 1
     listed = await repo.rules_fallback_appointments(after_id=None, limit=10)
     assert [a.id for a in listed] == ["appt-1", "appt-4"]
+
+
+async def test_a_fallback_address_is_settled_once_with_its_own_provenance(repo: Repository) -> None:
+    """The re-normalization's write: the LLM's address replaces a fallback, with the kind's result
+    and provenance next to the normalization's own; an address that is no longer a fallback is never
+    overwritten; a kept fallback records the result, which takes it off the kind's list."""
+    appointments = [make_appointment(n, id=f"appt-{n}") for n in (1, 2, 3)]
+    await repo.insert_appointments(appointments)
+    fallback = NORMALIZED_ADDRESS.model_copy(
+        update={"source": AddressSource.RULES_FALLBACK, "fallback_reason": "server_error"}
+    )
+    results = [make_result(a.id, "batch:batch-1:0:1", 1).model_copy(update={"endereco_normalizado": fallback})
+               for a in appointments]  # fmt: skip
+    assert await repo.save_normalizations(results, job_id="batch:batch-1:0:1", attempt=1) == 3
+    kind = "renormalize_addresses"
+    provenance = Provenance(
+        job_id="cron:renormalize:1", attempt=1, worker_id="w-r", version="v2",
+        started_at=T0, finished_at=T0 + timedelta(seconds=1), duration_ms=1000,
+    )  # fmt: skip
+    by_llm = NORMALIZED_ADDRESS.model_copy(update={"source": AddressSource.LLM, "bairro": "Centro Novo"})
+    replaced = KindResult(data={"outcome": "replaced"}, provenance=provenance)
+    assert await repo.settle_fallback_address("appt-1", kind, replaced, by_llm)
+    assert not await repo.settle_fallback_address("appt-1", kind, replaced, by_llm)  # no longer a fallback
+    kept = KindResult(data={"outcome": "kept (invented_cep)"}, provenance=provenance)
+    assert await repo.settle_fallback_address("appt-2", kind, kept, None)
+
+    first = await repo.get_appointment("appt-1")
+    assert first is not None and first.endereco_normalizado is not None
+    assert (first.endereco_normalizado.source, first.endereco_normalizado.bairro) == (
+        AddressSource.LLM,
+        "Centro Novo",
+    )
+    assert first.results == {kind: replaced}
+    assert (
+        first.provenance is not None and first.provenance.job_id == "batch:batch-1:0:1"
+    )  # the normalization's
+    assert first.documento_normalizado == results[0].documento_normalizado
+    second = await repo.get_appointment("appt-2")
+    assert second is not None and second.endereco_normalizado == fallback and second.results == {kind: kept}
+    everyone = await repo.rules_fallback_appointments(after_id=None, limit=10)
+    assert [a.id for a in everyone] == ["appt-2", "appt-3"]
+    todo = await repo.rules_fallback_appointments(after_id=None, limit=10, without_result=kind)
+    assert [a.id for a in todo] == ["appt-3"]
+    with pytest.raises(ValueError, match="identifier"):
+        await repo.settle_fallback_address("appt-3", "a.b", kept, None)

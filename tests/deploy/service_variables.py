@@ -73,6 +73,8 @@ READ_BY: dict[str, tuple[str, ...]] = {
             "LLM_CONCURRENCY_HARD_CAP",
             "LLM_BREAKER_FAILURES",
             "LLM_BREAKER_COOLDOWN_SECONDS",
+            "RENORMALIZE_EVERY_SECONDS",
+            "RENORMALIZE_PER_RUN",
         ),
         (WORKER,),
     ),

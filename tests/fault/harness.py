@@ -56,6 +56,7 @@ BASE_ENV: dict[str, str] = {
     "WORKER_HEARTBEAT_INTERVAL": str(BEAT_S),
     "JOB_LEASE_SECONDS": str(LEASE_S),
     "RECONCILE_EVERY_SECONDS": "1",
+    "RENORMALIZE_EVERY_SECONDS": "0",  # off unless a test turns it on (it asks the LLM again)
     "ARQ_POLL_DELAY": "0.05",
     "ARQ_JOB_COMPLETION_WAIT": "5",
     "ARQ_MAX_JOBS": "10",

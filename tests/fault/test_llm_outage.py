@@ -1,7 +1,8 @@
 """An LLM outage heals: the fake OpenAI server answers 503 to everything, the worker's circuit
 opens (one log line, not one per address), the addresses done meanwhile are stored by the rules as
-`rules_fallback`, no job is lost; once the server is back, a probe closes the circuit and the LLM
-answers again."""
+`rules_fallback`, no job is lost; once the server is back, a probe closes the circuit, the LLM
+answers again, and the re-normalization asks it again for every fallback address, a page at a time,
+with its own provenance, never touching an address the LLM wrote."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.fault
 
 FAILURES = 3
 COOLDOWN_S = 10.0  # longer than the outage phase, so no probe normally falls inside it
+PER_RUN = 10  # RENORMALIZE_PER_RUN: 30 fallback addresses take at least three runs
 
 
 @pytest.fixture
@@ -60,6 +62,8 @@ async def test_outage_opens_the_circuit_once_and_recovery_closes_it(
         OPENAI_TIMEOUT="5",
         LLM_BREAKER_FAILURES=str(FAILURES),
         LLM_BREAKER_COOLDOWN_SECONDS=str(COOLDOWN_S),
+        RENORMALIZE_EVERY_SECONDS="1",
+        RENORMALIZE_PER_RUN=str(PER_RUN),
     )
     healthy = await cluster.create_appointments(3, prefix="Before")
     await cluster.wait_all_succeeded(healthy.values(), timeout=60)
@@ -113,3 +117,24 @@ async def test_outage_opens_the_circuit_once_and_recovery_closes_it(
     every_job = [*healthy.values(), *during.values(), *after.values()]
     records = await cluster.jobs(every_job)
     assert {r.status.value for r in records.values()} == {"succeeded"}  # 0 lost, 0 failed
+
+    async def every_fallback_renormalized() -> bool:
+        sources = [(await address_of(cluster, a))["source"] for a in during]
+        return set(sources) == {"llm"}
+
+    await wait_for(
+        every_fallback_renormalized, timeout=60, what="the fallback addresses asked again", interval=1.0
+    )
+    for appointment_id in during:
+        body = (await cluster.client.get(f"/api/v1/appointments/{appointment_id}")).json()
+        result = body["results"]["renormalize_addresses"]
+        assert result["data"] == {"outcome": "replaced"}, result
+        assert result["provenance"]["worker_id"] == worker.worker_id
+        assert result["provenance"]["job_id"].startswith("renormalize_addresses:")  # the cron run
+        assert body["provenance"]["job_id"].startswith("normalize:")  # the normalization's own, kept
+    for appointment_id in healthy:  # written by the LLM in the first place: never touched
+        body = (await cluster.client.get(f"/api/v1/appointments/{appointment_id}")).json()
+        assert body["results"] == {} and body["endereco_normalizado"]["source"] == "llm"
+    runs = log_events(worker, "addresses re-normalized")
+    assert runs and all(r["asked"] <= PER_RUN for r in runs), runs  # the rate limit
+    assert sum(r["replaced"] for r in runs) == len(during)  # each replaced once: 0 written twice

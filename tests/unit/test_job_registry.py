@@ -61,7 +61,10 @@ def test_worker_settings_is_arqs_class_for_a_queue() -> None:
     config = worker_settings(settings(), DEFAULT_QUEUE)
     assert issubclass(config, WorkerSettings) and config.__name__ == "NormalizationWorkerSettings"
     assert [f.name for f in config.functions] == ["normalize_appointment", "normalize_batch_chunk"]
-    assert config.cron_jobs == [] and config.queue_name == "jobs:v1:normalization"
+    assert [c.name for c in config.cron_jobs] == ["renormalize_addresses"]
+    assert config.queue_name == "jobs:v1:normalization"
+    off = settings().model_copy(update={"renormalize_every_seconds": 0})
+    assert worker_settings(off, DEFAULT_QUEUE).cron_jobs == []  # 0 turns it off
     assert (config.max_jobs, config.job_timeout, config.max_tries) == (7, 120, 4)
     maintenance = worker_settings(settings(), MAINTENANCE_QUEUE)
     assert maintenance.functions == [] and [c.name for c in maintenance.cron_jobs] == ["reconcile", "cleanup"]
