@@ -1,7 +1,7 @@
 """Our worker at an older commit against this checkout, in one run: `bench.compare --baseline-ref REF`.
 
     .venv/bin/python -m bench.compare --baseline-ref COMMIT [--rounds 5] [--jobs 5000] [--samples 200] \
-        [--pause-ms 5] [--json PATH] [--smoke]
+        [--scenarios noop io50 latency] [--pause-ms 5] [--json PATH] [--smoke]
 
 The old commit is checked out with `git worktree add --detach` in a temporary directory (its `.venv` a
 link to this checkout's, so both sides run the same interpreter and packages) and removed afterwards.
@@ -110,7 +110,7 @@ def run_rounds(args: argparse.Namespace, roots: dict[str, Path]) -> list[dict[st
     samples = args.samples or (SMOKE_SAMPLES if args.smoke else LIBS["ours"].samples)
     runs: list[dict[str, Any]] = []
     for round_index in range(args.rounds):
-        for figure in FIGURES:
+        for figure in chosen(args):
             for side in round_order(round_index):
                 started = time.monotonic()
                 result, error = run_one(
@@ -169,12 +169,17 @@ def judge(figure: Figure, old: list[float], new: list[float]) -> dict[str, Any]:
     }
 
 
-def judge_all(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def chosen(args: argparse.Namespace) -> list[Figure]:
+    """The figures of the scenarios asked for (--scenarios; all three by default)."""
+    return [figure for figure in FIGURES if figure.scenario in args.scenarios]
+
+
+def judge_all(runs: list[dict[str, Any]], figures: list[Figure]) -> list[dict[str, Any]]:
     def values(side: str, scenario: str) -> list[float]:
         picked = [r for r in runs if r["side"] == side and r["scenario"] == scenario]
         return [r["value"] for r in picked if r["value"] is not None]
 
-    return [judge(f, values("old", f.scenario), values("new", f.scenario)) for f in FIGURES]
+    return [judge(f, values("old", f.scenario), values("new", f.scenario)) for f in figures]
 
 
 def print_verdicts(verdicts: list[dict[str, Any]], ref: str, rounds: int, smoke: bool) -> None:
@@ -203,7 +208,7 @@ def main(args: argparse.Namespace) -> int:
     with baseline_tree(args.baseline_ref) as (old_tree, commit):
         print(f"baseline {args.baseline_ref} ({commit[:12]}) in {old_tree}", flush=True)
         runs = run_rounds(args, {"old": old_tree, "new": REPO_ROOT})
-    verdicts = judge_all(runs)
+    verdicts = judge_all(runs, chosen(args))
     print_verdicts(verdicts, args.baseline_ref, args.rounds, args.smoke)
     problems = correctness_problems(runs)
     elapsed = time.monotonic() - started
