@@ -72,9 +72,11 @@ sample: install
 
 # The full benchmarks behind docs/benchmarks.md (about an hour, figures in var/bench/; the peers
 # are installed in their own venv, var/bench-peers-venv). `make test` runs their smoke modes only.
+# bench.compare exits 1 when a speed gate fails; its figures are written all the same, and the
+# leading `-` lets the other benchmarks run.
 bench: install
 	mkdir -p var/bench
-	$(PY) -m bench.compare --reps 3 --json var/bench/compare.json --chart docs/img/bench-compare.png
+	-$(PY) -m bench.compare --reps 3 --json var/bench/compare.json --chart docs/img/bench-compare.png
 	$(PY) -m bench.scaling --json var/bench/scaling.json
 	$(PY) -m bench.latency_trace --json var/bench/latency_trace.json
 	$(PY) -m bench.enqueue --jobs 50000 --json var/bench/enqueue.json

@@ -1,7 +1,8 @@
-"""Our worker side by side with peer job queues (GitHub issue 7): jobs/s, latency, Redis commands per job.
+"""Our worker side by side with peer job queues: jobs/s, latency, Redis commands per job.
 
     .venv/bin/python -m bench.compare [--smoke] [--libs ...] [--scenarios ...] [--reps 3] \
         [--jobs 5000] [--samples 200] [--pause-ms 5] [--json PATH] [--chart PATH]
+    .venv/bin/python -m bench.compare --baseline-ref COMMIT [--rounds 5] ...   # see bench/baseline.py
 
 Every (lib, scenario, rep) runs in a FRESH redis-server on a free loopback port (never 6379) and one
 worker process of that library, started by a runner script with the same command-line contract:
@@ -22,9 +23,13 @@ Scenarios (what each runner measures, see bench/peers/runner.py):
 - Redis commands per job (INFO commandstats, commands run inside Lua scripts and MULTI included):
   enqueue phase and worker phase (start-up included) / N, the harness's own commands subtracted.
 
-Medians over --reps, then the issue's gates, computed from this run only:
+Medians over --reps, then three gates, computed from this run only:
 ours io50 / best peer io50 >= 1.2; ours noop / arq-100 noop >= 1.0 (raw arq with the same 100 slots);
 ours latency p50 <= saq p50.
+
+Exit code: 1 when a run fails a correctness check (the runner did not see every job done, or our
+ledger does not hold every job once as succeeded), or, outside --smoke, when a gate fails. --smoke
+(tiny counts on a possibly loaded machine) prints the ratios with no speed verdict.
 """
 
 from __future__ import annotations
@@ -112,13 +117,16 @@ def sample_count(lib: str, samples: int | None, smoke: bool) -> int:
     return max(5, round(base * (samples or 200) / 200))
 
 
-def runner_command(lib: str, peers_python: Path | None) -> tuple[list[str], Path, dict[str, str]]:
+def runner_command(
+    lib: str, peers_python: Path | None, root: Path = REPO_ROOT
+) -> tuple[list[str], Path, dict[str, str]]:
     """Interpreter + runner, its cwd and environment: peers run from a temp dir with no PYTHONPATH,
-    so nothing of this repo is importable next to them."""
+    so nothing of this repo is importable next to them; ours runs the runner of the tree at `root`
+    (this checkout, or an older commit's worktree for --baseline-ref) with that tree on PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     if lib == "ours":
-        env["PYTHONPATH"] = str(REPO_ROOT)
-        return [sys.executable, str(OURS_RUNNER)], REPO_ROOT, env
+        env["PYTHONPATH"] = str(root)
+        return [sys.executable, str(root / OURS_RUNNER.relative_to(REPO_ROOT))], root, env
     assert peers_python is not None
     return [str(peers_python), str(PEERS_RUNNER)], Path(tempfile.gettempdir()), env
 
@@ -142,9 +150,10 @@ def run_one(
     samples: int,
     peers_python: Path | None,
     pause_ms: float = LATENCY_PAUSE_MS,
+    root: Path = REPO_ROOT,
 ) -> tuple[dict[str, Any] | None, str]:
     """One runner in a fresh redis-server; returns its JSON (or None) and an error text."""
-    cmd, cwd, env = runner_command(lib, peers_python)
+    cmd, cwd, env = runner_command(lib, peers_python, root)
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         out = Path(tmp) / "result.json"
         server = start_redis_server(Path(tmp) / "redis")
@@ -282,11 +291,13 @@ def print_table(libs: list[str], results: dict[str, Any], reps: int) -> None:
         )
 
 
-def print_gates(gate_list: list[dict[str, Any]]) -> None:
-    print("\ngates (this run):")
+def print_gates(gate_list: list[dict[str, Any]], smoke: bool) -> None:
+    print("\ngates (this run)" + (": no verdict, smoke sizes are too small to judge speed" if smoke else ":"))
     for gate in gate_list:
         if gate["pass"] is None:
             verdict = "n/a (needs ours and the peer in this run)"
+        elif smoke:
+            verdict = f"{gate['ratio']:.2f}"
         else:
             verdict = f"{gate['ratio']:.2f}  {'PASS' if gate['pass'] else 'FAIL'}"
         print(f"  {gate['gate']:<55} {verdict}")
@@ -298,11 +309,26 @@ def print_gates(gate_list: list[dict[str, Any]]) -> None:
                 f"per job around the body: ours {gate['ours_ms_around_body']:.1f} ms, the peer "
                 f"{gate['peer_ms_around_body']:.1f} ms"
             )
-            if not gate["attainable"]:
+            if not gate["attainable"] and not smoke:
                 print(
                     f"    1.2 x the peer is {gate['needed_jobs_per_s']:,.0f} jobs/s, above the ceiling: "
                     "no worker could pass this gate in this run"
                 )
+
+
+def correctness_problems(runs: list[dict[str, Any]]) -> list[str]:
+    """What every run must get right whatever the machine's load: it finished (every job done, the
+    runner's own check), and where the runner counts the ledger, every job succeeded there once."""
+    problems: list[str] = []
+    for run in runs:
+        where = f"{run['lib']} {run['scenario']} rep {run['rep']}"
+        result = run["result"]
+        if result is None:
+            problems.append(f"{where}: {run['error']}")
+        elif "ledger_succeeded" in result and result["ledger_succeeded"] != result["jobs"]:
+            succeeded = f"{result['ledger_succeeded']} of {result['jobs']}"
+            problems.append(f"{where}: {succeeded} jobs succeeded in the ledger")
+    return problems
 
 
 def peer_versions(peers_python: Path) -> dict[str, str]:
@@ -322,7 +348,7 @@ def peer_versions(peers_python: Path) -> dict[str, str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Our worker against peer job queues (issue 7).")
+    parser = argparse.ArgumentParser(description="Our worker against peer job queues, or an older commit.")
     parser.add_argument("--smoke", action="store_true", help="tiny counts, 1 rep, arq-100 + saq + ours")
     parser.add_argument("--libs", nargs="+", choices=list(LIBS), help="default: all (smoke: a subset)")
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
@@ -335,6 +361,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=LATENCY_PAUSE_MS,
         help=f"latency: idle pause after each sample, the same for every lib (default {LATENCY_PAUSE_MS:g})",
     )
+    parser.add_argument(
+        "--baseline-ref",
+        metavar="COMMIT",
+        help="instead of the peers: our worker at COMMIT (a temporary git worktree) against this checkout",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="--baseline-ref: interleaved rounds, median (default 5)"
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--chart", type=Path, help="write a PNG chart here (matplotlib, peers venv)")
     return parser.parse_args(argv)
@@ -342,6 +376,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.baseline_ref:
+        from bench.baseline import main as compare_with_baseline
+
+        return compare_with_baseline(args)
     started = time.monotonic()
     reps = args.reps or (1 if args.smoke else 3)
     libs: list[str] = list(args.libs or (SMOKE_LIBS if args.smoke else list(LIBS)))
@@ -393,10 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     results = summarize(runs)
     gate_list = gates(results)
     print_table(libs, results, reps)
-    print_gates(gate_list)
+    print_gates(gate_list, args.smoke)
     elapsed = time.monotonic() - started
-    failures = [r for r in runs if r["result"] is None]
-    print(f"\n{len(runs)} runs in {elapsed:.0f} s; {len(failures)} failed")
+    problems = correctness_problems(runs)
+    print(f"\n{len(runs)} runs in {elapsed:.0f} s; {len(problems)} failed a correctness check")
+    for problem in problems:
+        print(f"  {problem}")
+    speed_failed = not args.smoke and any(gate["pass"] is False for gate in gate_list)
 
     figures = {
         "machine": {
@@ -413,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "gates": gate_list,
         "runs": runs,
+        "correctness_problems": problems,
         "elapsed_s": elapsed,
     }
     json_path = args.json
@@ -437,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chart failed: {chart.stderr.strip()[-2000:]}")
             return 1
         print(f"chart: {args.chart}")
-    return 1 if failures else 0
+    return 1 if problems or speed_failed else 0
 
 
 if __name__ == "__main__":

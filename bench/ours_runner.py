@@ -12,6 +12,9 @@ peers' runner (bench/peers/runner.py), run with the project's own Python:
 - Latency: with the worker idle, one job at a time: `TaskService.enqueue` (ledger record + Lua
   enqueue, which wakes the worker) then `TaskService.wait_for_result` (the process's one completion
   subscription, then a ledger read): the time until the caller holds the final record.
+- Ledger check (`ledger_succeeded`): throughput counts the ledger's succeeded records once the workers
+  have drained, latency the measured samples whose final record is succeeded; bench/compare.py fails
+  the run unless it equals N (or M).
 - Redis commands per job: `INFO commandstats` deltas over the enqueue phase and over the processing
   phase, less the harness's own commands (INCR, two SETs, its INFO/GET polling).
 - Redis CPU per job: `INFO cpu` (`used_cpu_user` + `used_cpu_sys`, every thread of redis-server)
@@ -46,7 +49,7 @@ from bench.common import BENCH_VERSION, publish_deployment  # noqa: E402
 from bench.compare import LATENCY_PAUSE_MS  # noqa: E402
 from bench.ours_worker import worker_settings  # noqa: E402
 from src.application.services.task_service import TaskService  # noqa: E402
-from src.domain.jobs import JobEnvelope  # noqa: E402
+from src.domain.jobs import JobEnvelope, JobStatus  # noqa: E402
 from src.infrastructure.completion_feed import RedisCompletionFeed  # noqa: E402
 from src.infrastructure.redis_pool import create_redis_pool  # noqa: E402
 from src.infrastructure.repository_factory import build_repository  # noqa: E402
@@ -132,7 +135,10 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         finally:
             for worker in workers:
                 stop_worker(worker)
+        # the workers have drained: every job must now be one succeeded ledger record
+        succeeded = sum(c.count for c in await repository.count_jobs() if c.status == JobStatus.SUCCEEDED)
         return {
+            "ledger_succeeded": succeeded,
             "jobs_per_s": (args.jobs - 1) / (float(t1) - t0),
             "enqueue_cmds_per_job": (enqueued - before) / args.jobs,
             "worker_cmds_per_job": (processed - enqueued) / args.jobs,
@@ -162,21 +168,23 @@ async def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )
         samples: list[float] = []
         jobs = envelopes("l", WARMUP_SAMPLES + args.samples)
-        before = 0
+        before = succeeded = 0
         for n, job in enumerate(jobs):
             if n == WARMUP_SAMPLES:
                 before = await command_calls(redis)
             latency_trace.mark("caller.start")
             started = time.perf_counter()
             await tasks.enqueue(job)
-            await tasks.wait_for_result(job.job_id, timeout=60 if n else 120)  # the first waits for start-up
+            record = await tasks.wait_for_result(job.job_id, timeout=60 if n else 120)  # 1st: start-up
             samples.append((time.perf_counter() - started) * 1000)
+            succeeded += n >= WARMUP_SAMPLES and record.status == JobStatus.SUCCEEDED
             latency_trace.mark("caller.end")
             # idle again (bench.compare gives every lib the same pause)
             await asyncio.sleep(args.pause_ms / 1000)
         after = await command_calls(redis)
         measured = sorted(samples[WARMUP_SAMPLES:])
         return {
+            "ledger_succeeded": succeeded,
             "p50_ms": statistics.median(measured),
             "p99_ms": measured[min(len(measured) - 1, int(0.99 * len(measured)))],
             "enqueue_cmds_per_job": None,

@@ -593,7 +593,7 @@ class AppWorker(Worker):
         while this process is short of CPU, up to `BUSY_CLAIM_GATHER_S` more for a quarter of the
         slots. A CPU-bound worker then makes fewer, bigger claims, and its finishes and ledger
         writes go out in bigger batches; one with CPU to spare claims for a slot as soon as it
-        frees: a 50 ms job's slot does not idle through a gather (bench A/B in docs/benchmarks.md)."""
+        frees: a 50 ms job's slot does not idle through a gather (bench A/B in bench/NOTES.md)."""
         if not await self._slot_freed(timeout):
             return False
         if not self._cpu_load.saturated():
