@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
 import tarfile
 import tempfile
 import unicodedata
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -101,9 +104,47 @@ async def rules_mode() -> AsyncIterator[Normalize]:
     yield _rules
 
 
+@asynccontextmanager
+async def llm_mode() -> AsyncIterator[Normalize]:
+    """LLM mode as the worker runs it (the SDK, the circuit breaker, the checks of the answer, the
+    rules as fallback): against the real model when `OPENAI_API_KEY` is set (`OPENAI_MODEL`, else
+    the settings' default), else against the project's fake server, which checks the plumbing only
+    (its answers are not a model's). Prints who answered: every address should say `llm`."""
+    from src.application.services.rules_address_normalizer import RulesAddressNormalizer
+    from src.config import Settings
+    from src.infrastructure.llm_address_normalizer import LLMAddressNormalizer, build_openai_client
+    from src.logging import configure_logging
+    from tests.fakes.openai_server import run_fake_openai_server
+
+    configure_logging("WARNING", "console")  # one line per refused answer is the worker's DEBUG
+
+    key = os.environ.get("OPENAI_API_KEY") or None
+    model = os.environ.get("OPENAI_MODEL") or str(Settings.model_fields["openai_model"].default)
+    with contextlib.ExitStack() as stack:
+        base_url = None if key else stack.enter_context(run_fake_openai_server()).base_url
+        client = build_openai_client(key, base_url, timeout_s=30.0, max_retries=2)
+        normalizer = LLMAddressNormalizer(client, model, fallback=RulesAddressNormalizer(), concurrency=8)
+        answered: Counter[str] = Counter()
+
+        async def normalize(raw: str) -> NormalizedAddress:
+            address = await normalizer.normalize(raw)
+            answered[address.fallback_reason or address.source.value] += 1
+            return address
+
+        try:
+            yield normalize
+        finally:
+            await client.close()
+            where = "the real model" if key else "the fake server (plumbing only)"
+            print(f"llm mode against {where}, model {model}: answered by {dict(answered)}", file=sys.stderr)
+
+
 # mode -> context manager that starts what the mode needs (a server, a client), yields the
-# normalizer and closes everything on exit; the LLM mode adds its own entry here.
-NORMALIZERS: dict[str, Callable[[], AbstractAsyncContextManager[Normalize]]] = {"rules": rules_mode}
+# normalizer and closes everything on exit.
+NORMALIZERS: dict[str, Callable[[], AbstractAsyncContextManager[Normalize]]] = {
+    "rules": rules_mode,
+    "llm": llm_mode,
+}
 
 
 async def normalize_all(rows: list[LabelledAddress], normalize: Normalize) -> dict[str, Fields]:
