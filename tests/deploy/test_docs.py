@@ -76,3 +76,18 @@ def test_the_guides_banner_is_the_banners_code() -> None:
         worker_id=values["Worker id"],
     )
     assert shown.rstrip("\n") == banner and shown.startswith(RULE)
+
+
+def test_the_job_state_diagram_has_exactly_the_ledgers_states() -> None:
+    """docs/architecture.md draws the job's states once: the same set as `JobStatus`, and its
+    terminal states are the ones the ledger treats as terminal."""
+    from src.domain.jobs import JobStatus
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    [diagram] = re.findall(r"```mermaid\n(stateDiagram-v2\n.*?)```", text, re.DOTALL)
+    edges = re.findall(r"^\s+(\[\*\]|\w+) --> (\[\*\]|\w+)", diagram, re.MULTILINE)
+    states = {s for edge in edges for s in edge} - {"[*]"}
+    assert states == {s.value for s in JobStatus}
+    terminal = {a for a, b in edges if b == "[*]"}
+    assert terminal == {s.value for s in JobStatus if s.terminal}
+    assert not any(a in terminal and b != "[*]" for a, b in edges)  # nothing leaves a terminal state
