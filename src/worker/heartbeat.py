@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from redis.exceptions import RedisError
@@ -25,9 +25,6 @@ from src.domain.workers import LLMStats, WorkerCounters, WorkerRecord, WorkerReg
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_problems import RedisProblemLog
 from src.worker.state_files import write_state_file
-
-if TYPE_CHECKING:
-    from src.worker.arq_worker import AppWorker
 
 log = structlog.get_logger(__name__)
 
@@ -62,8 +59,33 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class BeatingWorker(Protocol):
+    """What the heartbeat reads and steers of its worker (`AppWorker`): declared here, so the
+    heartbeat does not import the worker that owns it."""
+
+    lifecycle: LifecycleConfig
+    ctx: dict[Any, Any]
+    burst: bool
+    worker_id: str
+    queue_name: str
+    allow_pick_jobs: bool
+    tasks: dict[str, asyncio.Task[Any]]
+    functions: dict[str, Any]
+    max_jobs: int
+    jobs_complete: int
+    jobs_failed: int
+    jobs_retried: int
+
+    @property
+    def pool(self) -> Any: ...  # the worker's ArqRedis
+
+    def drain(self, reason: str) -> None: ...
+
+    def release_running_jobs(self, reason: str) -> int: ...
+
+
 class Heartbeat:
-    def __init__(self, worker: AppWorker) -> None:
+    def __init__(self, worker: BeatingWorker) -> None:
         self.worker = worker
         self.config = worker.lifecycle
         self.registry = DeploymentRegistry(worker.pool)
