@@ -1,7 +1,8 @@
 """Recovery after SIGKILL: how long a job held by a killed worker stays stuck before another runs it.
 
 Real processes: two `python workers.py` start on a private redis-server and SQLite file after the
-deployment is published; one slow job (TEST_ITEM_DELAY_MS) is enqueued through `TaskService`. As soon
+deployment is published (workers.py with the slow-item hook of tests/worker_hooks.py); one slow
+job is enqueued through `TaskService`. As soon
 as the ledger shows it running on worker A (attempt 1), A gets SIGKILL (so its lease is at its
 fullest: the worst kill phase), and the clock runs until the ledger shows it running on worker B
 with attempt 2. Worker B's own pick-up (poll delay, ARQ_POLL_DELAY) is included.
@@ -83,7 +84,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
             "JOB_LEASE_SECONDS": str(settings.job_lease_seconds),
             "WORKER_HEARTBEAT_INTERVAL": str(settings.worker_heartbeat_interval),
             "ARQ_POLL_DELAY": str(settings.arq_poll_delay),
-            "TEST_ITEM_DELAY_MS": str(settings.test_item_delay_ms),
+            "TEST_ITEM_DELAY_MS": str(SLOW_JOB_MS),  # read by tests/worker_hooks.py
             "WORKER_STATE_DIR": settings.worker_state_dir,
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
@@ -96,7 +97,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "workers.py"],
+            [sys.executable, "-m", "tests.worker_hooks"],  # workers.py with the slow-job hook
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -218,7 +219,6 @@ async def run_recovery(redis_url: str, workdir: Path, config: RecoveryConfig) ->
         job_lease_seconds=config.lease_s,
         worker_heartbeat_interval=config.beat_s,
         arq_poll_delay=config.poll_delay_s,
-        test_item_delay_ms=SLOW_JOB_MS,
     )
     result = RecoveryResult(config=config, seconds=[])
     for rep in range(config.reps):

@@ -132,9 +132,6 @@ class Settings(BaseSettings):
     healthcheck_role: Literal["auto", "api", "worker", "both"] = "auto"  # python -m src.healthcheck
     port: int = Field(default=8000, ge=1, le=65535)  # the image: start script, health check
     job_log_lines_per_second: int = Field(default=50, ge=0)  # INFO start/success lines per worker; 0: none
-    # test hooks (fault tests): slow each item, log each side effect; refused in production
-    test_item_delay_ms: int = Field(default=0, ge=0)
-    test_effects_path: str | None = None
     batch_chunk_size: int = Field(default=50, ge=1)
 
     # api
@@ -223,8 +220,6 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} must divide 60, or be a multiple of 60 that divides 3600")
         if self.job_lease_seconds < 2 * self.worker_heartbeat_interval:
             raise ValueError("JOB_LEASE_SECONDS must be at least twice WORKER_HEARTBEAT_INTERVAL")
-        if self.is_production and (self.test_item_delay_ms or self.test_effects_path):
-            raise ValueError("TEST_ITEM_DELAY_MS / TEST_EFFECTS_PATH are test hooks, refused in production")
         return self
 
     @model_validator(mode="after")

@@ -216,15 +216,6 @@ class AddressNormalizer(Protocol):
     async def normalize(self, raw: str) -> NormalizedAddress: ...
 
 
-class EffectsLog(Protocol):
-    """Test hook: an append-only record of every item a job run wrote, keyed by (job, attempt, item),
-    which is how fault tests count duplicated side effects."""
-
-    def record_now(self, job_id: str, attempt: int, item_ids: Sequence[str]) -> None:
-        """Append synchronously (called from the write's completion callback, so a write committed
-        while its run is being cancelled is still recorded)."""
-
-
 class WorkerDirectory(Protocol):
     """The fleet as the registry in Redis sees it (live workers, allowed versions, the fingerprint)."""
 

@@ -726,11 +726,3 @@ class AppWorker(Worker):
                 await self._handoff.release(job)
         except (RedisError, OSError) as exc:  # their leases lapse, then another worker claims them
             log.warning("Redis unreachable: handed jobs left to their leases", error=type(exc).__name__)
-
-    async def wait_idle(self, timeout: float) -> None:
-        """Test helper: wait until no job task is running (bounded)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while any(not t.done() for t in self.tasks.values()):
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("jobs still running")
-            await asyncio.sleep(0.05)

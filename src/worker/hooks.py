@@ -14,7 +14,6 @@ from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.workers import data_fingerprint
 from src.errors import StoreUnavailable
-from src.infrastructure.effects_log import JsonlEffectsLog
 from src.infrastructure.repository_factory import build_repository
 from src.jobs.registry import REGISTRY
 from src.logging import bind_context
@@ -95,8 +94,6 @@ async def startup(ctx: WorkerContext) -> None:
         documents_enabled=settings.document_normalization_enabled,
         addresses_enabled=settings.address_normalization_enabled,
         concurrency=settings.llm_concurrency_hard_cap,
-        effects=JsonlEffectsLog(settings.test_effects_path) if settings.test_effects_path else None,
-        item_delay_s=settings.test_item_delay_ms / 1000,
     )
     ctx["runner"] = JobRunner(
         repository,

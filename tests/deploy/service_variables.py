@@ -105,8 +105,6 @@ NOT_IN_COMPOSE = {
     "SQLITE_PATH": "the compose stacks use MongoDB",
     "DEBUG": "development only",
     "HEALTHCHECK_ROLE": "each service's health check follows its command",
-    "TEST_ITEM_DELAY_MS": "a test hook, refused in production",
-    "TEST_EFFECTS_PATH": "a test hook, refused in production",
 }
 # Coolify sets it at run time; the local stack requires APP_VERSION instead.
 COOLIFY_ONLY = {"SOURCE_COMMIT": EVERY}

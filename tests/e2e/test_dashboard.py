@@ -25,6 +25,7 @@ from src.config import Settings
 from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobProgress
 from src.infrastructure.repository_factory import build_repository
 from src.worker.settings import build_worker
+from tests import worker_hooks
 from tests.conftest import make_settings, publish_deployment
 from tests.e2e.dashboard_support import chromium_page, ensure_chromium, serve
 
@@ -41,9 +42,10 @@ ARTIFACT = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard.p
 
 
 @pytest.fixture
-def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
+def settings(redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """One chunk job for the whole import, and slow items so it is visibly running."""
-    return make_settings(redis_server.url, tmp_path, batch_chunk_size=1000, test_item_delay_ms=ITEM_DELAY_MS)
+    worker_hooks.install(monkeypatch, item_delay_ms=ITEM_DELAY_MS)
+    return make_settings(redis_server.url, tmp_path, batch_chunk_size=1000)
 
 
 @pytest.fixture(scope="session")

@@ -223,7 +223,9 @@ class Cluster:
         """`python workers.py --queue QUEUE`; waits for its banner (worker id) and, when `state` is
         given, for its registry record in Redis db `db` to show that state."""
         values = {"WORKER_STATE_DIR": str(self.root / f"state-{name}"), **(env or {}), **overrides}
-        process = self.spawn(name, [PYTHON, "workers.py", "--queue", queue], self.env(**values))
+        # workers.py with the tests' hooks (TEST_ITEM_DELAY_MS, TEST_EFFECTS_PATH): tests/worker_hooks.py
+        command = [PYTHON, "-m", "tests.worker_hooks", "--queue", queue]
+        process = self.spawn(name, command, self.env(**values))
 
         async def banner() -> str | None:
             self.assert_alive(process)

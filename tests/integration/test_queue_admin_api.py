@@ -13,6 +13,7 @@ from arq.constants import result_key_prefix
 from src.config import Settings
 from src.domain.workers import WorkerState
 from src.worker.settings import build_worker
+from tests import worker_hooks
 from tests.conftest import RunBurstWorker, publish_deployment
 
 pytestmark = pytest.mark.integration
@@ -72,10 +73,11 @@ async def test_cancel_a_queued_job_and_refuse_cancelling_a_finished_one(
 
 
 async def test_cancel_aborts_a_running_job(
-    api: httpx.AsyncClient, settings: Settings, arq_pool: ArqRedis
+    api: httpx.AsyncClient, settings: Settings, arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A running job is aborted: it ends cancelled, the worker carries on."""
-    slow = settings.model_copy(update={"test_item_delay_ms": 5000})
+    worker_hooks.install(monkeypatch, item_delay_ms=5000)
+    slow = settings
     await publish_deployment(slow)
     created = await create(api)
     worker = build_worker(slow, handle_signals=False)

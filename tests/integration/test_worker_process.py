@@ -18,6 +18,7 @@ from arq.constants import in_progress_key_prefix
 from src.config import Settings
 from src.domain.jobs import queue_key
 from src.worker.settings import build_worker
+from tests import worker_hooks
 from tests.conftest import publish_deployment
 from tests.integration.test_lifecycle import stored_and_enqueued
 
@@ -100,7 +101,7 @@ async def test_worker_recycles_itself_over_max_rss(settings: Settings, arq_pool:
 
 
 async def test_retiring_a_version_releases_its_running_job_without_burning_a_try(
-    settings: Settings, arq_pool: ArqRedis
+    settings: Settings, arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker whose version is retired mid-job is fenced at its next beat and puts the job back:
     the ledger records an interruption, not an application failure, and the job runs again later.
@@ -109,7 +110,8 @@ async def test_retiring_a_version_releases_its_running_job_without_burning_a_try
     from src.infrastructure.deployment_registry import DeploymentRegistry
     from src.infrastructure.repository_factory import build_repository
 
-    slow = settings.model_copy(update={"test_item_delay_ms": 60_000})
+    worker_hooks.install(monkeypatch, item_delay_ms=60_000)
+    slow = settings
     job_id = await stored_and_enqueued(settings, arq_pool, "fence1")
     await publish_deployment(slow)
     worker = build_worker(slow, handle_signals=False)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from src.application.ports import AddressNormalizer, EffectsLog, Repository
+from src.application.ports import AddressNormalizer, Repository
 from src.domain.addresses import reconcile_uf_with_cep
 from src.domain.appointments import Appointment, NormalizationResult, NormalizationStatus, Provenance
 from src.domain.documents import mask_document, normalize_document
@@ -51,8 +51,6 @@ class NormalizationService:
         addresses_enabled: bool,
         concurrency: int,
         page_size: int = 100,
-        effects: EffectsLog | None = None,
-        item_delay_s: float = 0.0,
     ) -> None:
         self._repository = repository
         self._addresses = address_normalizer
@@ -60,8 +58,6 @@ class NormalizationService:
         self._addresses_enabled = addresses_enabled
         self._limit = asyncio.Semaphore(concurrency)
         self._page_size = page_size
-        self._effects = effects
-        self._item_delay_s = item_delay_s
 
     async def normalize_appointment(
         self, appointment_id: str, run: RunInfo, *, still_current: Checkpoint
@@ -125,26 +121,16 @@ class NormalizationService:
             return
         if not await still_current(progress):
             raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded; results discarded")
+        # shielded: a write the store has started is finished even if this run is cancelled meanwhile
         save = asyncio.ensure_future(
             self._repository.save_normalizations(results, job_id=run.job_id, attempt=run.attempt)
         )
-        effects = self._effects
-        if effects is not None:
-            ids = [r.appointment_id for r in results]
-
-            def record(done: asyncio.Future[int]) -> None:
-                if not done.cancelled() and done.exception() is None and done.result() == len(ids):
-                    effects.record_now(run.job_id, run.attempt, ids)
-
-            save.add_done_callback(record)
         written = await asyncio.shield(save)
         if written < len(results):
             raise StaleAttempt(f"attempt {run.attempt} of {run.job_id} was superseded; results discarded")
 
     async def _normalize(self, appointment: Appointment, run: RunInfo) -> NormalizationResult:
         started = datetime.now(UTC)
-        if self._item_delay_s:
-            await asyncio.sleep(self._item_delay_s)  # test hook: lets fault tests land kills mid-flight
         async with self._limit:
             document = normalize_document(appointment.documento) if self._documents_enabled else None
             if document is not None and not document.valid:
