@@ -30,6 +30,7 @@ from bench.common import BENCH_VERSION, bench_settings, redis_server
 from src.application.services.task_service import TaskService
 from src.domain.appointments import new_appointment_id
 from src.domain.jobs import JobEnvelope
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.sqlite_repository import SQLiteRepository
 
@@ -67,7 +68,7 @@ async def time_ours(redis_url: str, workdir: Path, ids: list[str]) -> float:
     pool = create_redis_pool(settings)
     try:
         await pool.flushdb()
-        tasks = TaskService(pool=pool, repository=repository, producer_version=BENCH_VERSION)
+        tasks = TaskService(RedisJobQueue(pool), repository=repository, producer_version=BENCH_VERSION)
         # The envelopes are the input, as the function name and kwargs are arq's: not timed.
         envelopes = [
             JobEnvelope(

@@ -73,6 +73,7 @@ from src.domain.addresses import AddressSource
 from src.domain.appointments import Appointment, NormalizationStatus, new_appointment_id
 from src.domain.jobs import JobEnvelope
 from src.infrastructure.llm_address_normalizer import LLMAddressAnswer, answer_to_address
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from tests.fakes.openai_server import FakeOpenAIServer, fake_normalize, run_fake_openai_server
@@ -285,7 +286,7 @@ async def produce_jobs(settings_env: dict[str, str], rows: list[ParsedRow]) -> l
             )
             for a in appointments
         ]
-        tasks = TaskService(pool=pool, repository=repository, producer_version=settings.app_version)
+        tasks = TaskService(RedisJobQueue(pool), repository=repository, producer_version=settings.app_version)
         results = await tasks.enqueue_many(envelopes)
         if any(r.status != "queued" for r in results):
             raise RuntimeError("some jobs were not queued")

@@ -151,7 +151,7 @@ EXPECTED_POOL_CALL_SITES = {
     "workers.py": 1,  # preflight
     "src/worker/liveness.py": 1,  # `workers.py --check` and the image's health check
     "src/cli/direct.py": 2,  # with_registry and with_admin
-    "src/application/services/task_service.py": 1,  # the fallback
+    "src/infrastructure/queue/redis_queue.py": 1,  # TaskService()'s default queue
     # docstring, import, `class QueueingConnectionPool(BlockingConnectionPool)` (2 + 1), its docstring,
     # `def create_redis_pool(`, QueueingConnectionPool.from_url(, ArqRedis( over it
     "src/infrastructure/redis_pool.py": 8,

@@ -51,6 +51,7 @@ from bench.ours_worker import worker_settings  # noqa: E402
 from src.application.services.task_service import TaskService  # noqa: E402
 from src.domain.jobs import JobEnvelope, JobStatus  # noqa: E402
 from src.infrastructure.completion_feed import RedisCompletionFeed  # noqa: E402
+from src.infrastructure.queue import RedisJobQueue  # noqa: E402
 from src.infrastructure.redis_pool import create_redis_pool  # noqa: E402
 from src.infrastructure.repository_factory import build_repository  # noqa: E402
 
@@ -113,7 +114,7 @@ async def throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     repository = build_repository(settings)
     await repository.init()
     try:
-        tasks = TaskService(pool=pool, repository=repository, producer_version=BENCH_VERSION)
+        tasks = TaskService(RedisJobQueue(pool), repository=repository, producer_version=BENCH_VERSION)
         jobs = envelopes("t", args.jobs)
         before, cpu_before = await command_calls(redis), await cpu_seconds(redis)
         results = await tasks.enqueue_many(jobs)
@@ -164,7 +165,7 @@ async def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     worker = start_worker(args.redis_url, workdir, args)
     try:
         tasks = TaskService(
-            pool=pool, repository=repository, producer_version=BENCH_VERSION, completions=feed
+            RedisJobQueue(pool), repository=repository, producer_version=BENCH_VERSION, completions=feed
         )
         samples: list[float] = []
         jobs = envelopes("l", WARMUP_SAMPLES + args.samples)

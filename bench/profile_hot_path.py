@@ -30,6 +30,7 @@ from bench.peers.venv import ensure_peers_venv
 from scripts.local_redis import start_redis_server
 from src.application.services.task_service import TaskService
 from src.infrastructure.completion_feed import RedisCompletionFeed
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 
@@ -67,7 +68,7 @@ async def enqueue(redis_url: str, workdir: Path, jobs: int) -> None:
     repository = build_repository(settings)
     await repository.init()
     try:
-        await TaskService(pool=pool, repository=repository).enqueue_many(envelopes("p", jobs))
+        await TaskService(RedisJobQueue(pool), repository=repository).enqueue_many(envelopes("p", jobs))
     finally:
         await pool.aclose(close_connection_pool=True)
         await repository.close()
@@ -80,7 +81,7 @@ async def one_at_a_time(redis_url: str, workdir: Path, jobs: int) -> None:
     await repository.init()
     feed = RedisCompletionFeed(pool)
     try:
-        tasks = TaskService(pool=pool, repository=repository, completions=feed)
+        tasks = TaskService(RedisJobQueue(pool), repository=repository, completions=feed)
         for job in envelopes("l", jobs):
             await tasks.enqueue(job)
             await tasks.wait_for_result(job.job_id, timeout=60)

@@ -31,6 +31,7 @@ from src.domain.appointments import Appointment
 from src.domain.jobs import JobEnvelope, JobRecord, JobStatus
 from src.domain.workers import WorkerState
 from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.sqlite_repository import SQLiteRepository
 
@@ -187,7 +188,7 @@ async def _measure_once(settings: Settings, workdir: Path, rep: int) -> float:
             ids={"appointment_id": appointment_id},
             producer_version=BENCH_VERSION,
         )
-        service = TaskService(pool=pool, repository=repository, producer_version=BENCH_VERSION)
+        service = TaskService(RedisJobQueue(pool), repository=repository, producer_version=BENCH_VERSION)
         [enqueued] = await service.enqueue_many([envelope])
         if enqueued.status != "queued":
             raise RuntimeError(f"job not queued: {enqueued.status}")

@@ -34,6 +34,7 @@ from bench.common import BENCH_VERSION, bench_settings, median, publish_deployme
 from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.jobs import JobEnvelope, JobStatus
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from src.jobs.context import JobContext
@@ -217,7 +218,7 @@ async def enqueue_ours(settings: Settings, jobs: int, tag: str) -> None:
         repository = build_repository(settings)
         await repository.init()
         try:
-            service = TaskService(pool=pool, repository=repository, producer_version=BENCH_VERSION)
+            service = TaskService(RedisJobQueue(pool), repository=repository, producer_version=BENCH_VERSION)
             envelopes = [
                 JobEnvelope(
                     task="normalize_appointment",

@@ -24,6 +24,7 @@ from src.infrastructure.completion_feed import RedisCompletionFeed
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.health_config import health_config
 from src.infrastructure.idempotency import RedisIdempotencyStore
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.redis_problems import RedisProblemLog
 from src.infrastructure.repository_factory import build_repository
@@ -72,10 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await repository.init()
         completions = RedisCompletionFeed(pool)  # one subscription for every waiting request
         tasks = TaskService(
-            pool=pool,
-            repository=repository,
+            RedisJobQueue(pool, max_payload_bytes=settings.max_job_payload_bytes),
+            repository,
             producer_version=settings.app_version,
-            max_payload_bytes=settings.max_job_payload_bytes,
             completions=completions,
             catalog=REGISTRY,
         )

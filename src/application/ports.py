@@ -19,8 +19,44 @@ from src.domain.jobs import (
     JobRecord,
     JobStatus,
     LostLease,
+    QueueState,
 )
 from src.domain.workers import LostWorker, WorkerRecord, WorkerRegistration
+
+
+class JobQueue(Protocol):
+    """The queue that carries jobs to workers (`src/infrastructure/queue`): transport only, the
+    ledger decides. Redis errors of the inspection calls propagate; `push` raises QueueUnavailable."""
+
+    async def connection(self) -> Any:
+        """The queue's client (arq's pool): what the deployment check pings."""
+
+    async def close(self) -> None: ...
+
+    def encode(self, envelope: JobEnvelope, enqueue_ms: int) -> bytes:
+        """The job's payload; UnsafePayload when it is over the size limit."""
+
+    async def push(self, queue: str, jobs: Sequence[tuple[str, bytes]], score_ms: int) -> list[bool]:
+        """Add (id, payload) jobs, runnable from `score_ms`; per job, False when already queued or a
+        result is still cached under its id. QueueUnavailable when the queue does not answer."""
+
+    async def states(self, jobs: Sequence[tuple[str, str]]) -> dict[str, QueueState]:
+        """What the queue holds for each (job id, queue)."""
+
+    async def result_head(self, job_id: str, limit: int) -> tuple[bytes, int] | None: ...
+
+    async def depth(self, queue: str) -> tuple[int, int, float | None]:
+        """(ready, deferred, score in ms of the oldest ready job or None)."""
+
+    async def remove(self, job_id: str, queue: str) -> bool: ...
+
+    async def abort(self, job_id: str) -> None: ...
+
+    async def delete_results(self, job_ids: Sequence[str]) -> int: ...
+
+    async def server_facts(self) -> dict[str, str]: ...
+
+    async def length(self, queue: str) -> int: ...
 
 
 class JobCatalog(Protocol):

@@ -23,6 +23,7 @@ from src.domain.jobs import JobRecord
 from src.errors import AppError, TransientError
 from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.health_config import health_config
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from src.jobs.registry import REGISTRY
@@ -58,10 +59,9 @@ async def with_admin(
     try:
         await repository.init()
         tasks = TaskService(
-            pool=pool,
-            repository=repository,
+            RedisJobQueue(pool, max_payload_bytes=settings.max_job_payload_bytes),
+            repository,
             producer_version=settings.app_version,
-            max_payload_bytes=settings.max_job_payload_bytes,
             catalog=REGISTRY,
         )
         return await action(QueueAdmin(repository, tasks, REGISTRY.queues), tasks)

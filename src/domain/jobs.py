@@ -227,6 +227,16 @@ class LostLease:
         return self.status is JobStatus.FAILED
 
 
+class QueueState(BaseModel):
+    """What the queue (Redis) holds for a job, next to the ledger's record."""
+
+    queued: bool  # on the queue: waiting, deferred, or running under a lease
+    in_progress: bool  # a lease (or a stranger's in-progress key) holds it
+    has_result: bool  # arq's result key exists (whoever wrote it)
+    has_payload: bool = False  # arq's job key exists
+    lease_holder: str | None = None  # the in-progress key's value: one of our worker ids, or not
+
+
 class JobCount(BaseModel):
     """Ledger records grouped by queue, status and error category."""
 

@@ -1,7 +1,8 @@
 """Direct hand-off: an idle worker registers itself and blocks on its own inbox, and an enqueue gives
-the new job straight to it (see `ENQUEUE_MANY_SCRIPT` in the task service), as SAQ's blocking pop
-does. A single job then costs no wake-up message and no claim round trip between the enqueue and the
-run: the job arrives with its lease (valued with this worker's id), payload and try count.
+the new job straight to it (`ENQUEUE_MANY_SCRIPT` in src/infrastructure/queue/redis_queue.py), as
+SAQ's blocking pop does. A single job then costs no wake-up message and no claim round trip between
+the enqueue and the run: the job arrives with its lease (valued with this worker's id), payload and
+try count.
 
 The protocol, and why nothing is lost:
 - `wait` registers (a sorted-set member that lapses after the wait, on Redis's clock) and blocks on

@@ -14,6 +14,7 @@ from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.workers import data_fingerprint
 from src.errors import StoreUnavailable
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.repository_factory import build_repository
 from src.jobs.registry import REGISTRY
 from src.logging import bind_context
@@ -105,10 +106,9 @@ async def startup(ctx: WorkerContext) -> None:
         lines=JobLines(settings.job_log_lines_per_second),
     )
     ctx["tasks"] = TaskService(
-        pool=ctx["redis"],
-        repository=repository,
+        RedisJobQueue(ctx["redis"], max_payload_bytes=settings.max_job_payload_bytes),
+        repository,
         producer_version=ctx["version"],
-        max_payload_bytes=settings.max_job_payload_bytes,
         catalog=REGISTRY,
     )
     ctx["reconciler"] = Reconciler(

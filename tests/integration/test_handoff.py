@@ -18,6 +18,7 @@ from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.jobs import JobEnvelope, JobStatus, idle_workers_key, inbox_key, queue_key, wake_channel
 from src.infrastructure.completion_feed import RedisCompletionFeed
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from src.worker.arq_worker import AppWorker
@@ -45,7 +46,7 @@ def job(n: int) -> JobEnvelope:
 async def tasks(settings: Settings, arq_pool: ArqRedis) -> AsyncIterator[TaskService]:
     repository = build_repository(settings)
     await repository.init()
-    yield TaskService(pool=arq_pool, repository=repository)
+    yield TaskService(RedisJobQueue(arq_pool), repository=repository)
     await repository.close()
 
 
@@ -165,7 +166,7 @@ async def redis_and_store(settings: Settings) -> AsyncIterator[tuple[ArqRedis, R
     await repository.init()
     feed = RedisCompletionFeed(pool)
     try:
-        yield pool, repository, TaskService(pool=pool, repository=repository, completions=feed)
+        yield pool, repository, TaskService(RedisJobQueue(pool), repository=repository, completions=feed)
     finally:
         await feed.close()
         await pool.aclose(close_connection_pool=True)

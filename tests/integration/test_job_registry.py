@@ -21,6 +21,7 @@ from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.jobs import ErrorCategory, JobEnvelope, JobRecord, JobStatus, queue_key
 from src.errors import TransientError
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.repository_factory import build_repository
 from src.jobs.context import JobContext
 from src.jobs.registry import JobRegistry
@@ -77,7 +78,7 @@ async def tasks(settings: Settings, arq_pool: ArqRedis) -> AsyncIterator[TaskSer
     repository = build_repository(settings)
     await repository.init()
     try:
-        yield TaskService(pool=arq_pool, repository=repository, catalog=REGISTRY)
+        yield TaskService(RedisJobQueue(arq_pool), repository=repository, catalog=REGISTRY)
     finally:
         await repository.close()
 

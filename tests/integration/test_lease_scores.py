@@ -24,6 +24,7 @@ from src.config import Settings
 from src.domain.jobs import JobEnvelope, queue_key
 from src.domain.workers import WorkerRecord
 from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.repository_factory import build_repository
 from src.worker.arq_worker import AppWorker
 from src.worker.handoff import Handoff
@@ -109,7 +110,7 @@ async def test_a_claimed_job_is_scored_with_its_lease_and_put_back_with_its_own_
         leased = await arq_pool.zscore(QUEUE, "t:lease:1")
         assert leased is not None and before + lease_ms - SLACK_MS <= leased <= now_ms() + lease_ms + SLACK_MS
         assert await arq_pool.zscore(QUEUE, "t:lease:2") == scores["t:lease:2"]  # untouched
-        tasks = TaskService(pool=arq_pool, repository=build_repository(settings))
+        tasks = TaskService(RedisJobQueue(arq_pool), repository=build_repository(settings))
         ready, deferred, oldest = await tasks.queue_depth("normalization")
         assert (ready, deferred, oldest) == (1, 1, scores["t:lease:2"])  # the running job is not "ready"
         worker.release_running_jobs("test: stopping")  # cancelled: arq puts it back on the queue
@@ -237,7 +238,7 @@ async def test_a_handed_job_is_scored_with_its_lease_and_given_back_with_its_own
     repository = build_repository(settings)
     await repository.init()
     try:
-        tasks = TaskService(pool=arq_pool, repository=repository)
+        tasks = TaskService(RedisJobQueue(arq_pool), repository=repository)
         await register_only(arq_pool, "w-1", lease_ms=30_000, wait_ms=10_000)
         envelope = JobEnvelope(
             task="normalize_appointment", logical_key="lease:h1", ids={"appointment_id": "h1"},

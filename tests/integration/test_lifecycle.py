@@ -17,6 +17,7 @@ from src.domain.appointments import Appointment
 from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobProgress, JobRecord, JobStatus
 from src.domain.workers import WorkerState
 from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.repository_factory import build_repository
 from src.worker.settings import build_worker
 from tests.conftest import RunBurstWorker, publish_deployment
@@ -49,7 +50,7 @@ async def stored_and_enqueued(settings: Settings, pool: ArqRedis, appointment_id
     repository = build_repository(settings)
     await repository.init()
     await repository.insert_appointments([appointment(appointment_id)])
-    await TaskService(pool=pool, repository=repository).enqueue(envelope(appointment_id))
+    await TaskService(RedisJobQueue(pool), repository=repository).enqueue(envelope(appointment_id))
     await repository.close()
     return envelope(appointment_id).job_id
 
@@ -139,7 +140,7 @@ async def test_reconciler_requeues_a_stale_running_job_whose_worker_died(
     """A running record with a stale heartbeat and no arq job left lost its lease: the loss is counted
     and, nothing in Redis blocking its id, it is enqueued again under it and succeeds."""
     repository, env = await _stale_running_job(settings, "r1")
-    tasks = TaskService(pool=arq_pool, repository=repository)
+    tasks = TaskService(RedisJobQueue(arq_pool), repository=repository)
     report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60, max_lease_losses=3).run()
     assert report.lost_leases_requeued == 1 and report.vanished_requeued == 0
     requeued = await repository.get_job(env.job_id)
@@ -159,7 +160,7 @@ async def test_reconciler_runs_a_job_whose_id_is_blocked_as_the_next_generation(
     the job goes on as the next generation, which supersedes it, and succeeds."""
     repository, env = await _stale_running_job(settings, "r2")
     await arq_pool.set(result_key_prefix + env.job_id, b'{"s": false}')
-    tasks = TaskService(pool=arq_pool, repository=repository)
+    tasks = TaskService(RedisJobQueue(arq_pool), repository=repository)
     report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60, max_lease_losses=3).run()
     assert report.lost_leases_requeued == 1 and report.foreign_consumed == 0
     old = await repository.get_job(env.job_id)
@@ -186,7 +187,7 @@ async def test_reconciler_requeues_a_queued_job_whose_arq_job_vanished(
                    queue="normalization", envelope=env,
                    enqueued_at=datetime.now(UTC) - timedelta(minutes=5))]
     )  # fmt: skip
-    tasks = TaskService(pool=arq_pool, repository=repository)
+    tasks = TaskService(RedisJobQueue(arq_pool), repository=repository)
     fresh = Reconciler(repository, tasks, stale_after_s=5, grace_s=600, max_lease_losses=3)
     assert (await fresh.run()).vanished_requeued == 0  # within the grace period: the enqueue may be in flight
     report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60, max_lease_losses=3).run()
@@ -252,7 +253,7 @@ async def test_cleanup_task_deletes_old_finished_records_only(
     await repository.init()
     ctx = {
         "repository": repository,
-        "tasks": TaskService(pool=arq_pool, repository=repository),
+        "tasks": TaskService(RedisJobQueue(arq_pool), repository=repository),
         "settings": settings.model_copy(update={"ledger_retention_seconds": 60}),
     }
     kept = await cleanup(ctx, NoPayload())  # type: ignore[arg-type]
@@ -285,7 +286,7 @@ async def test_reconciler_reports_a_strangers_result_and_goes_on_past_odd_ones(
         result_key_prefix + envs[0].job_id, b'{"f": "normalize_appointment", "s": true, "r": "x"}'
     )
     await arq_pool.set(result_key_prefix + envs[1].job_id, b'{"st": 1e300, "t": 1180591620717411303424}')
-    tasks = TaskService(pool=arq_pool, repository=repository)
+    tasks = TaskService(RedisJobQueue(arq_pool), repository=repository)
     report = await Reconciler(repository, tasks, stale_after_s=5, grace_s=60, max_lease_losses=3).run()
     assert (report.foreign_consumed, report.vanished_requeued, report.errors) == (2, 1, 0)
     taken = await repository.get_job(envs[0].job_id)

@@ -19,6 +19,7 @@ from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings
 from src.domain.jobs import JobEnvelope, JobStatus, queue_key
 from src.errors import UnsafePayload
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.repository_factory import build_repository
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ async def test_bulk_enqueue_writes_ledger_then_queue_and_is_idempotent(
     """2,500 jobs go out in pipelined chunks; a second call reports every one as already queued."""
     repository = build_repository(settings)
     await repository.init()
-    service = TaskService(pool=arq_pool, repository=repository, producer_version="test-1")
+    service = TaskService(RedisJobQueue(arq_pool), repository=repository, producer_version="test-1")
     envelopes = [envelope(i) for i in range(2500)]
 
     first = await service.enqueue_many(envelopes)
@@ -65,7 +66,7 @@ async def test_next_generation_is_never_refused_by_a_cached_result(
     """A result cached under generation 1 refuses gen 1 again but accepts gen 2."""
     repository = build_repository(settings)
     await repository.init()
-    service = TaskService(pool=arq_pool, repository=repository)
+    service = TaskService(RedisJobQueue(arq_pool), repository=repository)
     await arq_pool.set("arq:result:normalize:a1:1", b"{}")
     assert (await service.enqueue(envelope(1))).status == "already_queued"
     assert (await service.enqueue(envelope(1, generation=2))).status == "queued"
@@ -76,7 +77,7 @@ async def test_payload_in_redis_is_json_with_ids_only(settings: Settings, arq_po
     """The stored job is JSON (never pickle) and carries ids, not personal data."""
     repository = build_repository(settings)
     await repository.init()
-    await TaskService(pool=arq_pool, repository=repository).enqueue(envelope(7))
+    await TaskService(RedisJobQueue(arq_pool), repository=repository).enqueue(envelope(7))
     raw = await arq_pool.get(job_key_prefix + "normalize:a7:1")
     assert raw is not None and raw.startswith(b"{")
     assert b'"appointment_id":"a7"' in raw
@@ -105,7 +106,7 @@ async def test_concurrent_duplicate_enqueues_create_one_job(settings: Settings, 
     """50 concurrent enqueues of one job id: exactly one reports queued."""
     repository = build_repository(settings)
     await repository.init()
-    service = TaskService(pool=arq_pool, repository=repository)
+    service = TaskService(RedisJobQueue(arq_pool), repository=repository)
     results = await asyncio.gather(*(service.enqueue(envelope(9)) for _ in range(50)))
     assert [r.status for r in results].count("queued") == 1
     await repository.close()
@@ -126,7 +127,7 @@ async def test_payload_is_what_arq_serializes_with_our_json_serializer(
         batch_id="b1",
         producer_version="test-1",
     )
-    await TaskService(pool=arq_pool, repository=repository).enqueue(env)
+    await TaskService(RedisJobQueue(arq_pool), repository=repository).enqueue(env)
     raw = await arq_pool.get(job_key_prefix + env.job_id)
     assert raw is not None
     stored = json.loads(raw)
@@ -152,7 +153,7 @@ async def test_bulk_enqueue_spans_chunks_and_reports_duplicates_in_order(
     monkeypatch.setattr(task_service, "ENQUEUE_CHUNK", 7)
     repository = build_repository(settings)
     await repository.init()
-    service = TaskService(pool=arq_pool, repository=repository)
+    service = TaskService(RedisJobQueue(arq_pool), repository=repository)
     await service.enqueue_many([envelope(i) for i in (3, 11, 12)])
     results = await service.enqueue_many([envelope(i) for i in range(20)])
     assert [r.job_id for r in results] == [f"normalize:a{i}:1" for i in range(20)]
@@ -185,7 +186,7 @@ async def test_redis_failing_midway_defers_the_rest_and_loses_nothing(
     monkeypatch.setattr(arq_pool, "register_script", failing_after_first)
     repository = build_repository(settings)
     await repository.init()
-    results = await TaskService(pool=arq_pool, repository=repository).enqueue_many(
+    results = await TaskService(RedisJobQueue(arq_pool), repository=repository).enqueue_many(
         [envelope(i) for i in range(13)]
     )
     assert [r.status for r in results] == ["queued"] * 5 + ["deferred"] * 8
@@ -203,7 +204,7 @@ async def test_oversized_payload_is_refused_before_anything_is_written(
     nor queued (a record the reconciler could never enqueue would be left otherwise)."""
     repository = build_repository(settings)
     await repository.init()
-    service = TaskService(pool=arq_pool, repository=repository, max_payload_bytes=1024)
+    service = TaskService(RedisJobQueue(arq_pool, max_payload_bytes=1024), repository=repository)
     big = JobEnvelope(
         task="normalize_appointment", logical_key="normalize:big", ids={"appointment_id": "x" * 2000}
     )

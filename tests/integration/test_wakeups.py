@@ -17,6 +17,7 @@ from src.config import Settings
 from src.domain.appointments import Appointment
 from src.domain.jobs import DONE_CHANNEL, JobEnvelope, JobStatus
 from src.errors import NotFound
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.redis_subscription import RedisSubscription
 from src.infrastructure.repository_factory import build_repository
@@ -52,7 +53,7 @@ async def test_wait_for_result_without_a_feed_polls_and_reports_unknown_and_time
     TimeoutError naming its status; after a worker ran it → the final record."""
     repository = build_repository(settings)
     await repository.init()
-    tasks = TaskService(pool=arq_pool, repository=repository)
+    tasks = TaskService(RedisJobQueue(arq_pool), repository=repository)
     with pytest.raises(NotFound):
         await tasks.wait_for_result("normalize:nope:1", timeout=1)
     await repository.insert_appointments([appointment("w2")])
@@ -77,7 +78,9 @@ async def test_finished_jobs_are_announced_on_the_done_channel(
     subscription.start()
     await asyncio.wait_for(subscription.live.wait(), 10)
     await repository.insert_appointments([appointment("w3"), appointment("w4")])
-    await TaskService(pool=arq_pool, repository=repository).enqueue_many([envelope("w3"), envelope("w4")])
+    await TaskService(RedisJobQueue(arq_pool), repository=repository).enqueue_many(
+        [envelope("w3"), envelope("w4")]
+    )
     await run_burst_worker()  # type: ignore[operator]
     deadline = asyncio.get_running_loop().time() + 10
     while len(heard) < 2 and asyncio.get_running_loop().time() < deadline:

@@ -18,6 +18,7 @@ from src.config import Settings
 from src.domain.appointments import Appointment
 from src.domain.jobs import JobEnvelope, JobStatus, queue_key
 from src.infrastructure.job_serializer import make_serializers
+from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.repository_factory import build_repository
 from tests.conftest import RunBurstWorker
 
@@ -48,7 +49,7 @@ async def enqueue_for(settings: Settings, pool: ArqRedis, appointment_id: str, s
         ids={"appointment_id": appointment_id},
         producer_version="test-1",
     )
-    await TaskService(pool=pool, repository=repository).enqueue(env)
+    await TaskService(RedisJobQueue(pool), repository=repository).enqueue(env)
     await repository.close()
     return env.job_id
 

@@ -11,8 +11,8 @@ import structlog
 from pydantic import BaseModel
 
 from src.application.ports import Repository
-from src.application.services.task_service import QueueState, TaskService
-from src.domain.jobs import ErrorCategory, JobCount, JobRecord, JobStatus, queue_key
+from src.application.services.task_service import TaskService
+from src.domain.jobs import ErrorCategory, JobCount, JobRecord, JobStatus, QueueState, queue_key
 from src.errors import Conflict, NotFound
 
 log = structlog.get_logger(__name__)

@@ -22,9 +22,9 @@ import structlog
 from pydantic import BaseModel
 
 from src.application.ports import Repository
-from src.application.services.task_service import QueueState, TaskService
+from src.application.services.task_service import TaskService
 from src.domain.foreign_results import MAX_BYTES, describe_foreign_result
-from src.domain.jobs import ErrorCategory, JobRecord, JobStatus
+from src.domain.jobs import ErrorCategory, JobRecord, JobStatus, QueueState
 from src.errors import TransientError
 
 log = structlog.get_logger(__name__)

@@ -1,135 +1,46 @@
 """TaskService: the one way jobs are put on the queue and looked up.
 
-The ledger record is written before the enqueue (in bulk for imports), then the arq job is added by
-a small Lua script that refuses an id that is already queued or still has a cached result, so
-enqueueing is idempotent and a duplicate is reported as "already queued", not as an error.
+The ledger record is written before the enqueue (in bulk for imports), then the job goes on the
+queue (`JobQueue`, in Redis: `src/infrastructure/queue`), which refuses an id that is already
+queued or still has a cached result, so enqueueing is idempotent and a duplicate is reported as
+"already queued", not as an error.
 
-Bulk enqueues go in chunks of `ENQUEUE_CHUNK` jobs: one ledger transaction and one Lua call per
-chunk, and the Redis push of a chunk overlaps the ledger write of the next (the SQLite write runs
-in its thread), so a record is always committed before its job can be claimed.
+Bulk enqueues go in chunks of `ENQUEUE_CHUNK` jobs: one ledger transaction and one queue call per
+chunk, and the push of a chunk overlaps the ledger write of the next (the SQLite write runs in its
+thread), so a record is always committed before its job can be claimed.
 
 A job may be scheduled (`enqueue(…, defer_by=…, defer_until=…)`): it waits on the queue, scored
 with its time, and its status reads `scheduled` until then.
 
-`TaskService(pool=..., repository=..., catalog=REGISTRY)` is how the API and the worker use it (the
-catalog gives each job's queue). `TaskService()` with
-no arguments builds its pool from settings on first use, so the deployment check
-`asyncio.run(TaskService().get_pool())` works as written.
+`TaskService(RedisJobQueue(pool), repository, catalog=REGISTRY)` is how the API and the worker use
+it (the catalog gives each job's queue). `TaskService()` with no arguments gets the default queue
+that `src/__init__.py` registers (Redis, from the settings, built on first use), so the deployment
+check `asyncio.run(TaskService().get_pool())` works as written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
-from arq.connections import ArqRedis
-from arq.constants import (
-    abort_jobs_ss,
-    in_progress_key_prefix,
-    job_key_prefix,
-    result_key_prefix,
-    retry_key_prefix,
-)
 from pydantic import BaseModel
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
-from src.application.ports import CompletionFeed, JobCatalog, Repository
-from src.domain.jobs import (
-    DEFAULT_QUEUE,
-    JobEnvelope,
-    JobProgress,
-    JobRecord,
-    JobStatus,
-    idle_workers_key,
-    inbox_key,
-    queue_key,
-    wake_channel,
-)
-from src.errors import NotFound, UnsafePayload
+from src.application.ports import CompletionFeed, JobCatalog, JobQueue, Repository
+from src.domain.jobs import DEFAULT_QUEUE, JobEnvelope, JobProgress, JobRecord, JobStatus, QueueState
+from src.errors import NotFound, QueueUnavailable
 
 log = structlog.get_logger(__name__)
 
-# KEYS: the queue, its wake channel, its idle workers, arq's abort set.
-# ARGV: job key prefix, result key prefix, expiry ms, score, in-progress prefix, retry prefix, inbox
-# prefix, then (id, payload) pairs. Returns one 1 (added) or 0 (already queued or has a cached
-# result) per job, in order.
-# Each added job goes to one idle worker registered for a direct hand-off while any is left: the
-# job's lease is set to that worker (as its claim would) and the job, with its try count, pushed to
-# the worker's inbox, where it is waiting in a blocking pop (no wake-up, no claim round trip). The
-# job stays in the queue, as a claimed job does, scored with its lease's deadline: if that worker
-# died, its lease lapses and any worker claims it. Idle workers are woken (pub/sub) for the jobs
-# nobody was handed. Lapsed registrations are skipped here and removed by the next registration
-# (this script stays short: it runs on a Redis that has often just woken up, where every call costs
-# several times its usual).
-# The job and result keys are derived in the script (single-instance Redis, as arq itself assumes),
-# so a chunk of a thousand jobs is one call instead of a thousand.
-ENQUEUE_MANY_SCRIPT = """
-local jp, rp, px, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local ipp, rtp, inbox = ARGV[5], ARGV[6], ARGV[7]
-local t = redis.call('TIME')
-local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
-local now = string.format('%d', now_ms)
-local idle = {}
-if tonumber(score) <= now_ms then  -- a scheduled job waits for its time: no hand-off, no wake-up
-  idle = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'LIMIT', 0, (#ARGV - 7) / 2)
-end
-local handed = 0
-local added, members, unhanded = {}, {}, 0
-for i = 8, #ARGV, 2 do
-  local id, payload = ARGV[i], ARGV[i + 1]
-  if redis.call('EXISTS', jp .. id, rp .. id) == 0 then
-    redis.call('PSETEX', jp .. id, px, payload)
-    members[#members + 1] = score
-    members[#members + 1] = id
-    added[#added + 1] = 1
-    local given = false
-    if handed < #idle then
-      local member = idle[handed + 1]
-      local lease, worker = string.match(member, '^(%d+) (.+)$')
-      if redis.call('SET', ipp .. id, worker, 'NX', 'PX', lease) then
-        members[#members - 1] = string.format('%d', now_ms + tonumber(lease))  -- leased, as a claim
-        handed = handed + 1
-        redis.call('ZREM', KEYS[3], member)
-        local try = 1
-        if not redis.call('SET', rtp .. id, 1, 'EX', 88400, 'NX') then
-          try = redis.call('INCR', rtp .. id)
-          redis.call('EXPIRE', rtp .. id, 88400)
-        end
-        local aborted = redis.call('ZREM', KEYS[4], id)
-        local item = table.concat({try, score, aborted, #id, id .. payload}, ' ')
-        redis.call('RPUSH', inbox .. worker, item)
-        redis.call('PEXPIRE', inbox .. worker, lease)
-        given = true
-      end
-    end
-    if not given then unhanded = unhanded + 1 end
-  else
-    added[#added + 1] = 0
-  end
-end
-if #members > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
-if unhanded > 0 and tonumber(score) <= now_ms then redis.call('PUBLISH', KEYS[2], unhanded) end
-return added
-"""
-JOB_EXPIRY_MS = 24 * 3600 * 1000  # arq's default: a job not started within a day expires
-PIPELINE_CHUNK = 1000
 ENQUEUE_CHUNK = 1000  # jobs per ledger transaction and per Lua call (Lua's unpack allows ~8,000)
-DEFAULT_MAX_PAYLOAD_BYTES = 65536  # the default of `MAX_JOB_PAYLOAD_BYTES`
 # Waiting for a result re-reads the ledger at these intervals (doubling) even with a completion feed:
 # an announcement lost while the subscription was down costs latency, never the result.
 RESULT_POLL_FIRST_S = 0.05
 RESULT_POLL_MAX_S = 1.0
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _deferred(chunk: Sequence[JobEnvelope]) -> list[EnqueueResult]:
@@ -165,57 +76,43 @@ class EnqueueResult:
     status: Literal["queued", "already_queued", "deferred"]
 
 
-class QueueState(BaseModel):
-    """What Redis knows about a job, next to the ledger's record."""
-
-    queued: bool  # on the queue: waiting, deferred, or running under a lease
-    in_progress: bool  # a lease (or a stranger's in-progress key) holds it
-    has_result: bool  # arq's result key exists (whoever wrote it)
-    has_payload: bool = False  # arq's job key exists
-    lease_holder: str | None = None  # the in-progress key's value: one of our worker ids, or not
-
-
 class JobView(BaseModel):
     record: JobRecord
     queue_state: QueueState
 
 
+# `TaskService()` without a queue uses this one: the Redis queue made from the settings, registered
+# by the root package (`src/__init__.py`), the one place of default wiring; the application layer
+# never imports the infrastructure.
+default_queue_factory: Callable[[], JobQueue] | None = None
+
+
 class TaskService:
     def __init__(
         self,
-        pool: ArqRedis | None = None,
+        queue: JobQueue | None = None,
         repository: Repository | None = None,
         *,
         producer_version: str | None = None,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         completions: CompletionFeed | None = None,
         catalog: JobCatalog | None = None,
     ) -> None:
-        self._pool = pool
-        self._owns_pool = False
+        if queue is None:
+            if default_queue_factory is None:
+                raise RuntimeError("TaskService needs a JobQueue (none given, no default registered)")
+            queue = default_queue_factory()
+        self._queue = queue
         self._repository = repository
         self._producer_version = producer_version
-        self._max_payload_bytes = max_payload_bytes
         self._completions = completions
         self._catalog = catalog
-        self._enqueue_script: AsyncScript | None = None  # of `_pool`, made once (hashing the script)
 
-    async def get_pool(self) -> ArqRedis:
-        """The shared pool; built from settings (and pinged) when none was injected."""
-        if self._pool is None:
-            # Composition fallback for scripts and the deployment check; the API and the worker inject.
-            from src.config import get_settings
-            from src.infrastructure.redis_pool import create_redis_pool
-
-            self._pool = create_redis_pool(get_settings())
-            self._owns_pool = True
-            await self._pool.ping()
-        return self._pool
+    async def get_pool(self) -> Any:
+        """The queue's client (arq's pool), connected: the deployment guide's connection check."""
+        return await self._queue.connection()
 
     async def close(self) -> None:
-        if self._owns_pool and self._pool is not None:
-            await self._pool.aclose(close_connection_pool=True)
-            self._pool, self._enqueue_script = None, None
+        await self._queue.close()
 
     @property
     def repository(self) -> Repository:
@@ -271,33 +168,30 @@ class TaskService:
         seed = progress or JobProgress()
         results: list[EnqueueResult] = []
         pushing: asyncio.Task[list[EnqueueResult]] | None = None
-        redis_down = False
+        redis_down = False  # once a push finds the queue down, later chunks are not tried
         try:
             for start in range(0, len(envelopes), ENQUEUE_CHUNK):
                 chunk = envelopes[start : start + ENQUEUE_CHUNK]
                 # each chunk's own time: the reconciler's grace covers one chunk's push, not an import's
                 now = datetime.now(UTC)
                 enqueue_ms = int(now.timestamp() * 1000)
-                payloads = [self._payload(e, enqueue_ms) for e in chunk]  # an oversized one: nothing written
+                payloads = [self._queue.encode(e, enqueue_ms) for e in chunk]  # too big: nothing written
                 await self.repository.create_queued_jobs(chunk, queue, enqueued_at=now, progress=seed)
                 if pushing is not None:
-                    results.extend(await pushing)
+                    pushed = await pushing
                     pushing = None
+                    results.extend(pushed)
+                    # the queue did not answer: the rest stays in the ledger for the reconciler
+                    redis_down = redis_down or any(r.status == "deferred" for r in pushed)
                 if redis_down:
                     results.extend(_deferred(chunk))
                     continue
-                try:
-                    # the record is committed: push this chunk while the next one is written
-                    pool = await self.get_pool()
-                    push = self._push_chunk(pool, chunk, payloads, queue, enqueue_ms)
-                    if start + ENQUEUE_CHUNK >= len(envelopes):  # the last chunk: nothing to overlap
-                        results.extend(await push)
-                    else:
-                        pushing = asyncio.create_task(push)
-                except (RedisError, OSError) as exc:
-                    _log_deferred(len(envelopes), exc)
-                    redis_down = True
-                    results.extend(_deferred(chunk))
+                # the record is committed: push this chunk while the next one is written
+                push = self._push_chunk(chunk, payloads, queue, enqueue_ms)
+                if start + ENQUEUE_CHUNK >= len(envelopes):  # the last chunk: nothing to overlap
+                    results.extend(await push)
+                else:
+                    pushing = asyncio.create_task(push)
             if pushing is not None:
                 results.extend(await pushing)
                 pushing = None
@@ -307,65 +201,29 @@ class TaskService:
         return results
 
     async def _push_chunk(
-        self,
-        pool: ArqRedis,
-        chunk: Sequence[JobEnvelope],
-        payloads: Sequence[bytes],
-        queue: str,
-        enqueue_ms: int,
+        self, chunk: Sequence[JobEnvelope], payloads: Sequence[bytes], queue: str, enqueue_ms: int
     ) -> list[EnqueueResult]:
         if all(e.not_before is None for e in chunk):
-            return await self._push(pool, chunk, payloads, queue, enqueue_ms)
+            return await self._push(chunk, payloads, queue, enqueue_ms)
         results: list[EnqueueResult] = []
         for e, payload in zip(chunk, payloads, strict=True):  # scheduled: one call each (rare)
             score = enqueue_ms if e.not_before is None else int(e.not_before.timestamp() * 1000)
-            results.extend(await self._push(pool, [e], [payload], queue, score))
+            results.extend(await self._push([e], [payload], queue, score))
         return results
 
     async def _push(
-        self,
-        pool: ArqRedis,
-        chunk: Sequence[JobEnvelope],
-        payloads: Sequence[bytes],
-        queue: str,
-        score: int,
+        self, chunk: Sequence[JobEnvelope], payloads: Sequence[bytes], queue: str, score: int
     ) -> list[EnqueueResult]:
-        queue_name = queue_key(queue)
-        args: list[str | bytes | int] = [
-            job_key_prefix, result_key_prefix, JOB_EXPIRY_MS, score,
-            in_progress_key_prefix, retry_key_prefix, inbox_key(queue_name),
-        ]  # fmt: skip
-        for e, payload in zip(chunk, payloads, strict=True):
-            args.append(e.job_id)
-            args.append(payload)
+        jobs = [(e.job_id, payload) for e, payload in zip(chunk, payloads, strict=True)]
         try:
-            if self._enqueue_script is None:
-                self._enqueue_script = pool.register_script(ENQUEUE_MANY_SCRIPT)
-            added = await self._enqueue_script(
-                keys=[queue_name, wake_channel(queue_name), idle_workers_key(queue_name), abort_jobs_ss],
-                args=args,
-            )
-        except (RedisError, OSError) as exc:
+            added = await self._queue.push(queue, jobs, score)
+        except QueueUnavailable as exc:
             _log_deferred(len(chunk), exc)
             return _deferred(chunk)
         return [
             EnqueueResult(job_id=e.job_id, status="queued" if flag else "already_queued")
             for e, flag in zip(chunk, added, strict=True)
         ]
-
-    def _payload(self, envelope: JobEnvelope, enqueue_ms: int) -> bytes:
-        """arq's job payload `{"t","f","a","k","et"}` as our JSON serializer writes it, assembled
-        around the envelope's own JSON (a bulk enqueue spends most of its time here otherwise)."""
-        payload = b'{"t":null,"f":"%s","a":[],"k":{"envelope":%s},"et":%d}' % (
-            envelope.task.encode(),
-            envelope.model_dump_json().encode(),
-            enqueue_ms,
-        )
-        if len(payload) > self._max_payload_bytes:
-            raise UnsafePayload(
-                f"job payload of {len(payload)} bytes exceeds the {self._max_payload_bytes} limit"
-            )
-        return payload
 
     async def wait_for_result(self, job_id: str, timeout: float) -> JobRecord:
         """Wait until the job's ledger record is final (succeeded, failed or cancelled) and return it;
@@ -414,39 +272,13 @@ class TaskService:
         return (await self.queue_states([(job_id, queue)]))[job_id]
 
     async def queue_states(self, jobs: Sequence[tuple[str, str]]) -> dict[str, QueueState]:
-        """What Redis holds for many jobs, in pipelined round trips."""
-        pool = await self.get_pool()
-        states: dict[str, QueueState] = {}
-        for start in range(0, len(jobs), PIPELINE_CHUNK):
-            chunk = jobs[start : start + PIPELINE_CHUNK]
-            async with pool.pipeline(transaction=False) as pipe:
-                for job_id, queue in chunk:
-                    pipe.zscore(queue_key(queue), job_id)
-                    pipe.get(in_progress_key_prefix + job_id)
-                    pipe.exists(result_key_prefix + job_id)
-                    pipe.exists(job_key_prefix + job_id)
-                replies = await pipe.execute()
-            for index, (job_id, _) in enumerate(chunk):
-                score, holder, has_result, has_payload = replies[index * 4 : index * 4 + 4]
-                states[job_id] = QueueState(
-                    queued=score is not None,
-                    in_progress=holder is not None,
-                    has_result=bool(has_result),
-                    has_payload=bool(has_payload),
-                    lease_holder=None if holder is None else _text(holder),
-                )
-        return states
+        """What the queue holds for many jobs, in pipelined round trips."""
+        return await self._queue.states(jobs)
 
     async def result_head(self, job_id: str, limit: int) -> tuple[bytes, int] | None:
-        """The first `limit` bytes of the arq result stored under `job_id`, whoever wrote it, and its
-        full size; None when there is none. Never deserialized here, never read whole: a stranger's
-        value may be hundreds of MB."""
-        pool = await self.get_pool()
-        async with pool.pipeline(transaction=True) as pipe:
-            pipe.strlen(result_key_prefix + job_id)
-            pipe.getrange(result_key_prefix + job_id, 0, limit - 1)
-            size, head = await pipe.execute()
-        return None if not size else (bytes(head), int(size))
+        """The first `limit` bytes of the result stored under `job_id`, whoever wrote it, and its
+        full size; None when there is none (never read whole: a stranger's may be huge)."""
+        return await self._queue.result_head(job_id, limit)
 
     async def requeue(self, record: JobRecord, state: QueueState) -> EnqueueResult:
         """Put a ledger job whose arq job is gone back on the queue: under its own id when nothing in
@@ -478,52 +310,23 @@ class TaskService:
     async def queue_depth(self, queue: str) -> tuple[int, int, float | None]:
         """(ready, deferred, score in ms of the oldest ready job or None) of one queue. A running
         job's score is its lease's deadline: it counts as deferred until it finishes."""
-        pool = await self.get_pool()
-        now_ms = int(time.time() * 1000)
-        async with pool.pipeline(transaction=False) as pipe:
-            pipe.zcount(queue_key(queue), "-inf", now_ms)
-            pipe.zcount(queue_key(queue), f"({now_ms}", "+inf")
-            pipe.zrange(queue_key(queue), 0, 0, withscores=True)
-            ready, deferred, oldest = await pipe.execute()
-        return int(ready), int(deferred), (float(oldest[0][1]) if oldest and ready else None)
+        return await self._queue.depth(queue)
 
     async def remove_queued(self, job_id: str, queue: str) -> bool:
         """Take a job off the queue before any worker starts it; False when it was not queued."""
-        pool = await self.get_pool()
-        async with pool.pipeline(transaction=True) as pipe:
-            pipe.zrem(queue_key(queue), job_id)
-            pipe.delete(job_key_prefix + job_id)
-            removed, _ = await pipe.execute()
-        return bool(removed)
+        return await self._queue.remove(job_id, queue)
 
     async def abort(self, job_id: str) -> None:
         """Ask the worker running `job_id` to cancel it (arq's abort set, checked every poll)."""
-        pool = await self.get_pool()
-        await pool.zadd(abort_jobs_ss, {job_id: int(time.time() * 1000)})
+        await self._queue.abort(job_id)
 
     async def delete_results(self, job_ids: Sequence[str]) -> int:
-        """Delete cached arq results of these jobs; return how many existed."""
-        if not job_ids:
-            return 0
-        pool = await self.get_pool()
-        deleted = 0
-        for start in range(0, len(job_ids), PIPELINE_CHUNK):
-            chunk = job_ids[start : start + PIPELINE_CHUNK]
-            deleted += int(await pool.delete(*(result_key_prefix + j for j in chunk)))
-        return deleted
+        """Delete cached results of these jobs; return how many existed."""
+        return await self._queue.delete_results(job_ids)
 
     async def redis_facts(self) -> dict[str, str]:
         """Eviction policy, connected clients and maxclients of the Redis server."""
-        pool = await self.get_pool()
-        memory = await pool.info("memory")
-        clients = await pool.info("clients")
-        maxclients = await pool.config_get("maxclients")
-        return {
-            "maxmemory_policy": str(memory.get("maxmemory_policy", "unknown")),
-            "connected_clients": str(clients.get("connected_clients", 0)),
-            "maxclients": str(maxclients.get("maxclients", 0)),
-        }
+        return await self._queue.server_facts()
 
     async def queue_length(self, queue: str = DEFAULT_QUEUE) -> int:
-        pool = await self.get_pool()
-        return int(await pool.zcard(queue_key(queue)))
+        return await self._queue.length(queue)
