@@ -111,8 +111,8 @@ class PoolSite:
 
 # Every pool the API and `python workers.py` create (grep: create_redis_pool, ArqRedis, Redis(,
 # BlockingConnectionPool, max_connections in src/ and workers.py). All go through
-# src/infrastructure/redis_pool.py:create_redis_pool, a QueueingConnectionPool (redis-py's
-# BlockingConnectionPool, same bound, with a faster checkout) of
+# src/infrastructure/redis_pool.py:create_redis_pool, redis-py's stock BlockingConnectionPool (behind
+# Sentinel, src/infrastructure/redis_sentinel.py's SentinelBlockingPool, the same) of
 # `max_connections or REDIS_MAX_CONNECTIONS`. Not started here: src/cli/direct.py (2 and 4), the
 # TaskService() fallback (API and workers inject their pool) and `workers.py --check` (2,
 # src/worker/liveness.py).
@@ -152,9 +152,10 @@ EXPECTED_POOL_CALL_SITES = {
     "src/worker/liveness.py": 1,  # `workers.py --check` and the image's health check
     "src/cli/direct.py": 2,  # with_registry and with_admin
     "src/infrastructure/queue/redis_queue.py": 1,  # TaskService()'s default queue
-    # docstring, import, `class QueueingConnectionPool(BlockingConnectionPool)` (2 + 1), its docstring,
-    # `def create_redis_pool(`, QueueingConnectionPool.from_url(, ArqRedis( over it
-    "src/infrastructure/redis_pool.py": 8,
+    # docstring, import, `def create_redis_pool(`, BlockingConnectionPool.from_url( (2), ArqRedis( over it
+    "src/infrastructure/redis_pool.py": 6,
+    # docstring (2), import, `class SentinelBlockingPool(…, BlockingConnectionPool)`: built by the above
+    "src/infrastructure/redis_sentinel.py": 4,
 }
 
 

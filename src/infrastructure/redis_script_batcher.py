@@ -123,7 +123,7 @@ class ScriptBatcher:
         order, each reply or error its call's: what a non-transactional pipeline does, without
         redis-py's Pipeline object, command stack and reset per batch."""
         pool = self._redis.connection_pool
-        connection = await pool.get_connection("EVALSHA")
+        connection = await pool.get_connection()
         try:
             sha = self._script.sha
             commands = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in batch]

@@ -1,9 +1,13 @@
 """Our pool behind Redis Sentinel (`REDIS_URL=redis+sentinel://…`), on redis-py's own Sentinel support.
 
+redis-py's `SentinelConnectionPool` is not bounded-and-blocking; `SentinelBlockingPool` is it
+combined with the stock `BlockingConnectionPool` (same bound, timeout and error as the plain pool),
+overriding only public methods.
+
 redis-py asks the sentinels which server is the primary only when a connection connects. After a
 failover whose old primary stays up (a `SENTINEL FAILOVER`, a network split), kept connections would
 go on writing to it until the sentinels demote it (about 10 s here), and those writes would be lost.
-So `SentinelQueueingPool` asks at most once every PRIMARY_CHECK_S; on a new primary it closes every
+So `SentinelBlockingPool` asks at most once every PRIMARY_CHECK_S; on a new primary it closes every
 connection, in use or not, once (one caller sees the change), and a connection still pointing at
 the old primary is dropped before reuse. A command refused by a demoted primary (READONLY, which
 redis-py turns into a ConnectionError) or cut off by the switch is retried on the new primary:
@@ -14,10 +18,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff
@@ -25,7 +29,6 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from src.infrastructure.redis_pool import QueueingConnectionPool
 from src.redis_urls import parse_sentinel_url
 
 T = TypeVar("T")
@@ -51,29 +54,32 @@ class FailoverRetry(Retry):
 
 class SentinelConnection(SentinelManagedConnection):
     """redis-py's Sentinel connection, connecting once per call: the command's own retry is the one
-    level of retries (redis-py would also retry every connect, multiplying the attempts)."""
+    level of retries (redis-py would also retry every connect, multiplying the attempts). This is
+    redis-py's own connect for a primary, without its retry loop, on public members only."""
 
     async def connect(self) -> None:
-        await self._connect_retry()  # type: ignore[no-untyped-call]
+        if not self.is_connected:
+            await self.connect_to(await self.connection_pool.get_master_address())  # type: ignore[no-untyped-call]
 
 
-class SentinelQueueingPool(SentinelConnectionPool, QueueingConnectionPool):
-    """`QueueingConnectionPool` (bounded, blocking) whose connections go to the primary the sentinels
-    name; redis-py's `SentinelConnectionPool` supplies the discovery and the READONLY handling."""
+class SentinelBlockingPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The stock `BlockingConnectionPool` (bounded, blocking) whose connections go to the primary the
+    sentinels name; redis-py's `SentinelConnectionPool` supplies the discovery and the READONLY
+    handling."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
-        self._checked_at = 0.0
+        self.primary_checked_at = 0.0
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         now = time.monotonic()
-        if now - self._checked_at >= PRIMARY_CHECK_S:
-            self._checked_at = now
+        if now - self.primary_checked_at >= PRIMARY_CHECK_S:
+            self.primary_checked_at = now
             try:
                 await self.get_master_address()
             except RedisError:
                 pass  # mid-failover: the connection's own connect says what is wrong
-        return await super().get_connection(*args, **kwargs)
+        return cast(AbstractConnection, await super().get_connection(*args, **kwargs))
 
     async def ensure_connection(self, connection: AbstractConnection) -> None:
         primary = self.master_address
@@ -101,7 +107,7 @@ class SentinelQueueingPool(SentinelConnectionPool, QueueingConnectionPool):
                 await client.aclose()
 
 
-def sentinel_pool(url: str, options: dict[str, Any]) -> SentinelQueueingPool:
+def sentinel_pool(url: str, options: dict[str, Any]) -> SentinelBlockingPool:
     """The pool for a `redis+sentinel://` URL (password already filled in), with `options` of the
     plain pool (bound, timeouts)."""
     target = parse_sentinel_url(url)
@@ -109,7 +115,7 @@ def sentinel_pool(url: str, options: dict[str, Any]) -> SentinelQueueingPool:
         list(target.sentinels),
         sentinel_kwargs={"socket_connect_timeout": SENTINEL_TIMEOUT_S, "socket_timeout": SENTINEL_TIMEOUT_S},
     )
-    return SentinelQueueingPool(
+    return SentinelBlockingPool(
         target.service_name,
         sentinel,
         connection_class=SentinelConnection,

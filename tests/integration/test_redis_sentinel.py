@@ -116,7 +116,7 @@ async def test_a_write_refused_as_readonly_is_retried_on_the_new_primary(
     new primary, with no error reaching the caller."""
     await pool.set("before", "1")  # a connection to the old primary, kept in the pool
     monkeypatch.setattr(redis_sentinel, "PRIMARY_CHECK_S", 3600.0)
-    pool.connection_pool._checked_at = time.monotonic()  # type: ignore[attr-defined]
+    pool.connection_pool.primary_checked_at = time.monotonic()  # type: ignore[attr-defined]
     assert topology.sentinel_command("SENTINEL", "FAILOVER", SERVICE) == b"OK"
     wait(lambda: topology.primary_port() == topology.replica.port, "the promotion")
     old = redis.Redis(port=topology.primary.port)

@@ -43,3 +43,19 @@ async def test_one_bounded_blocking_pool_per_process() -> None:
         assert pool.connection_pool.timeout == 3
     finally:
         await pool.aclose(close_connection_pool=True)
+
+
+async def test_behind_sentinel_the_pool_is_the_same_bounded_blocking_pool() -> None:
+    """A `redis+sentinel://` URL gives the same stock blocking pool, bound and timeout (nothing
+    connects until the first command)."""
+    pool = create_redis_pool(
+        make(
+            redis_url="redis+sentinel://127.0.0.1:1/mymaster/0", redis_max_connections=7, redis_pool_timeout=3
+        )
+    )
+    try:
+        assert isinstance(pool.connection_pool, BlockingConnectionPool)
+        assert pool.connection_pool.max_connections == 7
+        assert pool.connection_pool.timeout == 3
+    finally:
+        await pool.aclose(close_connection_pool=True)
