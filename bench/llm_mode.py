@@ -72,7 +72,8 @@ from src.application.services.task_service import TaskService
 from src.domain.addresses import AddressSource
 from src.domain.appointments import Appointment, NormalizationStatus, new_appointment_id
 from src.domain.jobs import JobEnvelope
-from src.infrastructure.llm_address_normalizer import LLMAddressAnswer, answer_to_address
+from src.infrastructure.llm_address_normalizer import answer_to_address
+from src.infrastructure.llm_request import LLMAddressAnswer
 from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository

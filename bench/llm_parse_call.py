@@ -17,7 +17,8 @@ import openai
 from pydantic import ValidationError
 
 from src.infrastructure import llm_address_normalizer as llm
-from src.infrastructure.llm_address_normalizer import LLMAddressAnswer, LLMAddressNormalizer, _Rejected
+from src.infrastructure.llm_address_normalizer import LLMAddressNormalizer, _Rejected
+from src.infrastructure.llm_request import LLMAddressAnswer, build_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +31,7 @@ async def ask_with_parse(self: LLMAddressNormalizer, raw: str) -> LLMAddressAnsw
         try:
             completion = await self._client.chat.completions.parse(
                 model=self._model,
-                messages=llm.build_messages(raw),
+                messages=build_messages(raw),
                 response_format=LLMAddressAnswer,
                 max_completion_tokens=400,
             )

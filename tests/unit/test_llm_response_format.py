@@ -9,7 +9,7 @@ from openai.lib._parsing._completions import type_to_response_format_param
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
-from src.infrastructure.llm_address_normalizer import (
+from src.infrastructure.llm_request import (
     RESPONSE_FORMAT,
     CompletionReply,
     LLMAddressAnswer,

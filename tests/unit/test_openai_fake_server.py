@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from src.domain.addresses import NormalizedAddress, validation_problems
-from src.infrastructure.llm_address_normalizer import LLMAddressAnswer, build_messages
+from src.infrastructure.llm_request import LLMAddressAnswer, build_messages
 from tests.fakes.openai_server import (
     FakeOpenAIApp,
     FaultConfig,

@@ -15,7 +15,7 @@ from stdnum.br import cnpj, cpf
 
 from scripts import generate_sample
 from scripts.generate_sample import COLUMNS, generate_rows, write_csv, write_xlsx
-from src.application.services import spreadsheet_parser
+from src.application.services import xlsx_reader
 from src.application.services.spreadsheet_parser import ParsedSheet, parse_spreadsheet
 from src.errors import InvalidInput, PayloadTooLarge
 
@@ -282,7 +282,7 @@ def test_worksheet_with_a_dtd_is_refused() -> None:
 
 def test_decompression_bomb_is_refused_before_inflating(monkeypatch: pytest.MonkeyPatch) -> None:
     """A workbook whose parts declare more than the inflate budget is refused up front."""
-    monkeypatch.setattr(spreadsheet_parser, "MAX_UNCOMPRESSED_BYTES", 2000)
+    monkeypatch.setattr(xlsx_reader, "MAX_UNCOMPRESSED_BYTES", 2000)
     with pytest.raises(PayloadTooLarge, match="too large once uncompressed"):
         parse_spreadsheet(_xlsx([HEADER]), "agenda.xlsx", max_rows=10)
 
