@@ -16,7 +16,7 @@ import pytest
 from src.domain.appointments import NormalizationStatus
 from src.domain.jobs import JobClaim, JobOutcome, JobStatus
 from src.errors import StoreUnavailable
-from src.infrastructure import sqlite_repository
+from src.infrastructure import sqlite_connection
 from src.infrastructure.sqlite_repository import SQLiteRepository
 from tests.contract.conftest import T0, make_appointment, make_job, make_result
 
@@ -106,7 +106,7 @@ async def test_a_lock_held_past_the_busy_timeout_is_store_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the lock outlasts the busy timeout, the write fails as StoreUnavailable (retryable)."""
-    monkeypatch.setattr(sqlite_repository, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(sqlite_connection, "BUSY_TIMEOUT_MS", 100)
     path = tmp_path / "store.sqlite3"
     repo = SQLiteRepository(str(path))
     await repo.init()
