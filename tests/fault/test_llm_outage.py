@@ -87,10 +87,17 @@ async def test_outage_opens_the_circuit_once_and_recovery_closes_it(
     assert changes == [("closed", "open")] + [("open", "half_open"), ("half_open", "open")] * failed_probes
     assert len(warnings(worker)) == 1 + failed_probes, warnings(worker)  # the opening lines only
 
-    check = await llm_check(cluster)
-    assert check["level"] == "degraded" and "circuit breaker not closed on 1 of 1" in check["message"]
-    metrics = (await cluster.client.get("/metrics")).text
-    assert re.search(r'clinic_llm_breaker_state\{worker="[^"]+"\} 2\.0', metrics), "state not exported"
+    async def breaker_open_in_health() -> bool:
+        # the health model reads the breaker from the worker's heartbeat: within a beat or two
+        check = await llm_check(cluster)
+        metrics = (await cluster.client.get("/metrics")).text
+        return (
+            check["level"] == "degraded"
+            and "circuit breaker not closed on 1 of 1" in check["message"]
+            and bool(re.search(r'clinic_llm_breaker_state\{worker="[^"]+"\} 2\.0', metrics))
+        )
+
+    await wait_for(breaker_open_in_health, timeout=30, what="the health model to see the circuit open")
 
     fake_openai.control(status_code=None, status_rate=0.0)
     after: dict[str, str] = {}
