@@ -11,7 +11,7 @@ from pathlib import Path
 
 from scripts.local_redis import RedisServer, start_redis_server
 from src.config import Environment, Settings
-from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 

@@ -82,9 +82,10 @@ def install(role: str) -> None:
     _tracing = True
     from src.application.services.task_service import TaskService
     from src.infrastructure.completion_feed import RedisCompletionFeed
+    from src.infrastructure.queue.handoff import Handoff
+    from src.infrastructure.queue.lease_consumer import LeaseConsumer
     from src.infrastructure.sqlite_repository import SQLiteRepository
-    from src.worker.arq_worker import AppWorker
-    from src.worker.handoff import Handoff
+    from src.worker.app_worker import AppWorker
 
     if role == "caller":
         _wrap(SQLiteRepository, "create_queued_jobs", "caller.insert", "caller.inserted")
@@ -93,10 +94,10 @@ def install(role: str) -> None:
         _wrap(SQLiteRepository, "get_job", "caller.read", "caller.read_done")
     else:
         _wrap(Handoff, "wait", "worker.wait", "worker.handed")
-        _wrap(AppWorker, "run_job", "worker.run_job", "worker.run_job_done")
+        _wrap(AppWorker, "_run_job", "worker.run_job", "worker.run_job_done")
         _wrap(SQLiteRepository, "claim_job", "worker.claim", "worker.claimed")
         _wrap(SQLiteRepository, "finish_job", "worker.ledger_finish", "worker.ledger_finished")
-        _wrap(AppWorker, "finish_job", "worker.finish_script", "worker.finish_script_done")
+        _wrap(LeaseConsumer, "finish", "worker.finish_script", "worker.finish_script_done")
 
     def dump() -> None:
         Path(directory, f"{role}-{os.getpid()}.json").write_text(json.dumps(_marks))

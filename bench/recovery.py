@@ -30,8 +30,8 @@ from src.config import Settings
 from src.domain.appointments import Appointment
 from src.domain.jobs import JobEnvelope, JobRecord, JobStatus
 from src.domain.workers import WorkerState
-from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.queue import RedisJobQueue
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.sqlite_repository import SQLiteRepository
 

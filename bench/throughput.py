@@ -39,7 +39,7 @@ from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from src.jobs.context import JobContext
 from src.jobs.spec import JobSpec
-from src.worker.arq_worker import AppWorker
+from src.worker.app_worker import AppWorker
 from src.worker.context import WorkerContext
 from src.worker.settings import ARQ_TRY_CEILING, build_worker
 from src.worker.tasks import ledger_task
@@ -256,14 +256,13 @@ async def run_ours_once(
     await enqueue_ours(settings, config.jobs, tag)
     worker = build_bench_worker(settings, ledger=ledger)
     clock = _Clock()
-    startup_then_beat = worker.on_startup
-    assert startup_then_beat is not None  # AppWorker always wraps the start-up hook
+    first_beat = worker.heartbeat.start
 
-    async def mark_ready(ctx: dict[Any, Any]) -> None:
-        await startup_then_beat(ctx)
+    async def mark_ready() -> None:  # the worker is ready once its first beat allowed it to claim
+        await first_beat()
         clock.start()
 
-    worker.on_startup = mark_ready
+    worker.heartbeat.start = mark_ready  # type: ignore[method-assign]
     try:
         await worker.async_run()
         sample = clock.stop()

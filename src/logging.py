@@ -1,8 +1,8 @@
 """Structured logging: one set-up for the API, the worker and the CLI.
 
 Every line is a structlog event; `job_id`, `request_id` and `worker_id` are bound in contextvars per
-job or request, so one id can be traced across API, queue and worker. Standard-library loggers (arq,
-uvicorn) go through the same processors, so their lines carry the same context: uvicorn's access
+job or request, so one id can be traced across API, queue and worker. Standard-library loggers
+(uvicorn) go through the same processors, so their lines carry the same context: uvicorn's access
 line becomes a `request` event with method, path, status and the request's `request_id`.
 """
 
@@ -68,24 +68,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         if uvicorn_logger.handlers:  # set up by uvicorn (none when `--no-access-log`: left silent)
             uvicorn_logger.handlers.clear()
             uvicorn_logger.propagate = True
-    # arq logs two lines per job at INFO: demote them to DEBUG so INFO stays readable at full speed
-    # (each worker logs a summary a minute instead); arq's warnings and errors are untouched.
-    arq_worker = logging.getLogger("arq.worker")
-    arq_worker.filters[:] = [_ArqPerJobLinesToDebug()]
     for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai._base_client"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-
-
-class _ArqPerJobLinesToDebug(logging.Filter):
-    """arq's per-job INFO lines (`→ job started`, `← job done`, `↻ retry`) become DEBUG records."""
-
-    MARKERS = ("→", "←", "↻", "⊘")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO and any(m in str(record.msg) for m in self.MARKERS):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger().isEnabledFor(logging.DEBUG)
-        return True
 
 
 def bind_context(**values: str | int | None) -> None:

@@ -14,7 +14,7 @@ from arq.connections import ArqRedis
 from scripts.local_redis import RedisServer, start_redis_server
 from src.config import Environment, Settings, isolated_environ
 from src.infrastructure.redis_pool import create_redis_pool
-from src.worker.arq_worker import AppWorker
+from src.worker.app_worker import AppWorker
 from src.worker.settings import build_worker
 
 # Tests never read a developer's .env, environment or the shared Redis on 6379: the settings'
@@ -74,7 +74,7 @@ RunBurstWorker = Callable[..., Awaitable[AppWorker]]
 
 async def publish_deployment(settings: Settings) -> str:
     """Do what the API does at start: allow its version and publish the data fingerprint."""
-    from src.infrastructure.deployment_registry import DeploymentRegistry
+    from src.infrastructure.queue.deployment_registry import DeploymentRegistry
     from src.infrastructure.repository_factory import build_repository
 
     repository = build_repository(settings)

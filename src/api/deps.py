@@ -15,7 +15,7 @@ from src.application.services.health import HealthService
 from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings
-from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
 from src.logging import bind_context
 
 _bearer = HTTPBearer(auto_error=False)

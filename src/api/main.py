@@ -21,10 +21,10 @@ from src.application.services.queue_admin import QueueAdmin
 from src.application.services.task_service import TaskService
 from src.config import Settings, get_settings, settings_or_exit
 from src.infrastructure.completion_feed import RedisCompletionFeed
-from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.health_config import health_config
 from src.infrastructure.idempotency import RedisIdempotencyStore
 from src.infrastructure.queue import RedisJobQueue
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.redis_problems import RedisProblemLog
 from src.infrastructure.repository_factory import build_repository

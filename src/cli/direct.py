@@ -21,9 +21,9 @@ from src.cli.outcome import Exit, Outcome, failure
 from src.config import Settings
 from src.domain.jobs import JobRecord
 from src.errors import AppError, TransientError
-from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.health_config import health_config
 from src.infrastructure.queue import RedisJobQueue
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
 from src.jobs.registry import REGISTRY

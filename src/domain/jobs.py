@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,57 +26,9 @@ MAINTENANCE_QUEUE = "maintenance"
 
 
 def queue_key(queue: str) -> str:
-    """The Redis key of a queue, e.g. `jobs:v1:normalization`."""
+    """A queue's qualified name, e.g. `jobs:v1:normalization`: what worker records and the API name
+    it by (and its sorted set's key; the keys around it are in src/infrastructure/queue/keys.py)."""
     return f"jobs:{PROTOCOL_VERSION}:{queue}"
-
-
-def wake_channel(queue_name: str) -> str:
-    """Pub/sub channel of a queue (its Redis key, e.g. `jobs:v1:normalization`) an enqueue publishes
-    on, so idle workers claim at once instead of at their next poll (the poll stays as the net)."""
-    return f"{queue_name}:wake"
-
-
-def idle_workers_key(queue_name: str) -> str:
-    """Sorted set of the workers of a queue waiting for a direct hand-off (member `<lease ms> <worker
-    id>`, score: when the registration lapses, ms on Redis's clock): an enqueue gives a new job to one
-    of them instead of leaving it for a claim."""
-    return f"{queue_name}:idle"
-
-
-def inbox_key(queue_name: str, worker_id: str = "") -> str:
-    """A worker's hand-off inbox (a list it blocks on); with no worker id, the prefix of the keys."""
-    return f"{queue_name}:inbox:{worker_id}"
-
-
-class HandedJob(NamedTuple):
-    """A job an enqueue handed to an idle worker, with what a claim would have fetched."""
-
-    job_id: str
-    score: int
-    payload: bytes
-    job_try: int
-    aborted: bool
-
-
-def parse_handed_job(item: bytes) -> HandedJob:
-    """Read an inbox item, `<try> <score> <aborted 0|1> <id length> <id><payload>` (the enqueue
-    script writes it; the payload is the job's bytes as stored, so nothing is parsed twice)."""
-    job_try, score, aborted, id_length, rest = item.split(b" ", 4)
-    size = int(id_length)
-    if size <= 0 or size > len(rest):
-        raise ValueError(f"malformed hand-off item: id length {size} of {len(rest)} bytes")
-    return HandedJob(
-        job_id=rest[:size].decode(),
-        score=int(float(score)),
-        payload=rest[size:],
-        job_try=int(job_try),
-        aborted=aborted == b"1",
-    )
-
-
-# Pub/sub channel a worker publishes a job id on when it has finished the job (ledger and result
-# written): what callers waiting for a result listen to, through one subscription per process.
-DONE_CHANNEL = f"jobs:{PROTOCOL_VERSION}:done"
 
 
 def job_id_for(logical_key: str, generation: int) -> str:

@@ -8,7 +8,7 @@ import contextlib
 
 from redis.asyncio import Redis
 
-from src.domain.jobs import DONE_CHANNEL
+from src.infrastructure.queue.keys import DONE_CHANNEL
 from src.infrastructure.redis_subscription import RedisSubscription
 
 

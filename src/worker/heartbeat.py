@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
+from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from src.domain.workers import LLMStats, WorkerCounters, WorkerRecord, WorkerRegistration, WorkerState
-from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_problems import RedisProblemLog
 from src.worker.state_files import write_state_file
 
@@ -69,15 +70,19 @@ class BeatingWorker(Protocol):
     worker_id: str
     queue_name: str
     allow_pick_jobs: bool
-    tasks: dict[str, asyncio.Task[Any]]
+    tasks: dict[str, asyncio.Task[None]]
     functions: dict[str, Any]
     max_jobs: int
-    jobs_complete: int
-    jobs_failed: int
-    jobs_retried: int
+    pool: ArqRedis
 
     @property
-    def pool(self) -> Any: ...  # the worker's ArqRedis
+    def jobs_complete(self) -> int: ...
+
+    @property
+    def jobs_failed(self) -> int: ...
+
+    @property
+    def jobs_retried(self) -> int: ...
 
     def drain(self, reason: str) -> None: ...
 

@@ -11,7 +11,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from src.config import Settings
-from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
 from src.worker.state_files import deployment_scope, live_state_files
 

@@ -22,7 +22,7 @@ from src.infrastructure.job_serializer import make_serializers
 from src.infrastructure.redis_pool import create_redis_pool
 from src.jobs.registry import REGISTRY, JobRegistry
 from src.jobs.spec import JobSpec
-from src.worker.arq_worker import AppWorker
+from src.worker.app_worker import AppWorker
 from src.worker.heartbeat import LifecycleConfig
 from src.worker.hooks import shutdown, startup
 from src.worker.state_files import deployment_scope
@@ -32,7 +32,7 @@ from src.worker.tasks import cron_task, ledger_task
 WORKER_KWARGS = (
     "functions", "cron_jobs", "queue_name", "burst", "on_startup", "on_shutdown", "max_jobs",
     "job_timeout", "keep_result", "max_tries", "poll_delay", "job_completion_wait",
-    "health_check_interval", "allow_abort_jobs", "job_serializer", "job_deserializer",
+    "allow_abort_jobs", "job_serializer", "job_deserializer",
 )  # fmt: skip
 
 
@@ -51,7 +51,6 @@ class WorkerSettings:
     max_tries: int
     poll_delay: float
     job_completion_wait: float
-    health_check_interval = 10
     allow_abort_jobs = True  # operators cancel running jobs (POST /api/v1/queue/job/{id}/cancel)
     job_serializer: Any
     job_deserializer: Any

@@ -30,7 +30,7 @@ from src.config import Environment, Settings
 from src.domain.appointments import Appointment
 from src.domain.jobs import JobRecord, JobStatus
 from src.domain.workers import WorkerRecord
-from src.infrastructure.deployment_registry import DeploymentRegistry
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.sqlite_repository import SQLiteRepository
 

@@ -13,7 +13,8 @@ from arq.jobs import serialize_job
 from arq.worker import func
 
 from src.config import Settings
-from src.worker import arq_worker
+from src.infrastructure.queue.keys import ClaimedJob
+from src.worker import claim_loop
 from src.worker.settings import build_worker
 from tests.conftest import publish_deployment
 
@@ -29,7 +30,7 @@ async def held(ctx: dict[str, Any]) -> None:
 async def test_a_cpu_bound_worker_gathers_freed_slots_and_an_idle_one_does_not(
     settings: Settings, arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(arq_worker, "BUSY_CLAIM_GATHER_S", 60.0)  # the gather ends by slots, not time
+    monkeypatch.setattr(claim_loop, "BUSY_CLAIM_GATHER_S", 60.0)  # the gather ends by slots, not time
     await publish_deployment(settings)
     worker = build_worker(
         settings.model_copy(update={"arq_max_jobs": 8}),
@@ -42,7 +43,7 @@ async def test_a_cpu_bound_worker_gathers_freed_slots_and_an_idle_one_does_not(
 
     async def start(job_id: str) -> None:
         gates[job_id] = asyncio.Event()
-        await worker._start_job(job_id, 0, payload, 1, False)
+        worker._start_job(ClaimedJob(job_id, 0, payload, 1, False))
 
     async def end(job_id: str) -> None:
         task = worker.tasks[job_id]

@@ -15,7 +15,7 @@ import pytest
 
 from src.config import Settings
 from src.domain.jobs import JobClaim
-from src.worker.arq_worker import AppWorker
+from src.worker.app_worker import AppWorker
 from src.worker.settings import build_worker
 from tests.conftest import RunBurstWorker, publish_deployment
 

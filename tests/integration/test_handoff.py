@@ -16,13 +16,14 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_pref
 from src.application.ports import Repository
 from src.application.services.task_service import TaskService
 from src.config import Settings
-from src.domain.jobs import JobEnvelope, JobStatus, idle_workers_key, inbox_key, queue_key, wake_channel
+from src.domain.jobs import JobEnvelope, JobStatus, queue_key
 from src.infrastructure.completion_feed import RedisCompletionFeed
 from src.infrastructure.queue import RedisJobQueue
+from src.infrastructure.queue.handoff import REGISTER_SCRIPT, STOP_SCRIPT, Handoff
+from src.infrastructure.queue.keys import idle_workers_key, inbox_key, wake_channel
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.repository_factory import build_repository
-from src.worker.arq_worker import AppWorker
-from src.worker.handoff import REGISTER_SCRIPT, STOP_SCRIPT, Handoff
+from src.worker.app_worker import AppWorker
 from src.worker.settings import build_worker
 from tests.conftest import make_settings, publish_deployment
 from tests.integration.test_wakeups import appointment, envelope

@@ -26,7 +26,7 @@ from src.infrastructure.repository_factory import build_repository
 from src.jobs.context import JobContext
 from src.jobs.registry import JobRegistry
 from src.jobs.spec import JobSpec, RetryPolicy
-from src.worker.arq_worker import AppWorker
+from src.worker.app_worker import AppWorker
 from src.worker.settings import build_worker
 from tests.conftest import publish_deployment
 

@@ -23,11 +23,11 @@ from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.jobs import JobEnvelope, queue_key
 from src.domain.workers import WorkerRecord
-from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.queue import RedisJobQueue
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
+from src.infrastructure.queue.handoff import Handoff
 from src.infrastructure.repository_factory import build_repository
-from src.worker.arq_worker import AppWorker
-from src.worker.handoff import Handoff
+from src.worker.app_worker import AppWorker
 from src.worker.settings import build_worker
 from tests.conftest import publish_deployment
 from tests.integration.test_handoff import register_only
@@ -92,7 +92,7 @@ async def enqueue(pool: ArqRedis, function: str, ids: Iterable[str]) -> dict[str
 
 async def wait_until_started(worker: AppWorker, job_ids: Iterable[str], timeout: float) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not all(job_id in worker.job_tasks for job_id in job_ids):
+    while not all(job_id in worker.tasks for job_id in job_ids):
         assert asyncio.get_running_loop().time() < deadline, "the claimed jobs never started"
         await asyncio.sleep(0.01)
 

@@ -16,8 +16,8 @@ from src.config import Settings
 from src.domain.appointments import Appointment
 from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobProgress, JobRecord, JobStatus
 from src.domain.workers import WorkerState
-from src.infrastructure.deployment_registry import DeploymentRegistry
 from src.infrastructure.queue import RedisJobQueue
+from src.infrastructure.queue.deployment_registry import DeploymentRegistry
 from src.infrastructure.repository_factory import build_repository
 from src.worker.settings import build_worker
 from tests.conftest import RunBurstWorker, publish_deployment

@@ -9,8 +9,8 @@ import pytest
 from arq.connections import ArqRedis
 from redis.exceptions import ResponseError
 
-from src.infrastructure import redis_script_batcher
-from src.infrastructure.redis_script_batcher import ScriptBatcher, through_cancellation
+from src.infrastructure.queue import script_batcher
+from src.infrastructure.queue.script_batcher import ScriptBatcher, through_cancellation
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ return redis.call('INCRBY', KEYS[1], ARGV[1])
 async def test_calls_made_together_share_one_round_trip(
     arq_pool: ArqRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_script_batcher, "DIRECT_AFTER_IDLE_S", 60.0)  # never idle after the first
+    monkeypatch.setattr(script_batcher, "DIRECT_AFTER_IDLE_S", 60.0)  # never idle after the first
     batcher = ScriptBatcher(arq_pool, SCRIPT)
     trips: list[int] = []
     real_send = batcher._send
@@ -47,7 +47,7 @@ async def test_after_an_idle_spell_a_call_goes_out_at_once(
 ) -> None:
     """A lone call is a plain EVALSHA from its caller's task (no batch task of the batcher's); one
     made while it is in flight waits for it, then goes in the next round trip."""
-    monkeypatch.setattr(redis_script_batcher, "DIRECT_AFTER_IDLE_S", 0.0)  # always idle
+    monkeypatch.setattr(script_batcher, "DIRECT_AFTER_IDLE_S", 0.0)  # always idle
     batcher = ScriptBatcher(arq_pool, SCRIPT)
     batches: list[int] = []
     real_flush = batcher._flush

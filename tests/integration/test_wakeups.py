@@ -15,9 +15,10 @@ from scripts.local_redis import start_redis_server
 from src.application.services.task_service import TaskService
 from src.config import Settings
 from src.domain.appointments import Appointment
-from src.domain.jobs import DONE_CHANNEL, JobEnvelope, JobStatus
+from src.domain.jobs import JobEnvelope, JobStatus
 from src.errors import NotFound
 from src.infrastructure.queue import RedisJobQueue
+from src.infrastructure.queue.keys import DONE_CHANNEL
 from src.infrastructure.redis_pool import create_redis_pool
 from src.infrastructure.redis_subscription import RedisSubscription
 from src.infrastructure.repository_factory import build_repository

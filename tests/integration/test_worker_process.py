@@ -107,7 +107,7 @@ async def test_retiring_a_version_releases_its_running_job_without_burning_a_try
     the ledger records an interruption, not an application failure, and the job runs again later.
     Stopping the worker while that job's end is still being recorded (a second cancel) lets the
     record complete instead of failing the stop."""
-    from src.infrastructure.deployment_registry import DeploymentRegistry
+    from src.infrastructure.queue.deployment_registry import DeploymentRegistry
     from src.infrastructure.repository_factory import build_repository
 
     worker_hooks.install(monkeypatch, item_delay_ms=60_000)
@@ -115,13 +115,13 @@ async def test_retiring_a_version_releases_its_running_job_without_burning_a_try
     job_id = await stored_and_enqueued(settings, arq_pool, "fence1")
     await publish_deployment(slow)
     worker = build_worker(slow, handle_signals=False)
-    send = worker._finish._send
+    send = worker.consumer._finish._send
 
     async def slow_to_record(batch: Any) -> Any:
         await asyncio.sleep(0.5)  # so that `close` below cancels the job again while it is recorded
         return await send(batch)
 
-    worker._finish._send = slow_to_record  # type: ignore[method-assign]
+    worker.consumer._finish._send = slow_to_record  # type: ignore[method-assign]
     run = asyncio.create_task(worker.async_run())
     repository = build_repository(settings)
     await repository.init()

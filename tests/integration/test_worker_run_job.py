@@ -17,7 +17,8 @@ from arq.worker import func
 from src.config import Settings
 from src.domain.jobs import queue_key
 from src.infrastructure.job_serializer import JobFailure
-from src.worker.arq_worker import AppWorker
+from src.infrastructure.queue.keys import ClaimedJob
+from src.worker.app_worker import AppWorker
 from src.worker.settings import build_worker
 from tests.conftest import publish_deployment
 
@@ -117,7 +118,7 @@ async def test_aborting_a_running_job_fails_it_and_the_worker_carries_on(
     try:
         await arq_pool.enqueue_job("hangs", _job_id="t:running:1", _queue_name=QUEUE)
         deadline = asyncio.get_running_loop().time() + 20 * settings.arq_poll_delay + 10
-        while "t:running:1" not in worker.job_tasks:
+        while "t:running:1" not in worker.tasks:
             assert asyncio.get_running_loop().time() < deadline, "the job never started"
             await asyncio.sleep(0.01)
         await arq_pool.zadd(abort_jobs_ss, {"t:running:1": 1})
@@ -151,18 +152,17 @@ async def test_every_ending_gives_the_slot_back_once(settings: Settings, arq_poo
     worker = build_worker(settings, burst=True, handle_signals=False, functions=FUNCTIONS)
     payload = serialize_job("ok", (3,), {}, 1, 1, serializer=arq_pool.job_serializer)
     try:
-        never = await worker._start_job("t:never:1", 0, payload, 1, False)
+        never = worker._start_job(ClaimedJob("t:never:1", 0, payload, 1, False))
         assert worker.job_counter == 1
         never.cancel()
         await asyncio.gather(never, return_exceptions=True)
         await asyncio.sleep(0)  # its done callback
         assert worker.job_counter == 0 and never.cancelled()
         del worker.tasks["t:never:1"]  # as the next poll does with a finished task
-        ran = [await worker._start_job(f"t:ran:{i}", 0, payload, 1, False) for i in range(3)]
+        ran = [worker._start_job(ClaimedJob(f"t:ran:{i}", 0, payload, 1, False)) for i in range(3)]
         assert worker.job_counter == 3
         await asyncio.gather(*ran)
         await asyncio.sleep(0)  # their done callbacks: nothing freed twice
         assert worker.job_counter == 0 and worker.jobs_complete == 3
-        assert worker.sem._value == worker.max_jobs + 1  # every permit back (arq makes max_jobs + 1)
     finally:
         await worker.close()

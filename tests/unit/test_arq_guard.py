@@ -1,49 +1,89 @@
-"""Guards for the arq internals we override or rely on, and for task registration."""
+"""Guards for the arq members we use (its task API only), and for task registration."""
 
 from __future__ import annotations
 
-import asyncio
+import ast
+import dataclasses
+import importlib
 import inspect
-import time
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
-import arq.utils
-import pytest
-from arq.worker import Worker, func
+from arq import Retry
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+from arq.cron import cron
 
 from src.config import Settings
+from src.infrastructure.queue import keys
 from src.jobs.registry import REGISTRY
-from src.worker.arq_worker import RELIED_ON_ARQ_ATTRIBUTES, RELIED_ON_ARQ_METHODS
+from src.worker.app_worker import ARQ_MEMBERS_USED
 from src.worker.settings import ARQ_TRY_CEILING, TASK_ENFORCES_TIMEOUT, cron_jobs, task_functions
 
 
 def test_arq_is_the_pinned_minor_version() -> None:
-    """Our worker subclass is written against arq 0.28.x; another version must be reviewed first."""
+    """The members we use are checked against arq 0.28.x; another version must be reviewed first."""
     assert version("arq").startswith("0.28.")
 
 
-def test_every_relied_on_arq_method_exists_with_its_parameters() -> None:
-    """Each arq Worker method we use still exists and still takes the parameters we pass."""
-    for name, params in RELIED_ON_ARQ_METHODS.items():
-        method = getattr(Worker, name, None)
-        assert callable(method), f"arq Worker.{name} is gone"
-        signature = inspect.signature(method)
-        for param in params:
-            assert param in signature.parameters, f"arq Worker.{name} lost its {param!r} parameter"
+def _member(dotted: str) -> Any:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
-async def test_every_relied_on_arq_attribute_exists_on_a_built_worker() -> None:
-    """Each arq Worker attribute our poll loop reads or sets is still set by arq's `__init__`."""
+def test_every_arq_member_we_use_exists_with_its_fields() -> None:
+    """Each arq name in `ARQ_MEMBERS_USED` still exists, with the fields and arguments we use."""
+    for dotted, fields in ARQ_MEMBERS_USED.items():
+        member = _member(dotted)
+        if dotted == "arq.connections.ArqRedis":  # its constructor's keyword arguments
+            parameters = inspect.signature(member.__init__).parameters
+            assert all(f in parameters for f in fields), f"{dotted} lost one of {fields}"
+            continue
+        if dataclasses.is_dataclass(member):
+            names = {f.name for f in dataclasses.fields(member)} | set(dir(member))
+            assert set(fields) <= names, f"{dotted} lost {set(fields) - names}"
+    assert Retry(defer=2).defer_score == 2000
+    job = cron(_noop, name="tick", second=0, run_at_startup=True)
+    assert job.next_run is None and job.run_at_startup and job.job_id is None
+    job.calculate_next(datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC))
+    assert job.next_run is not None
+    assert job.next_run.replace(microsecond=0) == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
 
-    async def noop(ctx: dict[str, object]) -> None:
-        return None
 
-    worker = Worker(functions=[func(noop, name="noop")], queue_name="q", handle_signals=False)
-    for name in RELIED_ON_ARQ_ATTRIBUTES:
-        assert hasattr(worker, name), f"arq Worker no longer has {name!r}"
-    assert worker.queue_read_limit >= worker.max_jobs  # a read can fill every free slot
-    assert worker.loop is asyncio.get_running_loop()  # arq's __init__ took the running loop
+def test_src_uses_no_arq_member_outside_the_list() -> None:
+    """Every `from arq... import X` in src/ and workers.py names a listed member: nothing private,
+    no module internals (arq's worker loop, keys and payload format are ours)."""
+    root = Path(__file__).resolve().parents[2]
+    used: set[str] = set()
+    for path in [*(root / "src").rglob("*.py"), root / "workers.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "arq":
+                used |= {f"{node.module}.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[0] == "arq" for a in node.names), f"{path}: import arq"
+    assert used == set(ARQ_MEMBERS_USED), f"unlisted: {used - set(ARQ_MEMBERS_USED)}"
+
+
+def test_our_job_keys_are_arqs() -> None:
+    """A job's keys keep arq's names, so arq's client tools (`Job(...).info()`) read our jobs."""
+    assert (
+        keys.JOB_PREFIX,
+        keys.RESULT_PREFIX,
+        keys.IN_PROGRESS_PREFIX,
+        keys.RETRY_PREFIX,
+        keys.ABORT_SET,
+    ) == (job_key_prefix, result_key_prefix, in_progress_key_prefix, retry_key_prefix, abort_jobs_ss)
+
+
+async def _noop(ctx: dict[str, object]) -> None:
+    return None
 
 
 def test_every_registered_job_is_a_function_or_cron_of_its_queues_worker() -> None:
@@ -77,26 +117,3 @@ def test_api_and_worker_never_import_each_other() -> None:
         text = path.read_text()
         for layer in ("src.jobs", "src.api", "src.worker", "src.infrastructure", "arq", "redis"):
             assert f"from {layer}" not in text and f"import {layer}" not in text, f"{path} imports {layer}"
-
-
-async def test_arq_poll_does_not_sleep_after_an_iteration_that_used_up_the_step(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Our `_poll_iteration` waits for wake-ups itself for up to one poll delay; that only works if
-    arq's `poll` sleeps the step *minus* the iteration's duration (so nothing after a full wait)."""
-    requested: list[float] = []
-
-    async def record_sleep(delay: float) -> None:
-        requested.append(delay)
-
-    monkeypatch.setattr(arq.utils.asyncio, "sleep", record_sleep)
-    step = 0.02
-    iterations = 0
-    async for _ in arq.utils.poll(step):
-        iterations += 1
-        if iterations == 1:
-            time.sleep(step * 1.5)  # an iteration longer than the step
-        if iterations == 3:
-            break
-    assert requested[0] == 0
-    assert 0 < requested[1] <= step

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from src.domain.jobs import HandedJob, parse_handed_job
+from src.infrastructure.queue.keys import ClaimedJob, parse_handed_job
 
 
 def test_an_item_gives_back_id_score_payload_try_and_abort_flag() -> None:
     payload = b'{"t":null,"f":"normalize_appointment","a":[],"k":{"envelope":{"x":"a b"}},"et":1}'
     item = b"3 1732372800123 1 %d odd id: with spaces%s" % (len("odd id: with spaces"), payload)
-    assert parse_handed_job(item) == HandedJob(
+    assert parse_handed_job(item) == ClaimedJob(
         job_id="odd id: with spaces", score=1732372800123, payload=payload, job_try=3, aborted=True
     )
 

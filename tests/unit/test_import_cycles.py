@@ -68,3 +68,21 @@ def test_no_import_cycles_in_src() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_over_450_lines() -> None:
+    """Small modules with one owner each: none in src/ over 450 lines."""
+    sizes = {str(p.relative_to(SRC.parent)): len(p.read_text().splitlines()) for p in SRC.rglob("*.py")}
+    assert {path: n for path, n in sizes.items() if n > 450} == {}
+
+
+def test_only_the_queue_package_holds_lua_scripts_or_job_keys() -> None:
+    """One owner of the queue protocol: no module outside src/infrastructure/queue holds a Lua
+    script or builds a job's Redis key."""
+    queue = SRC / "infrastructure" / "queue"
+    for path in SRC.rglob("*.py"):
+        if queue in path.parents:
+            continue
+        text = path.read_text()
+        for marker in ("redis.call(", "register_script(", '"arq:', "arq.constants"):
+            assert marker not in text, f"{path} holds {marker!r}: it belongs in src/infrastructure/queue"

@@ -13,81 +13,23 @@ import time
 from collections.abc import Sequence
 
 from arq.connections import ArqRedis
-from arq.constants import (
-    abort_jobs_ss,
-    in_progress_key_prefix,
-    job_key_prefix,
-    result_key_prefix,
-    retry_key_prefix,
-)
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from src.domain.jobs import JobEnvelope, QueueState, idle_workers_key, inbox_key, queue_key, wake_channel
+from src.domain.jobs import JobEnvelope, QueueState, queue_key
 from src.errors import QueueUnavailable, UnsafePayload
+from src.infrastructure.queue.keys import (
+    ABORT_SET,
+    IN_PROGRESS_PREFIX,
+    JOB_PREFIX,
+    RESULT_PREFIX,
+    RETRY_PREFIX,
+    idle_workers_key,
+    inbox_key,
+    wake_channel,
+)
+from src.infrastructure.queue.scripts import ENQUEUE_MANY_SCRIPT
 
-# KEYS: the queue, its wake channel, its idle workers, arq's abort set.
-# ARGV: job key prefix, result key prefix, expiry ms, score, in-progress prefix, retry prefix, inbox
-# prefix, then (id, payload) pairs. Returns one 1 (added) or 0 (already queued or has a cached
-# result) per job, in order.
-# Each added job goes to one idle worker registered for a direct hand-off while any is left: the
-# job's lease is set to that worker (as its claim would) and the job, with its try count, pushed to
-# the worker's inbox, where it is waiting in a blocking pop (no wake-up, no claim round trip). The
-# job stays in the queue, as a claimed job does, scored with its lease's deadline: if that worker
-# died, its lease lapses and any worker claims it. Idle workers are woken (pub/sub) for the jobs
-# nobody was handed. Lapsed registrations are skipped here and removed by the next registration
-# (this script stays short: it runs on a Redis that has often just woken up, where every call costs
-# several times its usual).
-# The job and result keys are derived in the script (single-instance Redis, as arq itself assumes),
-# so a chunk of a thousand jobs is one call instead of a thousand.
-ENQUEUE_MANY_SCRIPT = """
-local jp, rp, px, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local ipp, rtp, inbox = ARGV[5], ARGV[6], ARGV[7]
-local t = redis.call('TIME')
-local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
-local now = string.format('%d', now_ms)
-local idle = {}
-if tonumber(score) <= now_ms then  -- a scheduled job waits for its time: no hand-off, no wake-up
-  idle = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'LIMIT', 0, (#ARGV - 7) / 2)
-end
-local handed = 0
-local added, members, unhanded = {}, {}, 0
-for i = 8, #ARGV, 2 do
-  local id, payload = ARGV[i], ARGV[i + 1]
-  if redis.call('EXISTS', jp .. id, rp .. id) == 0 then
-    redis.call('PSETEX', jp .. id, px, payload)
-    members[#members + 1] = score
-    members[#members + 1] = id
-    added[#added + 1] = 1
-    local given = false
-    if handed < #idle then
-      local member = idle[handed + 1]
-      local lease, worker = string.match(member, '^(%d+) (.+)$')
-      if redis.call('SET', ipp .. id, worker, 'NX', 'PX', lease) then
-        members[#members - 1] = string.format('%d', now_ms + tonumber(lease))  -- leased, as a claim
-        handed = handed + 1
-        redis.call('ZREM', KEYS[3], member)
-        local try = 1
-        if not redis.call('SET', rtp .. id, 1, 'EX', 88400, 'NX') then
-          try = redis.call('INCR', rtp .. id)
-          redis.call('EXPIRE', rtp .. id, 88400)
-        end
-        local aborted = redis.call('ZREM', KEYS[4], id)
-        local item = table.concat({try, score, aborted, #id, id .. payload}, ' ')
-        redis.call('RPUSH', inbox .. worker, item)
-        redis.call('PEXPIRE', inbox .. worker, lease)
-        given = true
-      end
-    end
-    if not given then unhanded = unhanded + 1 end
-  else
-    added[#added + 1] = 0
-  end
-end
-if #members > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
-if unhanded > 0 and tonumber(score) <= now_ms then redis.call('PUBLISH', KEYS[2], unhanded) end
-return added
-"""
 JOB_EXPIRY_MS = 24 * 3600 * 1000  # arq's default: a job not started within a day expires
 PIPELINE_CHUNK = 1000
 DEFAULT_MAX_PAYLOAD_BYTES = 65536  # the default of `MAX_JOB_PAYLOAD_BYTES`
@@ -144,8 +86,8 @@ class RedisJobQueue:
         still has a cached result. QueueUnavailable when Redis does not answer."""
         queue_name = queue_key(queue)
         args: list[str | bytes | int] = [
-            job_key_prefix, result_key_prefix, JOB_EXPIRY_MS, score_ms,
-            in_progress_key_prefix, retry_key_prefix, inbox_key(queue_name),
+            JOB_PREFIX, RESULT_PREFIX, JOB_EXPIRY_MS, score_ms,
+            IN_PROGRESS_PREFIX, RETRY_PREFIX, inbox_key(queue_name),
         ]  # fmt: skip
         for job_id, payload in jobs:
             args.append(job_id)
@@ -155,7 +97,7 @@ class RedisJobQueue:
             if self._enqueue_script is None:
                 self._enqueue_script = pool.register_script(ENQUEUE_MANY_SCRIPT)
             added = await self._enqueue_script(
-                keys=[queue_name, wake_channel(queue_name), idle_workers_key(queue_name), abort_jobs_ss],
+                keys=[queue_name, wake_channel(queue_name), idle_workers_key(queue_name), ABORT_SET],
                 args=args,
             )
         except (RedisError, OSError) as exc:
@@ -171,9 +113,9 @@ class RedisJobQueue:
             async with pool.pipeline(transaction=False) as pipe:
                 for job_id, queue in chunk:
                     pipe.zscore(queue_key(queue), job_id)
-                    pipe.get(in_progress_key_prefix + job_id)
-                    pipe.exists(result_key_prefix + job_id)
-                    pipe.exists(job_key_prefix + job_id)
+                    pipe.get(IN_PROGRESS_PREFIX + job_id)
+                    pipe.exists(RESULT_PREFIX + job_id)
+                    pipe.exists(JOB_PREFIX + job_id)
                 replies = await pipe.execute()
             for index, (job_id, _) in enumerate(chunk):
                 score, holder, has_result, has_payload = replies[index * 4 : index * 4 + 4]
@@ -192,8 +134,8 @@ class RedisJobQueue:
         value may be hundreds of MB."""
         pool = await self.connection()
         async with pool.pipeline(transaction=True) as pipe:
-            pipe.strlen(result_key_prefix + job_id)
-            pipe.getrange(result_key_prefix + job_id, 0, limit - 1)
+            pipe.strlen(RESULT_PREFIX + job_id)
+            pipe.getrange(RESULT_PREFIX + job_id, 0, limit - 1)
             size, head = await pipe.execute()
         return None if not size else (bytes(head), int(size))
 
@@ -213,13 +155,13 @@ class RedisJobQueue:
         pool = await self.connection()
         async with pool.pipeline(transaction=True) as pipe:
             pipe.zrem(queue_key(queue), job_id)
-            pipe.delete(job_key_prefix + job_id)
+            pipe.delete(JOB_PREFIX + job_id)
             removed, _ = await pipe.execute()
         return bool(removed)
 
     async def abort(self, job_id: str) -> None:
         pool = await self.connection()
-        await pool.zadd(abort_jobs_ss, {job_id: int(time.time() * 1000)})
+        await pool.zadd(ABORT_SET, {job_id: int(time.time() * 1000)})
 
     async def delete_results(self, job_ids: Sequence[str]) -> int:
         if not job_ids:
@@ -228,7 +170,7 @@ class RedisJobQueue:
         deleted = 0
         for start in range(0, len(job_ids), PIPELINE_CHUNK):
             chunk = job_ids[start : start + PIPELINE_CHUNK]
-            deleted += int(await pool.delete(*(result_key_prefix + j for j in chunk)))
+            deleted += int(await pool.delete(*(RESULT_PREFIX + j for j in chunk)))
         return deleted
 
     async def server_facts(self) -> dict[str, str]:

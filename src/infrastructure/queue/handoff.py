@@ -22,74 +22,24 @@ The protocol, and why nothing is lost:
 from __future__ import annotations
 
 import structlog
-from arq.constants import abort_jobs_ss, in_progress_key_prefix, retry_key_prefix
-from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 
-from src.domain.jobs import HandedJob, idle_workers_key, inbox_key, parse_handed_job, wake_channel
+from src.infrastructure.queue.keys import (
+    ABORT_SET,
+    IN_PROGRESS_PREFIX,
+    RETRY_PREFIX,
+    ClaimedJob,
+    idle_workers_key,
+    inbox_key,
+    now_ms,
+    parse_handed_job,
+    wake_channel,
+)
+from src.infrastructure.queue.scripts import REGISTER_SCRIPT, RELEASE_SCRIPT, STOP_SCRIPT
 
 log = structlog.get_logger(__name__)
 
-# Job items start with their try count (a digit); anything else in an inbox is a stop token: '' (the
-# registration found jobs waiting) or 'stop:<wait number>' (`unblock` of that wait).
-# KEYS: idle workers, inbox. ARGV: member, wait ms, wait number.
-# Jobs left in the inbox come back, and so does an `unblock` of this very wait that overtook the
-# registration (it travels on another connection): in both cases the worker is not registered and
-# the blocking pop sent with this call is released at once. Otherwise registers until now + wait on
-# Redis's clock and returns nothing. Stop tokens of earlier waits are dropped, and registrations
-# that lapsed (workers that died waiting) removed.
-REGISTER_SCRIPT = """
-local items = redis.call('LRANGE', KEYS[2], 0, -1)
-redis.call('DEL', KEYS[2])
-local jobs, stopped = {}, false
-for _, item in ipairs(items) do
-  if string.find(item, '^%d') then jobs[#jobs + 1] = item
-  elseif item == 'stop:' .. ARGV[3] then stopped = true end
-end
-if #jobs > 0 or stopped then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('RPUSH', KEYS[2], '')
-  redis.call('PEXPIRE', KEYS[2], 60000)
-  return jobs
-end
-local t = redis.call('TIME')
-local now, wait = t[1] * 1000 + math.floor(t[2] / 1000), tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))  -- lapsed (dead) workers
-redis.call('ZADD', KEYS[1], string.format('%d', now + wait), ARGV[1])
-if redis.call('PTTL', KEYS[1]) < wait + 60000 then redis.call('PEXPIRE', KEYS[1], wait + 60000) end
-return jobs
-"""
-# KEYS: idle workers, inbox. ARGV: member, take (1: return the inbox's jobs and delete it;
-# 0: release the blocking pop of wait number ARGV[3] with its stop token).
-STOP_SCRIPT = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[2] == '1' then
-  local items = redis.call('LRANGE', KEYS[2], 0, -1)
-  redis.call('DEL', KEYS[2])
-  local jobs = {}
-  for _, item in ipairs(items) do
-    if string.find(item, '^%d') then jobs[#jobs + 1] = item end
-  end
-  return jobs
-end
-redis.call('RPUSH', KEYS[2], 'stop:' .. ARGV[3])
-redis.call('PEXPIRE', KEYS[2], 60000)
-return {}
-"""
-# KEYS: in-progress, retry, abort set, wake channel, queue. ARGV: worker id, job id, aborted (0|1),
-# now ms, the job's score. Gives back a job handed to this worker that it will not run: the lease
-# and the try go, the job's score is its own again instead of the lease's deadline, the abort request
-# (if one came with it) stays, and idle workers are woken to claim the job.
-RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if redis.call('DECR', KEYS[2]) <= 0 then redis.call('DEL', KEYS[2]) end
-  redis.call('ZADD', KEYS[5], 'XX', ARGV[5], ARGV[2])
-end
-if ARGV[3] == '1' then redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2]) end
-redis.call('PUBLISH', KEYS[4], 1)
-return 1
-"""
+MIN_WAIT_S = 0.01  # a blocking pop with timeout 0 would block forever
 MIN_WAIT_S = 0.01  # a blocking pop with timeout 0 would block forever
 
 
@@ -109,7 +59,7 @@ class Handoff:
         self._wait_number = 0  # tells this wait's stop token from a stale one
         self._unblocking = False
 
-    async def wait(self, timeout: float) -> list[HandedJob]:
+    async def wait(self, timeout: float) -> list[ClaimedJob]:
         """Register and block up to `timeout` s for a job; the jobs handed over (none on timeout or
         `unblock`). EVAL, not EVALSHA: the pair is pipelined and must not fail on an empty script
         cache (a restarted Redis) while the pop behind it blocks; Redis caches the compiled script."""
@@ -136,22 +86,22 @@ class Handoff:
         self._unblocking = True
         await self._stop(keys=self._keys, args=[self._member, "0", str(self._wait_number)])
 
-    async def take_leftovers(self) -> list[HandedJob]:
+    async def take_leftovers(self) -> list[ClaimedJob]:
         """Deregister and take what the inbox still holds (the worker is stopping)."""
         items = await self._stop(keys=self._keys, args=[self._member, "1", "0"])
         return _parsed(items)
 
-    async def release(self, job: HandedJob) -> None:
+    async def release(self, job: ClaimedJob) -> None:
         """Give back a job handed to this worker that it will not run (it may no longer claim)."""
         await self._release(
-            keys=[in_progress_key_prefix + job.job_id, retry_key_prefix + job.job_id, abort_jobs_ss,
+            keys=[IN_PROGRESS_PREFIX + job.job_id, RETRY_PREFIX + job.job_id, ABORT_SET,
                   self._wake_channel, self._queue_key],
-            args=[self._worker_id, job.job_id, "1" if job.aborted else "0", timestamp_ms(), job.score],
+            args=[self._worker_id, job.job_id, "1" if job.aborted else "0", now_ms(), job.score],
         )  # fmt: skip
         log.info("handed job given back", job_id=job.job_id)
 
 
-def _parsed(items: list[bytes]) -> list[HandedJob]:
+def _parsed(items: list[bytes]) -> list[ClaimedJob]:
     jobs = []
     for item in items:
         if not item[:1].isdigit():

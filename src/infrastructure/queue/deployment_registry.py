@@ -21,11 +21,12 @@ from datetime import UTC, datetime
 from typing import TypeVar, cast
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix
 from redis.exceptions import RedisError
 
 from src.domain.jobs import PROTOCOL_VERSION
 from src.domain.workers import LostWorker, WorkerRecord, data_fingerprint
+from src.infrastructure.queue.keys import IN_PROGRESS_PREFIX
+from src.infrastructure.queue.scripts import ALLOW_FIRST_VERSION, ANNOUNCE, RELEASE_LEASE, RENEW_LEASES
 from src.infrastructure.redis_problems import redis_problem
 
 T = TypeVar("T")
@@ -40,45 +41,6 @@ VERSIONS_KEY = f"deploy:{PROTOCOL_VERSION}:versions"
 RETIRED_KEY = f"deploy:{PROTOCOL_VERSION}:retired"
 FINGERPRINT_KEY = f"deploy:{PROTOCOL_VERSION}:fingerprint"
 WRITE_PROBE_KEY = f"health:{PROTOCOL_VERSION}:write-probe"
-
-# Renew a lease only while this worker holds it: a paused-then-resumed zombie cannot revive a lease
-# another worker has taken since. The job's score on the queue is its lease's deadline (see the claim
-# in src/worker/arq_worker.py): it moves with the lease, and only while the job is still queued.
-# KEYS: in-progress keys. ARGV: worker id, lease ms, queue key, then the job ids. The deadline is on
-# Redis's clock, as the lease's expiry is.
-RENEW_LEASES = """
-local t = redis.call('TIME')
-local deadline = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]))
-local renewed = 0
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2])
-    redis.call('ZADD', ARGV[3], 'XX', deadline, ARGV[3 + i])
-    renewed = renewed + 1
-  end
-end
-return renewed
-"""
-ALLOW_FIRST_VERSION = """
-if redis.call('SCARD', KEYS[1]) == 0 and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
-  redis.call('SADD', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
-"""
-# An API's beat: publish the data fingerprint, and allow the API's own version unless an operator
-# retired it (a retired version is allowed again only by `allow-version`). 1: allowed, 0: retired.
-# KEYS: versions, retired, fingerprint. ARGV: version, fingerprint JSON.
-ANNOUNCE = """
-redis.call('SET', KEYS[3], ARGV[2])
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-return 1
-"""
-RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 async def _reply(value: Awaitable[T] | T) -> T:
@@ -167,7 +129,7 @@ class DeploymentRegistry:
             about = {"queue": record.queue, "version": record.version, "hostname": record.hostname}
             pipe.hset(WORKERS_ABOUT_KEY, record.worker_id, json.dumps(about))
             if job_ids:
-                keys = [in_progress_key_prefix + job_id for job_id in job_ids]
+                keys = [IN_PROGRESS_PREFIX + job_id for job_id in job_ids]
                 args: list[str | int] = [record.worker_id, lease_ms, queue_key, *job_ids]
                 await self._renew(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
@@ -196,14 +158,14 @@ class DeploymentRegistry:
             ids = await self._pool.zrangebyscore(queue, f"({now_ms}", "+inf")
             if not ids:
                 continue
-            holders = await self._pool.mget([in_progress_key_prefix + i.decode() for i in ids])
+            holders = await self._pool.mget([IN_PROGRESS_PREFIX + i.decode() for i in ids])
             for holder in holders:
                 if holder is not None:
                     counts[holder.decode()] = counts.get(holder.decode(), 0) + 1
         return counts
 
     async def release_lease(self, job_id: str, worker_id: str) -> bool:
-        return bool(await self._release(keys=[in_progress_key_prefix + job_id], args=[worker_id]))
+        return bool(await self._release(keys=[IN_PROGRESS_PREFIX + job_id], args=[worker_id]))
 
     async def remove_worker(self, worker_id: str) -> None:
         """A clean stop: the record goes, and the worker is remembered as stopped, not lost."""
