@@ -69,6 +69,14 @@ _SAVE_RESULT = f"""INSERT INTO appointment_results ({codec.RESULT_COLUMNS})
     WHERE NOT (appointment_results.job_id = excluded.job_id
                AND appointment_results.attempt > excluded.attempt)"""
 _SELECT_APPOINTMENTS = f"SELECT {codec.APPOINTMENT_SELECT} FROM appointments"
+# (after id, kind or NULL, limit): the page is chosen on the partial index alone, then read.
+_RULES_FALLBACK_PAGE = f"""{_SELECT_APPOINTMENTS} WHERE id IN (
+        SELECT appointment_id FROM appointment_results
+        WHERE {RULES_FALLBACK} AND appointment_id > ?1 AND (?2 IS NULL OR NOT EXISTS (
+            SELECT 1 FROM appointment_results AS other
+            WHERE other.appointment_id = appointment_results.appointment_id AND other.kind = ?2))
+        ORDER BY appointment_id LIMIT ?3)
+    ORDER BY id"""
 # A batch's progress in one statement (one snapshot): its rows, then its normalization results by status.
 _COUNT_BATCH = f"""SELECT NULL, count(*) FROM appointments WHERE batch_id = ?1
     UNION ALL
@@ -193,17 +201,9 @@ class SQLiteRepository(SQLiteLedger):
     async def rules_fallback_appointments(
         self, *, after_id: str | None, limit: int, without_result: str | None = None
     ) -> list[Appointment]:
-        # the page is chosen on the partial index alone, then its appointments are read
-        sql = f"""{_SELECT_APPOINTMENTS} WHERE id IN (
-                SELECT appointment_id FROM appointment_results
-                WHERE {RULES_FALLBACK} AND appointment_id > ?1 AND (?2 IS NULL OR NOT EXISTS (
-                    SELECT 1 FROM appointment_results AS other
-                    WHERE other.appointment_id = appointment_results.appointment_id AND other.kind = ?2))
-                ORDER BY appointment_id LIMIT ?3)
-            ORDER BY id"""
         kind = None if without_result is None else codec.checked_kind(without_result)
         args = (after_id or "", kind, limit)
-        rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
+        rows = await self._run(lambda conn: conn.execute(_RULES_FALLBACK_PAGE, args).fetchall())
         return [codec.appointment_from_row(row) for row in rows]
 
     async def settle_fallback_address(

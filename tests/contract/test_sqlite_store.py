@@ -16,7 +16,7 @@ import pytest
 from src.domain.appointments import KindResult, NormalizationStatus
 from src.domain.jobs import JobClaim, JobOutcome, JobStatus
 from src.errors import StoreUnavailable
-from src.infrastructure import sqlite_connection
+from src.infrastructure import sqlite_connection, sqlite_repository
 from src.infrastructure.sqlite_repository import SQLiteRepository
 from src.infrastructure.store_codec import SCHEMA_VERSION
 from tests.contract.conftest import T0, make_appointment, make_job, make_result
@@ -323,3 +323,34 @@ async def test_the_ledger_fences_any_kind_s_result(tmp_path: Path) -> None:
         assert stored is not None and stored.results == {"audit": audit(3)}
     finally:
         await repo.close()
+
+
+@pytest.mark.parametrize(
+    ("statement", "args", "indexes"),
+    [
+        (  # a batch's progress: both halves covered by an index, no table read
+            sqlite_repository._COUNT_BATCH, ("b",),
+            ["COVERING INDEX appointments_batch_seq", "COVERING INDEX appointment_results_batch_status"],
+        ),
+        (  # the re-normalization's pages: only the fallback addresses' partial index is walked
+            sqlite_repository._RULES_FALLBACK_PAGE, ("", "renormalize_addresses", 10),
+            ["INDEX appointment_results_rules_fallback"],
+        ),
+    ],
+)  # fmt: skip
+async def test_status_and_fallback_queries_stay_on_their_indexes(
+    tmp_path: Path, statement: str, args: tuple[object, ...], indexes: list[str]
+) -> None:
+    """SQLite's plan for counting a batch by status and for the fallback pages uses the indexes
+    made for them, and never scans a table."""
+    path = tmp_path / "store.sqlite3"
+    repo = SQLiteRepository(str(path))
+    await repo.init()
+    await repo.close()
+    conn = sqlite3.connect(path)
+    try:
+        plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", args))
+    finally:
+        conn.close()
+    assert all(index in plan for index in indexes), plan
+    assert "SCAN" not in plan, plan
