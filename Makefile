@@ -81,6 +81,7 @@ bench: install
 	$(PY) -m bench.latency_trace --json var/bench/latency_trace.json
 	$(PY) -m bench.enqueue --jobs 50000 --json var/bench/enqueue.json
 	$(PY) -m bench.import50k --rows 50000 --json var/bench/import50k.json
+	$(PY) -m bench.store --json var/bench/store.json
 	$(PY) -m bench.llm_mode --json var/bench/llm_mode.json
 	$(PY) -m bench.llm_client_cpu --json var/bench/llm_client_cpu.json
 	$(PY) -m bench.loadtest --json var/bench/loadtest.json

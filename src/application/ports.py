@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -106,8 +106,18 @@ class Repository(Protocol):
     async def save_normalizations(
         self, results: Sequence[NormalizationResult], *, job_id: str, attempt: int
     ) -> int:
-        """Write results of one run of `job_id`; skip appointments a newer attempt of the same job
-        already wrote. Return how many were written."""
+        """Write results of one run of `job_id` as the normalization kind's (`save_results` of the
+        kind `normalization`); skip appointments a newer attempt of the same job already wrote.
+        Return how many were written."""
+
+    async def save_results(
+        self, kind: str, results: Mapping[str, KindResult], *, job_id: str, attempt: int
+    ) -> int:
+        """Write `kind`'s result of each appointment (by id) from one run of `job_id`, in place of
+        that kind's earlier one; the other kinds' results are never touched. Skip appointments whose
+        `kind` result a newer attempt of the same job already wrote, and unknown appointments;
+        ValueError when a provenance names another run, or `kind` is not an identifier (a job
+        name). Return how many were written."""
 
     async def single_appointments_to_retime(self, *, after_id: str | None, limit: int) -> list[Appointment]:
         """Appointments created one by one (no batch) and not yet retimed, in id order, after
@@ -125,8 +135,11 @@ class Repository(Protocol):
         self, appointment_id: str, kind: str, result: KindResult, address: NormalizedAddress | None
     ) -> bool:
         """While the appointment's address is still `rules_fallback`: record `kind`'s result (its
-        own provenance) and, when `address` is given, store it in place of the fallback. False, and
-        nothing written, when its address is no longer a fallback (another run or kind got there)."""
+        own provenance) and, when `address` is given, store it in place of the fallback in the
+        normalization's result (the one write of a kind into another's: that address is what the
+        re-normalization exists to correct; the normalization's status and provenance stay). False,
+        and nothing written, when its address is no longer a fallback (another run or kind got
+        there)."""
 
     async def retime_appointments(self, times: Sequence[tuple[str, datetime]]) -> int:
         """Set `data_hora` of each (id, time) not yet retimed and mark it retimed, so that no run of

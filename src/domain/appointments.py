@@ -1,4 +1,5 @@
-"""Appointments, import batches and the provenance of their normalization (pure, no I/O)."""
+"""Appointments, import batches, and the results job kinds record for them, each with its own
+provenance (pure, no I/O)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from uuid6 import uuid7
 
 from src.domain.addresses import NormalizedAddress
@@ -32,12 +33,22 @@ class Provenance(BaseModel):
     duration_ms: int
 
 
-class KindResult(BaseModel):
-    """What one job kind recorded for an appointment, with its own provenance: kinds other than the
-    normalization itself (whose fields and `provenance` are the appointment's own) keep theirs here,
-    one per kind, so no kind overwrites another's."""
+# The job kind whose result is the normalization itself (`documento_normalizado`,
+# `endereco_normalizado`, the status): a kind is named after the job that writes it
+# (`renormalize_addresses`), but two jobs write this one, `normalize_appointment` and
+# `normalize_batch_chunk` (one appointment, or a batch's rows by chunks), and either may overwrite
+# the other's (a later generation, a re-import), so they share one kind, named after their queue.
+NORMALIZATION = "normalization"
 
+
+class KindResult(BaseModel):
+    """What one job kind recorded for an appointment, with its own provenance: one per (appointment,
+    kind), so no kind overwrites another's. `status` is the kind's own word for the outcome (the
+    normalization's: `normalized` or `failed`), `data` its result as JSON, `error` why it failed."""
+
+    status: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
     provenance: Provenance
 
 
@@ -100,12 +111,50 @@ class Appointment(BaseModel):
     telefone: str | None = None
     email: str | None = None
     created_at: datetime
-    documento_normalizado: NormalizedDocument | None = None
-    endereco_normalizado: NormalizedAddress | None = None
-    normalization_status: NormalizationStatus = NormalizationStatus.PENDING
-    normalization_error: str | None = None
-    provenance: Provenance | None = None
     results: dict[str, KindResult] = Field(default_factory=dict)  # by job kind
+
+    # The normalization as clients read it before results were kept by kind: views of
+    # `results["normalization"]`, pending (all None) while there is none.
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def documento_normalizado(self) -> NormalizedDocument | None:
+        value = self._normalization_data("documento_normalizado")
+        return None if value is None else NormalizedDocument.model_validate(value)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def endereco_normalizado(self) -> NormalizedAddress | None:
+        value = self._normalization_data("endereco_normalizado")
+        return None if value is None else NormalizedAddress.model_validate(value)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def normalization_status(self) -> NormalizationStatus:
+        result = self.results.get(NORMALIZATION)
+        status = None if result is None else result.status
+        return NormalizationStatus.PENDING if status is None else NormalizationStatus(status)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def normalization_error(self) -> str | None:
+        result = self.results.get(NORMALIZATION)
+        return None if result is None else result.error
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def provenance(self) -> Provenance | None:
+        """The normalization's provenance (each kind's own is in its result)."""
+        result = self.results.get(NORMALIZATION)
+        return None if result is None else result.provenance
+
+    def _normalization_data(self, name: str) -> Any:
+        result = self.results.get(NORMALIZATION)
+        return None if result is None else result.data.get(name)
+
+
+# The views above: never stored, never taken from input.
+NORMALIZATION_VIEWS = frozenset(Appointment.model_computed_fields)
 
 
 class NormalizationResult(BaseModel):
@@ -117,6 +166,22 @@ class NormalizationResult(BaseModel):
     endereco_normalizado: NormalizedAddress | None = None
     error: str | None = None
     provenance: Provenance
+
+    def kind_result(self) -> KindResult:
+        """The result as the normalization kind's entry in `Appointment.results`."""
+        return KindResult(
+            status=self.status.value,
+            data={
+                "documento_normalizado": _json(self.documento_normalizado),
+                "endereco_normalizado": _json(self.endereco_normalizado),
+            },
+            error=self.error,
+            provenance=self.provenance,
+        )
+
+
+def _json(model: BaseModel | None) -> dict[str, Any] | None:
+    return None if model is None else model.model_dump(mode="json")
 
 
 class Batch(BaseModel):

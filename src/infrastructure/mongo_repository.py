@@ -2,15 +2,17 @@
 
 Inserts are upserts keyed by `_id` with `$setOnInsert`, so replaying them changes nothing; every
 write of a job run is a single-document update whose filter carries the run's `attempt` (the
-fencing token), so a stale run matches nothing. Connection-level failures become `StoreUnavailable`
-(a transient error the worker retries); any other `PyMongoError` is a bug and propagates.
+fencing token), so a stale run matches nothing. A job kind's result is `results.<kind>` of the
+appointment's document, written and fenced on its own: no kind's write reads or sets another's.
+Connection-level failures become `StoreUnavailable` (a transient error the worker retries); any
+other `PyMongoError` is a bug and propagates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +21,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from src.domain.addresses import AddressSource, NormalizedAddress
-from src.domain.appointments import Appointment, Batch, BatchCounts, KindResult, NormalizationResult
+from src.domain.appointments import (
+    NORMALIZATION,
+    Appointment,
+    Batch,
+    BatchCounts,
+    KindResult,
+    NormalizationResult,
+)
 from src.errors import StoreUnavailable
 from src.infrastructure import store_codec as codec
 from src.infrastructure.mongo_common import (
@@ -31,8 +40,12 @@ from src.infrastructure.mongo_common import (
     unavailable_on_connection_errors,
 )
 from src.infrastructure.mongo_ledger import JOB_INDEXES, MongoLedger
+from src.infrastructure.mongo_migration import migrate_appointments
 
-_ADDRESS_SOURCE = "endereco_normalizado.source"
+_NORMALIZATION = f"results.{NORMALIZATION}"
+_ADDRESS = f"{_NORMALIZATION}.data.endereco_normalizado"
+_ADDRESS_SOURCE = f"{_ADDRESS}.source"
+_FALLBACK = AddressSource.RULES_FALLBACK.value
 
 APPOINTMENT_INDEXES = [
     # unique among batched rows only: single appointments have no batch and all share seq 0
@@ -42,12 +55,15 @@ APPOINTMENT_INDEXES = [
         unique=True,
         partialFilterExpression={"batch_id": {"$type": "string"}},
     ),
-    IndexModel([("batch_id", ASCENDING), ("normalization_status", ASCENDING)], name="batch_status"),
+    # a batch's progress: its rows by normalization status (none yet: pending)
+    IndexModel(
+        [("batch_id", ASCENDING), (f"{_NORMALIZATION}.status", ASCENDING)], name="batch_normalization"
+    ),
     # only the rules_fallback addresses are in it: the re-normalization's pages, in id order
     IndexModel(
         [(_ADDRESS_SOURCE, ASCENDING), ("_id", ASCENDING)],
-        name="rules_fallback",
-        partialFilterExpression={_ADDRESS_SOURCE: AddressSource.RULES_FALLBACK.value},
+        name="normalization_rules_fallback",
+        partialFilterExpression={_ADDRESS_SOURCE: _FALLBACK},
     ),
 ]
 OFF_LOOP_MIN_DOCS = 1000  # documents built on a thread of their own from this many on
@@ -68,8 +84,14 @@ class MongoRepository(MongoLedger):
     # lifecycle
 
     async def init(self) -> None:
-        """Create indexes and the init marker; safe to call on every start."""
+        """Migrate a store an older release wrote, create indexes and the init marker; safe to call
+        on every start, and by several processes at once."""
         with unavailable_on_connection_errors():
+            before = await self._meta.find_one({"_id": "store"})
+            # no marker: a new store, as every release wrote it at its first start
+            found_version = codec.SCHEMA_VERSION if before is None else int(before.get("schema_version", 1))
+            codec.check_schema_version(found_version, self.identity())
+            await migrate_appointments(self._appointments, found_version)
             await self._appointments.create_indexes(APPOINTMENT_INDEXES)
             await self._jobs.create_indexes(JOB_INDEXES)
             marker = {"store_id": uuid.uuid4().hex, "initialized_at": datetime.now(UTC)}
@@ -78,7 +100,7 @@ class MongoRepository(MongoLedger):
                 await self._meta.update_one({"_id": "store"}, {"$setOnInsert": marker}, upsert=True)
             except DuplicateKeyError:
                 pass  # another process created the marker at the same moment
-            await self._meta.update_one(
+            await self._meta.update_one(  # only now: an interrupted migration is run again
                 {"_id": "store", "schema_version": {"$lt": codec.SCHEMA_VERSION}},
                 {"$set": {"schema_version": codec.SCHEMA_VERSION}},
             )
@@ -133,24 +155,32 @@ class MongoRepository(MongoLedger):
     async def save_normalizations(
         self, results: Sequence[NormalizationResult], *, job_id: str, attempt: int
     ) -> int:
-        """Write results of one run of `job_id`; skip appointments a newer attempt already wrote."""
-        codec.check_provenance(results, job_id, attempt)
-        if not results:
+        """Write results of one run of `job_id` as the normalization kind's; skip appointments a newer
+        attempt already wrote."""
+        codec.check_provenance(((r.appointment_id, r.provenance) for r in results), job_id, attempt)
+        docs = [(r.appointment_id, codec.normalization_doc(r)) for r in results]
+        return await self._save(NORMALIZATION, docs, job_id=job_id, attempt=attempt)
+
+    async def save_results(
+        self, kind: str, results: Mapping[str, KindResult], *, job_id: str, attempt: int
+    ) -> int:
+        codec.check_provenance(((key, r.provenance) for key, r in results.items()), job_id, attempt)
+        docs = [(key, r.model_dump()) for key, r in results.items()]
+        return await self._save(codec.checked_kind(kind), docs, job_id=job_id, attempt=attempt)
+
+    async def _save(self, kind: str, docs: list[tuple[str, Document]], *, job_id: str, attempt: int) -> int:
+        """Set `results.<kind>` of each (id, result) unless a newer attempt of `job_id` wrote it."""
+        if not docs:
             return 0
-        ops = [
-            UpdateOne(
-                {
-                    "_id": result.appointment_id,
-                    # a newer attempt of the same job wins; a run of another job may always overwrite
-                    "$or": [
-                        {"provenance.job_id": {"$ne": job_id}},
-                        {"provenance.attempt": {"$lte": attempt}},
-                    ],
-                },
-                {"$set": codec.normalization_set(result)},
-            )
-            for result in results
-        ]
+        field = f"results.{kind}"
+        # a newer attempt of the same job wins; a run of another job may always overwrite
+        fence: Document = {
+            "$or": [
+                {f"{field}.provenance.job_id": {"$ne": job_id}},
+                {f"{field}.provenance.attempt": {"$lte": attempt}},
+            ]
+        }
+        ops = [UpdateOne({"_id": key, **fence}, {"$set": {field: doc}}) for key, doc in docs]
         with unavailable_on_connection_errors():
             written = await self._appointments.bulk_write(ops, ordered=False)
         return written.matched_count
@@ -164,11 +194,9 @@ class MongoRepository(MongoLedger):
     async def rules_fallback_appointments(
         self, *, after_id: str | None, limit: int, without_result: str | None = None
     ) -> list[Appointment]:
-        source = AddressSource.RULES_FALLBACK.value
-        query: Document = {_ADDRESS_SOURCE: source, "_id": {"$gt": after_id or ""}}
+        query: Document = {_ADDRESS_SOURCE: _FALLBACK, "_id": {"$gt": after_id or ""}}
         if without_result is not None:
-            codec.result_path(without_result)  # an identifier: a safe field name
-            query[f"results.{without_result}"] = {"$exists": False}
+            query[f"results.{codec.checked_kind(without_result)}"] = {"$exists": False}
         with unavailable_on_connection_errors():
             docs = await self._appointments.find(query).sort([("_id", ASCENDING)]).limit(limit).to_list()
         return [codec.appointment_from_doc(doc) for doc in docs]
@@ -177,11 +205,10 @@ class MongoRepository(MongoLedger):
         self, appointment_id: str, kind: str, result: KindResult, address: NormalizedAddress | None
     ) -> bool:
         """See the port. One update, conditioned on the address still being a fallback."""
-        codec.result_path(kind)  # an identifier: a safe field name
-        update: Document = {f"results.{kind}": result.model_dump()}
-        if address is not None:
-            update["endereco_normalizado"] = address.model_dump()
-        query: Document = {"_id": appointment_id, _ADDRESS_SOURCE: AddressSource.RULES_FALLBACK.value}
+        update: Document = {f"results.{codec.checked_kind(kind)}": result.model_dump()}
+        if address is not None:  # into the normalization's result: its status and provenance stay
+            update[_ADDRESS] = address.model_dump(mode="json")
+        query: Document = {"_id": appointment_id, _ADDRESS_SOURCE: _FALLBACK}
         with unavailable_on_connection_errors():
             written = await self._appointments.update_one(query, {"$set": update})
         return written.matched_count == 1
@@ -225,7 +252,7 @@ class MongoRepository(MongoLedger):
     async def count_batch(self, batch_id: str) -> BatchCounts:
         pipeline: list[Document] = [
             {"$match": {"batch_id": batch_id}},
-            {"$group": {"_id": "$normalization_status", "count": {"$sum": 1}}},
+            {"$group": {"_id": f"${_NORMALIZATION}.status", "count": {"$sum": 1}}},  # none: pending
         ]
         with unavailable_on_connection_errors():
             cursor = await self._appointments.aggregate(pipeline)

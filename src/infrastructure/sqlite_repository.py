@@ -20,13 +20,19 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
 from src.domain.addresses import NormalizedAddress
-from src.domain.appointments import Appointment, Batch, BatchCounts, KindResult, NormalizationResult
+from src.domain.appointments import (
+    NORMALIZATION,
+    Appointment,
+    Batch,
+    BatchCounts,
+    KindResult,
+    NormalizationResult,
+)
 from src.errors import StoreUnavailable
 from src.infrastructure import store_codec as codec
 from src.infrastructure.sqlite_checkpointer import WalCheckpointer
@@ -40,59 +46,42 @@ from src.infrastructure.sqlite_connection import (
     write_transaction as _write,
 )
 from src.infrastructure.sqlite_ledger import SQLiteLedger
+from src.infrastructure.sqlite_schema import RULES_FALLBACK, initialize
 
 T = TypeVar("T")
 
 INIT_LOCK_RETRY_S = 4.0  # within the 5 s workers.py gives the store at start-up
-# the partial index's condition, written the same way in the query so that SQLite uses the index
-_RULES_FALLBACK = "json_extract(normalization, '$.endereco_normalizado.source') = 'rules_fallback'"
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS meta (
-        id INTEGER PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL,
-        initialized_at TEXT NOT NULL, schema_version INTEGER NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS appointments (
-        id TEXT PRIMARY KEY, batch_id TEXT, seq INTEGER NOT NULL, normalization_status TEXT NOT NULL,
-        prov_job_id TEXT, prov_attempt INTEGER, body TEXT NOT NULL, normalization TEXT)""",
-    """CREATE UNIQUE INDEX IF NOT EXISTS appointments_batch_seq
-        ON appointments (batch_id, seq) WHERE batch_id IS NOT NULL""",
-    """CREATE INDEX IF NOT EXISTS appointments_batch_status
-        ON appointments (batch_id, normalization_status) WHERE batch_id IS NOT NULL""",
-    f"""CREATE INDEX IF NOT EXISTS appointments_rules_fallback ON appointments (id)
-        WHERE {_RULES_FALLBACK}""",
-    "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS jobs (
-        job_id TEXT PRIMARY KEY, logical_key TEXT NOT NULL, generation INTEGER NOT NULL,
-        task TEXT NOT NULL, queue TEXT NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL,
-        app_failures INTEGER NOT NULL, interruptions INTEGER NOT NULL, worker_id TEXT, version TEXT,
-        enqueued_at TEXT NOT NULL, started_at TEXT, heartbeat_at TEXT, finished_at TEXT,
-        duration_ms INTEGER, progress TEXT NOT NULL, error_category TEXT, error_message TEXT,
-        result TEXT, envelope TEXT NOT NULL, lease_losses INTEGER NOT NULL DEFAULT 0, superseded_by TEXT)""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key_generation ON jobs (logical_key, generation)",
-    "CREATE INDEX IF NOT EXISTS jobs_status_enqueued ON jobs (status, enqueued_at)",
-    "CREATE INDEX IF NOT EXISTS jobs_enqueued ON jobs (enqueued_at)",
-    "CREATE INDEX IF NOT EXISTS jobs_status_finished ON jobs (status, finished_at)",
-    """CREATE TABLE IF NOT EXISTS workers (
-        worker_id TEXT PRIMARY KEY, version TEXT NOT NULL, hostname TEXT NOT NULL, queue TEXT NOT NULL,
-        started_at TEXT NOT NULL, seen_at TEXT NOT NULL)""",
-)
-# Columns added since schema version 1, added in place to a file made by an older version.
-_ADDED_JOB_COLUMNS = {
-    "lease_losses": "INTEGER NOT NULL DEFAULT 0",
-    "superseded_by": "TEXT",
-}
-
-_INSERT_APPOINTMENT = (
-    f"INSERT OR IGNORE INTO appointments ({codec.APPOINTMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
-)
-# A newer attempt of the same job wins; a run of another job may always overwrite. And never from a run
-# the ledger no longer holds as current, checked in the same statement: a run fenced off (its lease
+_INSERT_APPOINTMENT = f"INSERT OR IGNORE INTO appointments ({codec.APPOINTMENT_COLUMNS}) VALUES (?,?,?,?)"
+_INSERT_RESULT = f"INSERT OR IGNORE INTO appointment_results ({codec.RESULT_COLUMNS}) VALUES (?,?,?,?,?,?,?)"
+# One kind's result of one appointment, (id, kind, status, job_id, attempt, body): only that
+# (appointment, kind) row is read or written, so a kind never touches another's result. A newer
+# attempt of the same job wins; a run of another job may always overwrite. And never from a run the
+# ledger no longer holds as current, checked in the same statement: a run fenced off (its lease
 # lost, its generation superseded, its job cancelled) between its last check and this write writes
-# nothing.
-_SAVE_NORMALIZATION = """UPDATE appointments
-    SET normalization_status = ?, normalization = ?, prov_job_id = ?, prov_attempt = ?
-    WHERE id = ? AND NOT (prov_job_id IS ? AND prov_attempt > ?)
-      AND NOT EXISTS (SELECT 1 FROM jobs WHERE job_id = ? AND NOT (attempt = ? AND status = 'running'))"""
+# nothing. An appointment that does not exist gets nothing (the SELECT finds no row).
+_SAVE_RESULT = f"""INSERT INTO appointment_results ({codec.RESULT_COLUMNS})
+    SELECT id, ?2, batch_id, ?3, ?4, ?5, ?6 FROM appointments
+    WHERE id = ?1
+      AND NOT EXISTS (SELECT 1 FROM jobs WHERE job_id = ?4 AND NOT (attempt = ?5 AND status = 'running'))
+    ON CONFLICT (appointment_id, kind) DO UPDATE
+    SET status = excluded.status, job_id = excluded.job_id, attempt = excluded.attempt, body = excluded.body
+    WHERE NOT (appointment_results.job_id = excluded.job_id
+               AND appointment_results.attempt > excluded.attempt)"""
+_SELECT_APPOINTMENTS = f"SELECT {codec.APPOINTMENT_SELECT} FROM appointments"
+# (after id, kind or NULL, limit): the page is chosen on the partial index alone, then read.
+_RULES_FALLBACK_PAGE = f"""{_SELECT_APPOINTMENTS} WHERE id IN (
+        SELECT appointment_id FROM appointment_results
+        WHERE {RULES_FALLBACK} AND appointment_id > ?1 AND (?2 IS NULL OR NOT EXISTS (
+            SELECT 1 FROM appointment_results AS other
+            WHERE other.appointment_id = appointment_results.appointment_id AND other.kind = ?2))
+        ORDER BY appointment_id LIMIT ?3)
+    ORDER BY id"""
+# A batch's progress in one statement (one snapshot): its rows, then its normalization results by status.
+_COUNT_BATCH = f"""SELECT NULL, count(*) FROM appointments WHERE batch_id = ?1
+    UNION ALL
+    SELECT status, count(*) FROM appointment_results WHERE batch_id = ?1 AND kind = '{NORMALIZATION}'
+    GROUP BY status"""
 
 
 class SQLiteRepository(SQLiteLedger):
@@ -147,15 +136,26 @@ class SQLiteRepository(SQLiteLedger):
     # appointments and batches
 
     async def insert_appointments(self, appointments: Sequence[Appointment]) -> int:
-        """Insert the appointments whose id (and batch_id + seq) is new; return how many."""
-        return await self._run(
-            lambda conn: _write_many(
-                conn, _INSERT_APPOINTMENT, [codec.appointment_row(a) for a in appointments]
-            )
-        )
+        """Insert the appointments whose id (and batch_id + seq) is new, with their results; return
+        how many."""
+        rows = [codec.appointment_row(a) for a in appointments]
+        if not any(a.results for a in appointments):  # new appointments: no results yet
+            return await self._run(lambda conn: _write_many(conn, _INSERT_APPOINTMENT, rows))
+        results = [codec.result_rows(a) for a in appointments]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            inserted = 0
+            with _write(conn):
+                for row, kinds in zip(rows, results, strict=True):
+                    if conn.execute(_INSERT_APPOINTMENT, row).rowcount == 1:  # never onto a known id
+                        inserted += 1
+                        conn.executemany(_INSERT_RESULT, kinds)
+            return inserted
+
+        return await self._run(insert)
 
     async def get_appointment(self, appointment_id: str) -> Appointment | None:
-        sql = f"SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments WHERE id = ?"
+        sql = f"{_SELECT_APPOINTMENTS} WHERE id = ?"
         row = await self._run(lambda conn: conn.execute(sql, (appointment_id,)).fetchone(), inline=True)
         return None if row is None else codec.appointment_from_row(row)
 
@@ -163,8 +163,7 @@ class SQLiteRepository(SQLiteLedger):
         self, batch_id: str, *, seq_from: int, seq_to: int, limit: int
     ) -> list[Appointment]:
         """Appointments of a batch with seq_from <= seq < seq_to, in seq order, at most `limit`."""
-        sql = f"""SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments
-            WHERE batch_id = ? AND seq >= ? AND seq < ? ORDER BY seq LIMIT ?"""
+        sql = f"{_SELECT_APPOINTMENTS} WHERE batch_id = ? AND seq >= ? AND seq < ? ORDER BY seq LIMIT ?"
         args = (batch_id, seq_from, seq_to, limit)
         rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
         return [codec.appointment_from_row(row) for row in rows]
@@ -172,17 +171,28 @@ class SQLiteRepository(SQLiteLedger):
     async def save_normalizations(
         self, results: Sequence[NormalizationResult], *, job_id: str, attempt: int
     ) -> int:
-        """Write results of one run of `job_id`; skip appointments a newer attempt already wrote."""
-        codec.check_provenance(results, job_id, attempt)
+        """Write results of one run of `job_id` as the normalization kind's; skip appointments a newer
+        attempt already wrote."""
+        codec.check_provenance(((r.appointment_id, r.provenance) for r in results), job_id, attempt)
+        return await self._save(NORMALIZATION, [codec.normalization_write(r) for r in results])
 
-        def save(conn: sqlite3.Connection) -> int:
-            rows = [(*codec.normalization_row(r), job_id, attempt, job_id, attempt) for r in results]
-            return _write_many(conn, _SAVE_NORMALIZATION, rows)
+    async def save_results(
+        self, kind: str, results: Mapping[str, KindResult], *, job_id: str, attempt: int
+    ) -> int:
+        codec.check_provenance(((key, r.provenance) for key, r in results.items()), job_id, attempt)
+        return await self._save(
+            codec.checked_kind(kind), [codec.kind_result_write(key, r) for key, r in results.items()]
+        )
 
-        return await self._run(save, inline=len(results) <= INLINE_MAX_ROWS)
+    async def _save(self, kind: str, writes: list[tuple[Any, ...]]) -> int:
+        """Run `_SAVE_RESULT` for each (id, status, job_id, attempt, body) of `kind`, in one transaction."""
+        rows = [(appointment_id, kind, *rest) for appointment_id, *rest in writes]
+        return await self._run(
+            lambda conn: _write_many(conn, _SAVE_RESULT, rows), inline=len(rows) <= INLINE_MAX_ROWS
+        )
 
     async def single_appointments_to_retime(self, *, after_id: str | None, limit: int) -> list[Appointment]:
-        sql = f"""SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments
+        sql = f"""{_SELECT_APPOINTMENTS}
             WHERE batch_id IS NULL AND json_extract(body, '$.retimed') IS NULL AND id > ?
             ORDER BY id LIMIT ?"""
         rows = await self._run(lambda conn: conn.execute(sql, (after_id or "", limit)).fetchall())
@@ -191,34 +201,35 @@ class SQLiteRepository(SQLiteLedger):
     async def rules_fallback_appointments(
         self, *, after_id: str | None, limit: int, without_result: str | None = None
     ) -> list[Appointment]:
-        sql = f"""SELECT {codec.APPOINTMENT_COLUMNS} FROM appointments
-            WHERE {_RULES_FALLBACK} AND id > ? AND (? IS NULL OR json_extract(body, ?) IS NULL)
-            ORDER BY id LIMIT ?"""
-        path = None if without_result is None else codec.result_path(without_result)
-        args = (after_id or "", path, path, limit)
-        rows = await self._run(lambda conn: conn.execute(sql, args).fetchall())
+        kind = None if without_result is None else codec.checked_kind(without_result)
+        args = (after_id or "", kind, limit)
+        rows = await self._run(lambda conn: conn.execute(_RULES_FALLBACK_PAGE, args).fetchall())
         return [codec.appointment_from_row(row) for row in rows]
 
     async def settle_fallback_address(
         self, appointment_id: str, kind: str, result: KindResult, address: NormalizedAddress | None
     ) -> bool:
-        """See the port. One statement: the check that the address is still a fallback and the write."""
-        stored = codec.with_utc(result.provenance, "started_at", "finished_at")
-        result_json = result.model_copy(update={"provenance": stored}).model_dump_json()
-        path = codec.result_path(kind)
+        """See the port. One transaction: the check that the address is still a fallback, the new
+        address in the normalization's result, and `kind`'s own result."""
+        provenance = result.provenance
+        row = (appointment_id, codec.checked_kind(kind), result.status, provenance.job_id,
+               provenance.attempt, codec.kind_result_json(result))  # fmt: skip
         if address is None:
-            sql = f"""UPDATE appointments SET body = json_set(body, ?, json(?))
-                WHERE id = ? AND {_RULES_FALLBACK}"""
-            args: tuple[object, ...] = (path, result_json, appointment_id)
+            sql = f"SELECT 1 FROM appointment_results WHERE appointment_id = ? AND {RULES_FALLBACK}"
+            args: tuple[object, ...] = (appointment_id,)
         else:
-            sql = f"""UPDATE appointments SET body = json_set(body, ?, json(?)),
-                normalization = json_set(normalization, '$.endereco_normalizado', json(?))
-                WHERE id = ? AND {_RULES_FALLBACK}"""
-            args = (path, result_json, address.model_dump_json(), appointment_id)
+            sql = f"""UPDATE appointment_results
+                SET body = json_set(body, '$.data.endereco_normalizado', json(?))
+                WHERE appointment_id = ? AND {RULES_FALLBACK}"""
+            args = (address.model_dump_json(), appointment_id)
 
         def settle(conn: sqlite3.Connection) -> bool:
             with _write(conn):
-                return conn.execute(sql, args).rowcount == 1
+                cursor = conn.execute(sql, args)
+                still_fallback = cursor.fetchone() is not None if address is None else cursor.rowcount == 1
+                if still_fallback:
+                    conn.execute(_SAVE_RESULT, row)
+                return still_fallback
 
         return await self._run(settle)
 
@@ -263,27 +274,12 @@ class SQLiteRepository(SQLiteLedger):
         return int(rows[0][0])
 
     async def count_batch(self, batch_id: str) -> BatchCounts:
-        sql = """SELECT normalization_status, count(*) FROM appointments
-            WHERE batch_id = ? GROUP BY normalization_status"""
-        rows = await self._run(lambda conn: conn.execute(sql, (batch_id,)).fetchall())
-        return codec.batch_counts(rows)
+        rows = await self._run(lambda conn: conn.execute(_COUNT_BATCH, (batch_id,)).fetchall())
+        (_, total), *by_status = rows
+        with_result = sum(count for _, count in by_status)
+        return codec.batch_counts([(None, total - with_result), *by_status])
 
     def _init(self, conn: sqlite3.Connection) -> str:
-        with _write(conn):
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            present = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-            for column, definition in _ADDED_JOB_COLUMNS.items():
-                if column not in present:  # a file made by an older version: migrate in place
-                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
-            conn.execute(
-                "INSERT OR IGNORE INTO meta VALUES (1, ?, ?, ?)",
-                (uuid.uuid4().hex, codec.iso_utc(datetime.now(UTC)), codec.SCHEMA_VERSION),
-            )
-            conn.execute(
-                "UPDATE meta SET schema_version = ? WHERE id = 1 AND schema_version < ?",
-                (codec.SCHEMA_VERSION, codec.SCHEMA_VERSION),
-            )
-            row = conn.execute("SELECT store_id, schema_version FROM meta WHERE id = 1").fetchone()
-        codec.check_schema_version(int(row[1]), self.identity())
-        return str(row[0])
+        store_id, schema_version = initialize(conn)
+        codec.check_schema_version(schema_version, self.identity())
+        return store_id

@@ -18,8 +18,8 @@ import structlog
 
 from src.config import Settings
 from src.domain.addresses import AddressSource
-from src.domain.appointments import KindResult, Provenance
-from src.jobs.context import JobContext
+from src.domain.appointments import KindResult
+from src.jobs.context import JobContext, run_info
 from src.jobs.spec import Cron, NoPayload
 
 log = structlog.get_logger(__name__)
@@ -54,12 +54,7 @@ async def renormalize_addresses(ctx: JobContext, payload: NoPayload) -> dict[str
         if address.source is not AddressSource.LLM and address.fallback_reason in UNAVAILABLE:
             log.info("re-normalization paused: the LLM is still unavailable", reason=address.fallback_reason)
             break
-        finished = datetime.now(UTC)
-        provenance = Provenance(
-            job_id=ctx["job_id"], attempt=ctx["job_try"], worker_id=ctx["worker_id"], version=ctx["version"],
-            started_at=started, finished_at=finished,
-            duration_ms=int((finished - started).total_seconds() * 1000),
-        )  # fmt: skip
+        provenance = run_info(ctx).provenance(started, datetime.now(UTC))
         better = address.source is AddressSource.LLM
         outcome = "replaced" if better else f"kept ({address.fallback_reason})"
         result = KindResult(data={"outcome": outcome}, provenance=provenance)

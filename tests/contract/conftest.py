@@ -34,10 +34,12 @@ T0 = datetime(2026, 3, 2, 12, 30, 15, 123000, tzinfo=UTC)
 
 @dataclass
 class Store:
-    """One store under test; `open()` returns a new, not yet initialized repository on it."""
+    """One store under test; `open()` returns a new, not yet initialized repository on it.
+    `location`: the SQLite file's path, or the MongoDB database's name (at `MONGODB_TEST_URL`)."""
 
     kind: str
     factory: Callable[[], Repository]
+    location: str
     opened: list[Repository] = field(default_factory=list)
 
     def open(self) -> Repository:
@@ -62,14 +64,16 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     kind: str = request.param
     if kind == "sqlite":
         path = str(tmp_path / "store.sqlite3")
-        under_test = Store(kind, lambda: SQLiteRepository(path))
+        under_test = Store(kind, lambda: SQLiteRepository(path), path)
         database_name = ""
     else:
         assert MONGODB_TEST_URL is not None
         url = MONGODB_TEST_URL
         database_name = f"contract_{uuid.uuid4().hex[:16]}"
         under_test = Store(
-            kind, lambda: build_mongo_repository(url, database_name, 10, server_selection_timeout_ms=5000)
+            kind,
+            lambda: build_mongo_repository(url, database_name, 10, server_selection_timeout_ms=5000),
+            database_name,
         )
     try:
         yield under_test

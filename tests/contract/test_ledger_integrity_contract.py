@@ -9,7 +9,7 @@ import pytest
 
 from src.application.ports import Repository
 from src.domain.addresses import AddressSource
-from src.domain.appointments import KindResult, Provenance
+from src.domain.appointments import NORMALIZATION, KindResult, Provenance
 from src.domain.jobs import ErrorCategory, JobEnvelope, JobOutcome, JobProgress, JobStatus
 from src.domain.workers import WorkerRegistration
 from tests.contract.conftest import NORMALIZED_ADDRESS, T0, make_appointment, make_job, make_result
@@ -297,13 +297,14 @@ async def test_a_fallback_address_is_settled_once_with_its_own_provenance(repo: 
         AddressSource.LLM,
         "Centro Novo",
     )
-    assert first.results == {kind: replaced}
+    assert first.results.keys() == {NORMALIZATION, kind} and first.results[kind] == replaced
     assert (
         first.provenance is not None and first.provenance.job_id == "batch:batch-1:0:1"
     )  # the normalization's
     assert first.documento_normalizado == results[0].documento_normalizado
     second = await repo.get_appointment("appt-2")
-    assert second is not None and second.endereco_normalizado == fallback and second.results == {kind: kept}
+    assert second is not None and second.endereco_normalizado == fallback and second.results[kind] == kept
+    assert second.results[NORMALIZATION] == results[1].kind_result()  # untouched by the kept answer
     everyone = await repo.rules_fallback_appointments(after_id=None, limit=10)
     assert [a.id for a in everyone] == ["appt-2", "appt-3"]
     todo = await repo.rules_fallback_appointments(after_id=None, limit=10, without_result=kind)

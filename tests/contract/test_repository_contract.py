@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from src.application.ports import Repository
-from src.domain.appointments import Batch, BatchCounts, NormalizationStatus
+from src.domain.appointments import NORMALIZATION, Batch, BatchCounts, KindResult, NormalizationStatus
 from src.domain.jobs import ErrorCategory, JobClaim, JobEnvelope, JobOutcome, JobProgress, JobStatus
 from tests.contract.conftest import (
     NORMALIZED_ADDRESS,
@@ -108,18 +108,16 @@ async def test_appointment_round_trips_every_field(repo: Repository) -> None:
         1,
         telefone="+55 11 99999-0000",
         email="paciente@example.com",
-        documento_normalizado=NORMALIZED_DOCUMENT,
-        endereco_normalizado=NORMALIZED_ADDRESS,
-        normalization_status=NormalizationStatus.NORMALIZED,
-        normalization_error=None,
-        provenance=make_provenance("normalize:appt-1:1", 2),
+        results={
+            NORMALIZATION: make_result("appt-1", "normalize:appt-1:1", 2).kind_result(),
+            "other_kind": KindResult(status="done", data={"n": 1}, provenance=make_provenance("o:1", 1)),
+        },
     )
     failed = make_appointment(
         2,
         batch_id=None,
         seq=0,
-        normalization_status=NormalizationStatus.FAILED,
-        normalization_error="bad cep",
+        results={NORMALIZATION: make_result("appt-2", JOB, 1, NormalizationStatus.FAILED).kind_result()},
     )
     await repo.insert_appointments([full, failed])
 
@@ -127,8 +125,13 @@ async def test_appointment_round_trips_every_field(repo: Repository) -> None:
     assert await repo.get_appointment("appt-2") == failed
     stored = await repo.get_appointment("appt-1")
     assert stored is not None and stored.provenance is not None
+    assert stored.documento_normalizado == NORMALIZED_DOCUMENT
+    assert stored.endereco_normalizado == NORMALIZED_ADDRESS
+    assert stored.normalization_status is NormalizationStatus.NORMALIZED
     for value in (stored.data_hora, stored.created_at, stored.provenance.started_at):
         assert_utc(value)
+    stored_failed = await repo.get_appointment("appt-2")
+    assert stored_failed is not None and stored_failed.normalization_error == "endereco: cidade is missing"
 
 
 async def test_datetimes_come_back_in_utc_whatever_came_in(repo: Repository) -> None:
@@ -138,9 +141,14 @@ async def test_datetimes_come_back_in_utc_whatever_came_in(repo: Repository) -> 
         1,
         data_hora=datetime(2026, 3, 2, 9, 0, tzinfo=brasilia),
         created_at=datetime(2026, 3, 2, 12, 0),  # naive
-        provenance=make_provenance(JOB, 1).model_copy(
-            update={"started_at": datetime(2026, 3, 2, 9, 1, tzinfo=brasilia)}
-        ),
+        results={
+            NORMALIZATION: KindResult(
+                status="normalized",
+                provenance=make_provenance(JOB, 1).model_copy(
+                    update={"started_at": datetime(2026, 3, 2, 9, 1, tzinfo=brasilia)}
+                ),
+            )
+        },
     )
     await repo.insert_appointments([appointment])
     stored = await repo.get_appointment("appt-1")

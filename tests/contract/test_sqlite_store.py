@@ -13,11 +13,12 @@ from typing import TypedDict
 
 import pytest
 
-from src.domain.appointments import NormalizationStatus
+from src.domain.appointments import KindResult, NormalizationStatus
 from src.domain.jobs import JobClaim, JobOutcome, JobStatus
 from src.errors import StoreUnavailable
-from src.infrastructure import sqlite_connection
+from src.infrastructure import sqlite_connection, sqlite_repository
 from src.infrastructure.sqlite_repository import SQLiteRepository
+from src.infrastructure.store_codec import SCHEMA_VERSION
 from tests.contract.conftest import T0, make_appointment, make_job, make_result
 
 WORKERS = 4
@@ -270,7 +271,7 @@ async def test_a_file_of_schema_1_is_migrated_in_place(tmp_path: Path) -> None:
         lost = await repo.record_lost_lease(job.job_id, at=T0, max_losses=3)
         assert lost is not None and lost.lease_losses == 1
         with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT schema_version FROM meta").fetchone() == (2,)
+            assert conn.execute("SELECT schema_version FROM meta").fetchone() == (SCHEMA_VERSION,)
         conn.close()
     finally:
         await repo.close()
@@ -298,3 +299,58 @@ async def test_a_fenced_run_writes_nothing_even_after_its_last_check(tmp_path: P
         assert stored is not None and stored.normalization_status is NormalizationStatus.NORMALIZED
     finally:
         await repo.close()
+
+
+async def test_the_ledger_fences_any_kind_s_result(tmp_path: Path) -> None:
+    """The ledger check is part of every kind's write: a run whose lease was lost writes no result of
+    its kind, even where that kind has none yet; the current run's result is written."""
+    repo = SQLiteRepository(str(tmp_path / "store.sqlite3"))
+    try:
+        await repo.init()
+        await repo.insert_appointments([make_appointment(1)])
+        job = "audit:appt-1:1"
+        await repo.create_jobs([make_job("audit:appt-1")])
+        assert await repo.claim_job(job, JobClaim(worker_id="a", version="1", started_at=T0)) == 1
+        await repo.record_lost_lease(job, at=T0, max_losses=3)
+
+        def audit(attempt: int) -> KindResult:
+            return KindResult(status="done", provenance=make_result("appt-1", job, attempt).provenance)
+
+        assert await repo.save_results("audit", {"appt-1": audit(1)}, job_id=job, attempt=1) == 0
+        assert await repo.claim_job(job, JobClaim(worker_id="b", version="1", started_at=T0)) == 3
+        assert await repo.save_results("audit", {"appt-1": audit(3)}, job_id=job, attempt=3) == 1
+        stored = await repo.get_appointment("appt-1")
+        assert stored is not None and stored.results == {"audit": audit(3)}
+    finally:
+        await repo.close()
+
+
+@pytest.mark.parametrize(
+    ("statement", "args", "indexes"),
+    [
+        (  # a batch's progress: both halves covered by an index, no table read
+            sqlite_repository._COUNT_BATCH, ("b",),
+            ["COVERING INDEX appointments_batch_seq", "COVERING INDEX appointment_results_batch_status"],
+        ),
+        (  # the re-normalization's pages: only the fallback addresses' partial index is walked
+            sqlite_repository._RULES_FALLBACK_PAGE, ("", "renormalize_addresses", 10),
+            ["INDEX appointment_results_rules_fallback"],
+        ),
+    ],
+)  # fmt: skip
+async def test_status_and_fallback_queries_stay_on_their_indexes(
+    tmp_path: Path, statement: str, args: tuple[object, ...], indexes: list[str]
+) -> None:
+    """SQLite's plan for counting a batch by status and for the fallback pages uses the indexes
+    made for them, and never scans a table."""
+    path = tmp_path / "store.sqlite3"
+    repo = SQLiteRepository(str(path))
+    await repo.init()
+    await repo.close()
+    conn = sqlite3.connect(path)
+    try:
+        plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", args))
+    finally:
+        conn.close()
+    assert all(index in plan for index in indexes), plan
+    assert "SCAN" not in plan, plan

@@ -56,6 +56,15 @@ async def test_created_appointment_is_normalized_by_the_worker(
     assert appt["provenance"]["job_id"] == data["job_id"]
     assert appt["provenance"]["worker_id"] == worker.worker_id
     assert appt["provenance"]["version"] == "test-1"
+    # the same normalization, as its kind's entry of `results` (the fields above are views of it)
+    assert appt["results"] == {
+        "normalization": {
+            "status": "normalized",
+            "data": {"documento_normalizado": appt["documento_normalizado"], "endereco_normalizado": address},
+            "error": None,
+            "provenance": appt["provenance"],
+        }
+    }
 
     job = (await api.get(f"/api/v1/queue/job/{data['job_id']}")).json()
     assert job["status"] == "succeeded" and job["attempt"] == 1

@@ -140,7 +140,7 @@ async def test_outage_opens_the_circuit_once_and_recovery_closes_it(
     for appointment_id in everyone:
         body = (await cluster.client.get(f"/api/v1/appointments/{appointment_id}")).json()
         if appointment_id in after_by_llm:
-            assert body["results"] == {}  # the LLM wrote it in the first place
+            assert body["results"].keys() == {"normalization"}  # the LLM wrote it in the first place
             continue
         result = body["results"]["renormalize_addresses"]
         assert result["data"] == {"outcome": "replaced"}, result
@@ -149,6 +149,6 @@ async def test_outage_opens_the_circuit_once_and_recovery_closes_it(
         assert body["provenance"]["job_id"].startswith("normalize:")  # the normalization's own, kept
     for appointment_id in healthy:  # written by the LLM in the first place: never touched
         body = (await cluster.client.get(f"/api/v1/appointments/{appointment_id}")).json()
-        assert body["results"] == {} and body["endereco_normalizado"]["source"] == "llm"
+        assert body["results"].keys() == {"normalization"} and body["endereco_normalizado"]["source"] == "llm"
     runs = log_events(worker, "addresses re-normalized")
     assert runs and all(r["asked"] <= PER_RUN for r in runs), runs  # the rate limit

@@ -1,4 +1,4 @@
-"""The bulk-enqueue and import benchmarks run end to end in smoke mode (no timing is asserted)."""
+"""The bulk-enqueue, import and store benchmarks run end to end in smoke mode (no timing is asserted)."""
 
 from __future__ import annotations
 
@@ -70,3 +70,14 @@ def test_latency_trace_smoke_splits_a_lone_job_into_steps(tmp_path: Path) -> Non
     assert isinstance(steps, dict) and len(steps) == len(sequence) - 1
     assert all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in steps.values())
     assert finite_positive(figures["total_us"]) and finite_positive(figures["p50_ms"])
+
+
+def test_store_benchmark_smoke_prints_finite_positive_figures(tmp_path: Path) -> None:
+    """`python -m bench.store --smoke` exits 0 (every write and count it makes checked) with a finite
+    positive figure for each scenario."""
+    figures = run_smoke("bench.store", tmp_path / "store.json")
+    this = figures["this"]
+    assert isinstance(this, dict) and set(this) == {
+        "insert", "save-page", "save-stale", "save-one", "get", "page", "count"
+    }  # fmt: skip
+    assert all(finite_positive(value) for value in this.values()), figures

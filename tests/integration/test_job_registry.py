@@ -17,13 +17,21 @@ from arq.jobs import Job
 from pydantic import BaseModel, ConfigDict
 
 from src.api.schemas import job_response
+from src.application.services.normalization_service import RunInfo
 from src.application.services.task_service import TaskService
 from src.config import Settings
+from src.domain.appointments import (
+    NORMALIZATION,
+    Appointment,
+    KindResult,
+    NormalizationResult,
+    NormalizationStatus,
+)
 from src.domain.jobs import ErrorCategory, JobEnvelope, JobRecord, JobStatus, queue_key
 from src.errors import TransientError
 from src.infrastructure.queue import RedisJobQueue
 from src.infrastructure.repository_factory import build_repository
-from src.jobs.context import JobContext
+from src.jobs.context import JobContext, run_info
 from src.jobs.registry import JobRegistry
 from src.jobs.spec import JobSpec, RetryPolicy
 from src.worker.app_worker import AppWorker
@@ -69,7 +77,30 @@ ONCE = JobSpec(
     queue=QUEUE,
     retry=RetryPolicy(retry_on=frozenset()),
 )
-REGISTRY = JobRegistry([PHONE, ONCE])
+
+
+class AppointmentPhone(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    appointment_id: str
+
+
+async def verify_phone(ctx: JobContext, payload: AppointmentPhone) -> dict[str, Any]:
+    """A job that records a result per appointment, as docs/architecture.md shows it."""
+    run, started = run_info(ctx), datetime.now(UTC)
+    appointment = await ctx["repository"].get_appointment(payload.appointment_id)
+    assert appointment is not None
+    result = KindResult(
+        status="valid", data={"e164": "+5511999990000"}, provenance=run.provenance(started, datetime.now(UTC))
+    )
+    written = await ctx["repository"].save_results(
+        "verify_phone", {appointment.id: result}, job_id=run.job_id, attempt=run.attempt
+    )
+    return {"written": written}
+
+
+VERIFY = JobSpec(name="verify_phone", handler=verify_phone, payload=AppointmentPhone, queue=QUEUE)
+REGISTRY = JobRegistry([PHONE, ONCE, VERIFY])
 
 
 @pytest.fixture
@@ -113,7 +144,7 @@ async def test_a_job_declared_in_the_registry_runs_on_its_own_queue(
     done = await record(tasks, result.job_id)
     assert (done.status, done.queue, done.attempt) == (JobStatus.SUCCEEDED, QUEUE, 1)
     assert done.result == {"phone_id": "p-1", "job_try": 1}
-    assert [f for f in worker.functions] == ["normalize_phone", "notify_once"]
+    assert [f for f in worker.functions] == ["normalize_phone", "notify_once", "verify_phone"]
 
 
 async def test_retry_with_defer_is_a_retry_after_that_delay_and_job_try_is_the_attempt(
@@ -231,3 +262,33 @@ async def test_jobs_put_on_the_queue_without_task_service_are_refused_loudly(
         assert why in str(info.result), info.result
     assert worker.ctx["task_stats"]["normalize_phone"].failed == {"permanent": 2}
     assert await tasks.repository.get_job(unrecorded.job_id) is None
+
+
+async def test_a_new_job_kind_s_result_sits_beside_the_normalization(
+    settings: Settings, tasks: TaskService
+) -> None:
+    """A job of a new kind writes its result for an appointment with its run's provenance; it shows
+    under `results.<kind>` and the normalization's result, provenance included, is left as it was."""
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    appointment = Appointment(id="appt-1", paciente="P", documento="52998224725", endereco="R. A 1",
+                              data_hora=at, created_at=at)  # fmt: skip
+    await tasks.repository.insert_appointments([appointment])
+    normalization = NormalizationResult(
+        appointment_id="appt-1", status=NormalizationStatus.NORMALIZED,
+        provenance=RunInfo("normalize:appt-1:1", 1, "w-0", "0.9").provenance(at, at),
+    )  # fmt: skip
+    await tasks.repository.save_normalizations([normalization], job_id="normalize:appt-1:1", attempt=1)
+    result = await tasks.enqueue(
+        JobEnvelope(task=VERIFY.name, logical_key="verify_phone:appt-1", ids={"appointment_id": "appt-1"})
+    )
+    worker = await run_burst(settings)
+    assert (await record(tasks, result.job_id)).result == {"written": 1}
+
+    stored = await tasks.repository.get_appointment("appt-1")
+    assert stored is not None and stored.results.keys() == {NORMALIZATION, "verify_phone"}
+    verified = stored.results["verify_phone"]
+    assert (verified.status, verified.data) == ("valid", {"e164": "+5511999990000"})
+    assert (verified.provenance.job_id, verified.provenance.attempt) == (result.job_id, 1)
+    assert verified.provenance.worker_id == worker.worker_id
+    assert stored.results[NORMALIZATION] == normalization.kind_result()
+    assert stored.provenance == normalization.provenance

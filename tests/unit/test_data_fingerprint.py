@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from src.domain.workers import data_fingerprint
 from src.infrastructure.mongo_repository import MongoRepository
 from src.infrastructure.sqlite_repository import SQLiteRepository
+from src.infrastructure.store_codec import SCHEMA_VERSION
 from tests.unit.test_mongo_repository import FakeDatabase, update_result
 
 
@@ -43,9 +44,8 @@ async def test_a_relative_and_an_absolute_sqlite_path_to_one_file_match(
 
 def mongo(hosts: str, store_id: str) -> MongoRepository:
     db = FakeDatabase()
-    db.get_collection("meta").reply(
-        update_result(1), update_result(0), {"_id": "store", "store_id": store_id}
-    )
+    marker = {"_id": "store", "store_id": store_id, "schema_version": SCHEMA_VERSION}
+    db.get_collection("meta").reply(marker, update_result(1), update_result(0), marker)
     return MongoRepository(cast(AsyncDatabase[dict[str, Any]], db), hosts=hosts)
 
 

@@ -172,5 +172,8 @@ async def test_rules_fallback_pages_follow_the_partial_index(db: FakeDatabase, r
     """The query is the partial index's condition plus the page's id bound, sorted by id."""
     await repo.rules_fallback_appointments(after_id="a-2", limit=200)
     find = db["appointments"].only_call
-    assert find.args[0] == {"endereco_normalizado.source": "rules_fallback", "_id": {"$gt": "a-2"}}
+    assert find.args[0] == {
+        "results.normalization.data.endereco_normalizado.source": "rules_fallback",
+        "_id": {"$gt": "a-2"},
+    }
     assert db["appointments"].cursors[-1].limited_to == 200

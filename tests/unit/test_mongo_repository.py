@@ -24,7 +24,7 @@ from pymongo.errors import (
 )
 from pymongo.results import BulkWriteResult, UpdateResult
 
-from src.domain.appointments import Batch, BatchCounts, NormalizationStatus
+from src.domain.appointments import Batch, BatchCounts, KindResult, NormalizationStatus
 from src.domain.jobs import ErrorCategory, JobClaim, JobOutcome, JobProgress, JobStatus
 from src.errors import StoreUnavailable
 from src.infrastructure import mongo_repository
@@ -106,6 +106,9 @@ class FakeCollection:
     async def find_one(self, filter: dict[str, Any], **kwargs: Any) -> Any:
         return self._answer("find_one", filter, **kwargs)
 
+    async def drop_index(self, name: str) -> Any:
+        return self._answer("drop_index", name)
+
     def find(self, filter: dict[str, Any], *args: Any, **kwargs: Any) -> FakeCursor:
         cursor = FakeCursor(self._answer("find", filter, *args, **kwargs) or [])
         self.cursors.append(cursor)
@@ -175,9 +178,10 @@ def update_result(matched: int, upserted_id: str | None = None) -> UpdateResult:
 
 
 async def test_init_creates_the_indexes_and_the_marker(db: FakeDatabase, repo: MongoRepository) -> None:
-    """init() creates the batch/seq, ledger and listing indexes and upserts one init marker."""
+    """init() of a new store (no marker: nothing to migrate) creates the batch/seq, ledger and
+    listing indexes and upserts one init marker."""
     db["meta"].reply(
-        update_result(0, upserted_id="store"), update_result(0), {"_id": "store", "store_id": "abc123"}
+        None, update_result(0, upserted_id="store"), update_result(0), {"_id": "store", "store_id": "abc123"}
     )
     await repo.init()
 
@@ -189,11 +193,13 @@ async def test_init_creates_the_indexes_and_the_marker(db: FakeDatabase, repo: M
             "unique": True,
             "partialFilterExpression": {"batch_id": {"$type": "string"}},
         },
-        {"key": {"batch_id": 1, "normalization_status": 1}, "name": "batch_status"},
+        {"key": {"batch_id": 1, "results.normalization.status": 1}, "name": "batch_normalization"},
         {
-            "key": {"endereco_normalizado.source": 1, "_id": 1},
-            "name": "rules_fallback",
-            "partialFilterExpression": {"endereco_normalizado.source": "rules_fallback"},
+            "key": {"results.normalization.data.endereco_normalizado.source": 1, "_id": 1},
+            "name": "normalization_rules_fallback",
+            "partialFilterExpression": {
+                "results.normalization.data.endereco_normalizado.source": "rules_fallback"
+            },
         },
     ]
     job_indexes = [i.document for i in db["jobs"].only_call.args[0]]
@@ -204,8 +210,9 @@ async def test_init_creates_the_indexes_and_the_marker(db: FakeDatabase, repo: M
         {"key": {"status": 1, "finished_at": -1}, "name": "status_finished"},
         {"key": {"enqueued_at": -1}, "name": "enqueued"},
     ]
-    upsert, migrate, read = db["meta"].calls
-    assert migrate.args == ({"_id": "store", "schema_version": {"$lt": 2}}, {"$set": {"schema_version": 2}})
+    before, upsert, migrate, read = db["meta"].calls
+    assert (before.method, before.args) == ("find_one", ({"_id": "store"},))
+    assert migrate.args == ({"_id": "store", "schema_version": {"$lt": 3}}, {"$set": {"schema_version": 3}})
     assert (
         upsert.method == "update_one"
         and upsert.args[0] == {"_id": "store"}
@@ -444,17 +451,26 @@ async def test_save_normalizations_is_fenced_by_provenance(db: FakeDatabase, rep
 
     call = db["appointments"].only_call
     assert call.kwargs == {"ordered": False}
-    fence = {"$or": [{"provenance.job_id": {"$ne": JOB}}, {"provenance.attempt": {"$lte": 2}}]}
+    fence = {
+        "$or": [
+            {"results.normalization.provenance.job_id": {"$ne": JOB}},
+            {"results.normalization.provenance.attempt": {"$lte": 2}},
+        ]
+    }
     assert call.args[0] == [
         UpdateOne(
             {"_id": "appt-1", **fence},
             {
                 "$set": {
-                    "normalization_status": "normalized",
-                    "documento_normalizado": NORMALIZED_DOCUMENT.model_dump(),
-                    "endereco_normalizado": NORMALIZED_ADDRESS.model_dump(),
-                    "normalization_error": None,
-                    "provenance": results[0].provenance.model_dump(),
+                    "results.normalization": {
+                        "status": "normalized",
+                        "data": {
+                            "documento_normalizado": NORMALIZED_DOCUMENT.model_dump(mode="json"),
+                            "endereco_normalizado": NORMALIZED_ADDRESS.model_dump(mode="json"),
+                        },
+                        "error": None,
+                        "provenance": results[0].provenance.model_dump(),
+                    }
                 }
             },
         ),
@@ -462,15 +478,40 @@ async def test_save_normalizations_is_fenced_by_provenance(db: FakeDatabase, rep
             {"_id": "appt-2", **fence},
             {
                 "$set": {
-                    "normalization_status": "failed",
-                    "documento_normalizado": None,
-                    "endereco_normalizado": None,
-                    "normalization_error": "endereco: cidade is missing",
-                    "provenance": results[1].provenance.model_dump(),
+                    "results.normalization": {
+                        "status": "failed",
+                        "data": {"documento_normalizado": None, "endereco_normalizado": None},
+                        "error": "endereco: cidade is missing",
+                        "provenance": results[1].provenance.model_dump(),
+                    }
                 }
             },
         ),
     ]
+    # the document the codec writes is the domain's result of the normalization kind, as is
+    assert KindResult.model_validate(call.args[0][0]._doc["$set"]["results.normalization"]) == (
+        results[0].kind_result()
+    )
+
+
+async def test_a_kind_writes_and_fences_its_own_result_only(db: FakeDatabase, repo: MongoRepository) -> None:
+    """save_results sets `results.<kind>` alone, fenced on that kind's provenance; a kind that is not
+    an identifier is refused before anything is sent."""
+    result = KindResult(status="done", data={"n": 1}, provenance=make_result("appt-1", JOB, 2).provenance)
+    db["appointments"].reply(bulk_result(nMatched=1, nModified=1))
+    assert await repo.save_results("audit", {"appt-1": result}, job_id=JOB, attempt=2) == 1
+    (op,) = db["appointments"].only_call.args[0]
+    assert op._filter == {
+        "_id": "appt-1",
+        "$or": [
+            {"results.audit.provenance.job_id": {"$ne": JOB}},
+            {"results.audit.provenance.attempt": {"$lte": 2}},
+        ],
+    }
+    assert op._doc == {"$set": {"results.audit": result.model_dump()}}
+    with pytest.raises(ValueError, match="identifier"):
+        await repo.save_results("a.b", {"appt-1": result}, job_id=JOB, attempt=2)
+    assert len(db["appointments"].calls) == 1
 
 
 async def test_save_normalizations_refuses_results_of_another_run(
@@ -511,13 +552,13 @@ async def test_list_batch_appointments_queries_a_seq_window(db: FakeDatabase, re
 
 
 async def test_count_batch_groups_by_status(db: FakeDatabase, repo: MongoRepository) -> None:
-    """count_batch is one aggregation grouped by normalization_status."""
-    db["appointments"].reply([{"_id": "normalized", "count": 3}, {"_id": "pending", "count": 4}])
+    """count_batch is one aggregation grouped by the normalization's status; no result is pending."""
+    db["appointments"].reply([{"_id": "normalized", "count": 3}, {"_id": None, "count": 4}])
     assert await repo.count_batch("batch-1") == BatchCounts(total=7, normalized=3, failed=0, pending=4)
     assert db["appointments"].only_call.args == (
         [
             {"$match": {"batch_id": "batch-1"}},
-            {"$group": {"_id": "$normalization_status", "count": {"$sum": 1}}},
+            {"$group": {"_id": "$results.normalization.status", "count": {"$sum": 1}}},
         ],
     )
 

@@ -33,6 +33,18 @@ class RunInfo:
     worker_id: str
     version: str
 
+    def provenance(self, started_at: datetime, finished_at: datetime) -> Provenance:
+        """This run's provenance of a result made between the two times (any job kind's)."""
+        return Provenance(
+            job_id=self.job_id,
+            attempt=self.attempt,
+            worker_id=self.worker_id,
+            version=self.version,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_ms=int((finished_at - started_at).total_seconds() * 1000),
+        )
+
 
 class StaleAttempt(PolicyError):
     """This run's attempt is no longer current (another worker took the job over)."""
@@ -146,21 +158,12 @@ class NormalizationService:
             )
             if address is not None:  # whatever the source, a UF is checked against its CEP's range
                 address = reconcile_uf_with_cep(address)
-        finished = datetime.now(UTC)
         return NormalizationResult(
             appointment_id=appointment.id,
             status=NormalizationStatus.NORMALIZED,
             documento_normalizado=document,
             endereco_normalizado=address,
-            provenance=Provenance(
-                job_id=run.job_id,
-                attempt=run.attempt,
-                worker_id=run.worker_id,
-                version=run.version,
-                started_at=started,
-                finished_at=finished,
-                duration_ms=int((finished - started).total_seconds() * 1000),
-            ),
+            provenance=run.provenance(started, datetime.now(UTC)),
         )
 
 
