@@ -3,19 +3,11 @@ stored answer. The guarantee comes from Redis, so it holds across API processes 
 
 from __future__ import annotations
 
-import hashlib
-
 from arq.connections import ArqRedis
 
-from src.domain.jobs import PROTOCOL_VERSION
+from src.infrastructure.queue.keys import idempotency_key as _key
 
 PENDING = "pending"
-KEY_PREFIX = f"idem:{PROTOCOL_VERSION}:"
-
-
-def _key(scope: str) -> str:
-    # hashed: the client's key never appears in Redis as such, and its length is bounded
-    return KEY_PREFIX + hashlib.sha256(scope.encode()).hexdigest()
 
 
 class RedisIdempotencyStore:

@@ -1,4 +1,5 @@
-"""Every Redis key and channel of the queue protocol, and the hand-off inbox's item format.
+"""Every Redis key and channel of the queue protocol (and the API's idempotency records), and the
+hand-off inbox's item format.
 
 A job's own keys keep arq's names (`arq:job:<id>`, `arq:result:<id>`, ...), so arq's client tools
 (`arq.jobs.Job(...).info()`, `.result()`) read our jobs and results; `tests/unit/test_arq_guard.py`
@@ -8,6 +9,7 @@ domain: worker records and the API name a queue by it); the keys around it are b
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import NamedTuple
 
@@ -43,6 +45,12 @@ def idle_workers_key(queue_name: str) -> str:
 def inbox_key(queue_name: str, worker_id: str = "") -> str:
     """A worker's hand-off inbox (a list it blocks on); with no worker id, the prefix of the keys."""
     return f"{queue_name}:inbox:{worker_id}"
+
+
+def idempotency_key(scope: str) -> str:
+    """The API's idempotency record of `scope` (an `Idempotency-Key` and what it is for), hashed:
+    the client's key never appears in Redis as such, and its length is bounded."""
+    return f"idem:{PROTOCOL_VERSION}:" + hashlib.sha256(scope.encode()).hexdigest()
 
 
 class ClaimedJob(NamedTuple):
