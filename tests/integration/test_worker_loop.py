@@ -13,7 +13,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -224,6 +224,34 @@ async def test_a_run_at_startup_cron_fires_once_in_a_burst_and_the_burst_ends(
     assert [job_id.rpartition(":")[0] for job_id, _ in TICKED] == ["at_startup"]
     assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (1, 0, 0)
     assert await arq_pool.zcard(queue_key(STARTUP)) == 0
+
+
+async def test_a_tick_run_by_one_worker_is_not_queued_again_by_a_late_one(
+    settings: Settings, tasks: TaskService, arq_pool: ArqRedis
+) -> None:
+    """A worker whose schedule lags (a stalled loop, Redis back after an outage) queues a tick the
+    other worker has already run: refused, so the tick never runs a second time once the lease the
+    finished tick keeps has lapsed. (A cron stores no result, arq's default: only that lease says
+    the tick is done.)"""
+    ahead, late = worker_on(settings, TICKS, burst=True), worker_on(settings, TICKS, burst=True)
+    try:
+        past = (datetime.now().astimezone() - timedelta(seconds=10)).replace(microsecond=123_456)
+        ahead.cron_jobs[0].next_run = past
+        late.cron_jobs[0].next_run = past
+        await ahead._run_crons()
+        await ahead._claim_ready(ahead.queue_read_limit)
+        await asyncio.gather(*ahead.tasks.values())
+        [(tick_id, _)] = TICKED
+        await late._run_crons()  # the same tick, already run
+        assert await arq_pool.zscore(queue_key(TICKS), tick_id) is None
+        await arq_pool.pexpire(IN_PROGRESS_PREFIX + tick_id, 1)  # as the kept lease lapses, later
+        await asyncio.sleep(0.05)
+        await late._claim_ready(late.queue_read_limit)
+        await asyncio.gather(*late.tasks.values())
+        assert [job_id for job_id, _ in TICKED] == [tick_id]
+    finally:
+        await ahead.close()
+        await late.close()
 
 
 # stopping, aborting, retrying
