@@ -29,7 +29,7 @@ from src.config import Settings
 from src.domain.jobs import ErrorCategory, JobEnvelope, JobRecord, JobStatus, queue_key
 from src.infrastructure.job_serializer import JobFailure
 from src.infrastructure.queue import RedisJobQueue
-from src.infrastructure.queue.keys import ABORT_SET, IN_PROGRESS_PREFIX, JOB_PREFIX
+from src.infrastructure.queue.keys import ABORT_MAX_AGE_MS, ABORT_SET, IN_PROGRESS_PREFIX, JOB_PREFIX
 from src.infrastructure.repository_factory import build_repository
 from src.jobs.context import JobContext
 from src.jobs.registry import JobRegistry
@@ -414,3 +414,19 @@ async def test_ledger_jobs_refused_before_they_start_fail_in_the_ledger_and_the_
         assert success is False and why in result.message
     assert [run[0] for run in RUNS] == ["good"]
     assert await arq_pool.zcard(queue_key(LOOP)) == 0
+
+
+async def test_abort_requests_older_than_their_max_age_are_dropped(
+    settings: Settings, tasks: TaskService, arq_pool: ArqRedis
+) -> None:
+    """An abort request for a job nobody runs (its worker gone, its job taken off the queue) is
+    dropped once older than ABORT_MAX_AGE_MS, as the consumer says, instead of being read on every
+    poll for ever; a recent one stays for the job's next claim."""
+    now = int(time.time() * 1000)
+    await arq_pool.zadd(ABORT_SET, {"t:stale:1": now - ABORT_MAX_AGE_MS - 5_000, "t:recent:1": now})
+    worker = worker_on(settings, LOOP, burst=True)
+    try:
+        assert await worker.consumer.abort_requests({"t:running:1"}) == set()
+        assert await arq_pool.zrange(ABORT_SET, 0, -1) == [b"t:recent:1"]
+    finally:
+        await worker.close()

@@ -94,7 +94,7 @@ class LeaseConsumer:
         consumed); requests older than `ABORT_MAX_AGE_MS` are dropped."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrange(ABORT_SET, 0, -1)
-            pipe.zremrangebyscore(ABORT_SET, now_ms() + ABORT_MAX_AGE_MS, "+inf")
+            pipe.zremrangebyscore(ABORT_SET, "-inf", now_ms() - ABORT_MAX_AGE_MS)  # (arq's drops none)
             requested, _ = await pipe.execute()
         aborted = {job_id for job_id in map(_text, requested) if job_id in running}
         if aborted:
