@@ -94,7 +94,7 @@ class LeaseConsumer:
         consumed); requests older than `ABORT_MAX_AGE_MS` are dropped."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrange(ABORT_SET, 0, -1)
-            pipe.zremrangebyscore(ABORT_SET, now_ms() + ABORT_MAX_AGE_MS, "+inf")
+            pipe.zremrangebyscore(ABORT_SET, "-inf", now_ms() - ABORT_MAX_AGE_MS)  # (arq's drops none)
             requested, _ = await pipe.execute()
         aborted = {job_id for job_id in map(_text, requested) if job_id in running}
         if aborted:
@@ -111,9 +111,12 @@ class LeaseConsumer:
 
     async def enqueue_tick(self, name: str, job_id: str, payload: bytes, run_at: datetime) -> bool:
         """Queue a cron tick under its unique id (one per tick across the queue's workers): False
-        when that tick is already queued, running or done. The payload expires a day after it."""
+        when that tick is already queued, running or done. The payload expires a day after it.
+        A finished tick is told by its result or by the lease it keeps (`CRON_LEASE_KEEP_MS`):
+        a cron stores no result by default (arq's `keep_result=0`), and a worker whose schedule
+        lags would otherwise queue a tick again that another worker has run."""
         score = int(run_at.timestamp() * 1000)
-        if await self._redis.exists(RESULT_PREFIX + job_id):
+        if await self._redis.exists(RESULT_PREFIX + job_id, IN_PROGRESS_PREFIX + job_id):
             return False
         expire_ms = max(score - now_ms(), 0) + 86_400_000
         if not await self._redis.set(JOB_PREFIX + job_id, payload, px=expire_ms, nx=True):
