@@ -232,6 +232,9 @@ class AppWorker(ClaimLoop):
         try:
             await self.executor.run(job)
         finally:
+            # An abort that arrived as the job was finishing was not its outcome: forget it, or a
+            # later run of the same id here would be finished as cancelled instead of put back.
+            self.executor.aborting.discard(job.job_id)
             self._free_slot(job.job_id)  # as the job ends, in its task: a done callback runs a turn later
 
     async def _cancel_aborted_jobs(self) -> None:

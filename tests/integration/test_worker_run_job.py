@@ -147,7 +147,7 @@ async def wait_result(pool: ArqRedis, job_id: str, deadline: float) -> tuple[boo
 async def test_every_ending_gives_the_slot_back_once(settings: Settings, arq_pool: ArqRedis) -> None:
     """A job frees its slot from inside its task as it ends (a done callback would run a loop turn
     later); a task cancelled before its first step never gets there, and its done callback frees the
-    slot instead. Each only once: arq's semaphore is bounded and would raise on a second release."""
+    slot instead. Each only once: a slot freed twice would let the worker run more than max_jobs."""
     await publish_deployment(settings)
     worker = build_worker(settings, burst=True, handle_signals=False, functions=FUNCTIONS)
     payload = serialize_job("ok", (3,), {}, 1, 1, serializer=arq_pool.job_serializer)
@@ -164,5 +164,23 @@ async def test_every_ending_gives_the_slot_back_once(settings: Settings, arq_poo
         await asyncio.gather(*ran)
         await asyncio.sleep(0)  # their done callbacks: nothing freed twice
         assert worker.job_counter == 0 and worker.jobs_complete == 3
+    finally:
+        await worker.close()
+
+
+async def test_an_abort_that_came_too_late_is_forgotten_when_the_run_ends(
+    settings: Settings, arq_pool: ArqRedis
+) -> None:
+    """An abort request that reaches a job as it finishes is not its outcome: the run ends as it
+    ended (complete), and the mark is dropped, so a later run of the same id on this worker is not
+    taken for an aborted one."""
+    await publish_deployment(settings)
+    worker = build_worker(settings, burst=True, handle_signals=False, functions=FUNCTIONS)
+    payload = serialize_job("ok", (3,), {}, 1, 1, serializer=arq_pool.job_serializer)
+    try:
+        worker.executor.aborting.add("t:late:1")  # as `_abort` marks it, the cancel landing too late
+        await worker._start_job(ClaimedJob("t:late:1", 0, payload, 1, False))
+        assert worker.jobs_complete == 1 and worker.jobs_failed == 0
+        assert "t:late:1" not in worker.executor.aborting
     finally:
         await worker.close()

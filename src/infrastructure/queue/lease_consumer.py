@@ -27,7 +27,7 @@ from src.infrastructure.queue.keys import (
     now_ms,
 )
 from src.infrastructure.queue.script_batcher import ScriptBatcher, through_cancellation
-from src.infrastructure.queue.scripts import CLAIM_SCRIPT, FINISH_SCRIPT
+from src.infrastructure.queue.scripts import CLAIM_SCRIPT, ENQUEUE_TICK_SCRIPT, FINISH_SCRIPT
 
 
 def _text(value: bytes | str) -> str:
@@ -45,6 +45,7 @@ class LeaseConsumer:
         self._claim = ScriptBatcher(redis, CLAIM_SCRIPT).call_now  # one claim at a time: never batched
         self._finish = ScriptBatcher(redis, FINISH_SCRIPT)  # jobs finishing together: one round trip
         self._keys = (queue_name, ABORT_SET)
+        self._enqueue_tick = redis.register_script(ENQUEUE_TICK_SCRIPT)
 
     async def claim(self, free: int, read_cap: int) -> tuple[list[ClaimedJob], bool]:
         """Claim up to `free` ready jobs, reading at most `read_cap` ids (others' running jobs are
@@ -114,12 +115,9 @@ class LeaseConsumer:
         when that tick is already queued, running or done. The payload expires a day after it.
         A finished tick is told by its result or by the lease it keeps (`CRON_LEASE_KEEP_MS`):
         a cron stores no result by default (arq's `keep_result=0`), and a worker whose schedule
-        lags would otherwise queue a tick again that another worker has run."""
+        lags would otherwise queue a tick again that another worker has run. One script: two
+        lagging workers cannot both queue it."""
         score = int(run_at.timestamp() * 1000)
-        if await self._redis.exists(RESULT_PREFIX + job_id, IN_PROGRESS_PREFIX + job_id):
-            return False
         expire_ms = max(score - now_ms(), 0) + 86_400_000
-        if not await self._redis.set(JOB_PREFIX + job_id, payload, px=expire_ms, nx=True):
-            return False
-        await self._redis.zadd(self.queue_name, {job_id: score}, nx=True)
-        return True
+        keys = (JOB_PREFIX + job_id, RESULT_PREFIX + job_id, IN_PROGRESS_PREFIX + job_id, self.queue_name)
+        return bool(await self._enqueue_tick(keys=keys, args=(payload, expire_ms, score, job_id)))

@@ -156,6 +156,17 @@ return 1
     .replace("$JOB", JOB_PREFIX)
     .replace("$DONE", DONE_CHANNEL)
 )
+# Queue a cron tick under its unique id, once across the queue's workers, in one step (a check, then
+# a write, would let two workers whose schedules lag both queue it). A tick already queued (its
+# payload), running or recently done (its lease, kept `CRON_LEASE_KEEP_MS` after it ends: a cron
+# stores no result by default) or with a result is not queued again.
+# KEYS: payload, result, in-progress, queue. ARGV: payload, payload px, score, job id. 1: queued.
+ENQUEUE_TICK_SCRIPT = """
+if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) > 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[4])
+return 1
+"""
 
 # --- direct hand-off (handoff.py) ---
 # Job items start with their try count (a digit); anything else in an inbox is a stop token: '' (the
