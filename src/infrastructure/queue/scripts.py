@@ -3,7 +3,7 @@
 The rule they share: a running job's score on its queue is its lease's deadline (on Redis's clock),
 so running jobs are out of the range a claim reads, and a job whose worker died is ready again when
 its lease lapses. The lease is the job's in-progress key, valued with its worker's id; only that
-worker may finish, renew or give back the job. Callers: `lease_consumer.py` (claim, finish),
+worker may finish, renew or give back the job. Callers: `lease_consumer.py` (claim, finish, cron tick),
 `handoff.py` (register, stop, release), `redis_queue.py` (enqueue) and `deployment_registry.py`
 (renew, versions).
 """
