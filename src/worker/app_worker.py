@@ -109,7 +109,8 @@ class AppWorker(ClaimLoop):
         self.main_task: asyncio.Future[None] | None = None
         self._closed = False
         self._crons_started = False
-        self.consumer = LeaseConsumer(redis_pool, queue_name, worker_id, int(lifecycle.lease_s * 1000))
+        lease_ms = int(lifecycle.lease_s * 1000)
+        self.consumer = LeaseConsumer(redis_pool, queue_name, worker_id, lease_ms)
         self.executor = JobExecutor(
             functions=self.functions,
             consumer=self.consumer,
@@ -120,7 +121,7 @@ class AppWorker(ClaimLoop):
         )
         handoff = None
         if lifecycle.direct_handoff and not burst:
-            handoff = Handoff(redis_pool, queue_name, worker_id, int(lifecycle.lease_s * 1000))
+            handoff = Handoff(redis_pool, queue_name, worker_id, lease_ms)
         super().__init__(handoff)
         self.heartbeat = Heartbeat(self)
         self._redis_problems = RedisProblemLog("claim loop")
@@ -222,7 +223,7 @@ class AppWorker(ClaimLoop):
             if job.aborted:  # the claim took the abort request: honour it
                 self._abort(job.job_id)
             return running
-        self._take_slot(job.job_id)
+        self._slots.add(job.job_id)
         task = asyncio.get_running_loop().create_task(self._run_job(job))
         task.add_done_callback(partial(self._job_done, job.job_id))
         self.tasks[job.job_id] = task
@@ -270,7 +271,7 @@ class AppWorker(ClaimLoop):
                 tick = cron_job.next_run
                 job_id = cron_job.job_id or f"{cron_job.name}:{int(tick.timestamp() * 1000)}"
                 payload = encode_job(self._serialize, cron_job.name, now_ms())
-                await self.consumer.enqueue_tick(cron_job.name, job_id, payload, max(tick, now))
+                await self.consumer.enqueue_tick(job_id, payload, max(tick, now))
                 cron_job.calculate_next(tick)
         self._crons_started = True
 
@@ -295,7 +296,8 @@ class AppWorker(ClaimLoop):
     def handle_sig(self, signum: int) -> None:
         """Stop now: running jobs go back on the queue."""
         log.info("stopping", signal=signal.Signals(signum).name, running=len(self.tasks))
-        self._stop(self.release_running_jobs(f"stop on {signal.Signals(signum).name}"))
+        self.release_running_jobs(f"stop on {signal.Signals(signum).name}")
+        self._stop()
 
     def handle_sig_wait_for_completion(self, signum: int) -> None:
         """Stop claiming; running jobs have `ARQ_JOB_COMPLETION_WAIT` to finish, the rest go back."""
@@ -308,9 +310,10 @@ class AppWorker(ClaimLoop):
         running = [task for task in self.tasks.values() if not task.done()]
         if running:
             await asyncio.wait(running, timeout=self._job_completion_wait)
-        self._stop(self.release_running_jobs(f"completion wait over after {signal.Signals(signum).name}"))
+        self.release_running_jobs(f"completion wait over after {signal.Signals(signum).name}")
+        self._stop()
 
-    def _stop(self, _released: int) -> None:
+    def _stop(self) -> None:
         if self.main_task is not None:
             self.main_task.cancel()
 
@@ -322,7 +325,7 @@ class AppWorker(ClaimLoop):
         self._closed = True
         if not self._handle_signals:
             self.release_running_jobs("worker closed")
-            self._stop(0)
+            self._stop()
         await self._wake_subscription.stop()
         await self.heartbeat.stop()
         await self._give_back_handed_jobs()

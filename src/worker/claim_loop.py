@@ -33,11 +33,15 @@ HANDOFF_REARM_S = 0.002  # and, once it has finished, how long before registerin
 BUSY_CLAIM_GATHER_S = 0.003  # a CPU-bound worker's wait for more freed slots before a claim
 
 
-async def _wait(event: asyncio.Event, timeout: float) -> None:
-    """`event.wait()` for up to `timeout` s (TimeoutError after). Not `asyncio.wait_for`: on Python
-    3.11 it can swallow a cancellation that arrives as the event is set (a stop would be lost)."""
-    async with asyncio.timeout(timeout):
-        await event.wait()
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """`event.wait()` for up to `timeout` s; False when the time ran out. Not `asyncio.wait_for`: on
+    Python 3.11 it can swallow a cancellation that arrives as the event is set (a stop would be lost)."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 class ClaimLoop:
@@ -200,9 +204,6 @@ class ClaimLoop:
             self._wake_hooks.remove(wake)
 
     # slots
-    def _take_slot(self, job_id: str) -> None:
-        self._slots.add(job_id)
-
     def _job_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self._finished.append((job_id, task))
         self._free_slot(job_id)  # a task cancelled before its first step never ran its own `finally`
@@ -231,11 +232,7 @@ class ClaimLoop:
             return False
         if self.job_counter >= self.max_jobs:
             return await self._slot_freed(timeout)
-        try:
-            await _wait(self._woken, timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await _wait(self._woken, timeout)
 
     async def _slots_to_claim(self, timeout: float) -> bool:
         """More jobs are ready: wait (up to `timeout`; False when none freed) for a free slot, and
@@ -252,9 +249,7 @@ class ClaimLoop:
         wanted = max(1, self.max_jobs // 4)
         while self.max_jobs - self.job_counter < wanted and (left := until - loop.time()) > 0:
             self._slot_free.clear()  # set again by the next job to finish
-            try:
-                await _wait(self._slot_free, left)
-            except TimeoutError:
+            if not await _wait(self._slot_free, left):
                 break
         return True
 
@@ -262,8 +257,4 @@ class ClaimLoop:
         self._slot_free.clear()
         if self.job_counter < self.max_jobs:
             return True
-        try:
-            await _wait(self._slot_free, timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await _wait(self._slot_free, timeout)

@@ -280,11 +280,8 @@ class Heartbeat:
         self._done_at_last_summary = done
 
     def _maybe_recycle(self, record: WorkerRecord) -> None:
-        done = record.counters.complete + record.counters.failed + record.counters.retried
-        limit = self.config.max_jobs_before_restart
-        if limit and done >= limit:
-            self.worker.drain(f"WORKER_MAX_JOBS_BEFORE_RESTART reached ({done} >= {limit})")
-        elif self.config.max_rss_mb and (record.rss_mb or 0) > self.config.max_rss_mb:
+        """Drain past `WORKER_MAX_RSS_MB` (the job-count limit is checked as each job ends)."""
+        if self.config.max_rss_mb and (record.rss_mb or 0) > self.config.max_rss_mb:
             self.worker.drain(
                 f"WORKER_MAX_RSS_MB exceeded ({record.rss_mb} MB > {self.config.max_rss_mb} MB)"
             )

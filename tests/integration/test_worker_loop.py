@@ -163,8 +163,8 @@ def record_tick_attempts(worker: AppWorker, attempts: list[tuple[str, str, bool]
     """Note each (worker id, tick id, queued) as `worker` queues its cron ticks."""
     enqueue_tick = worker.consumer.enqueue_tick
 
-    async def noted(name: str, job_id: str, payload: bytes, run_at: datetime) -> bool:
-        queued = await enqueue_tick(name, job_id, payload, run_at)
+    async def noted(job_id: str, payload: bytes, run_at: datetime) -> bool:
+        queued = await enqueue_tick(job_id, payload, run_at)
         attempts.append((worker.worker_id, job_id, queued))
         return queued
 

@@ -79,6 +79,11 @@ def parse_handed_job(item: bytes) -> ClaimedJob:
     )
 
 
+def reply_text(value: bytes | str) -> str:
+    """A key or member as Redis replied it (bytes), as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def now_ms() -> int:
     """Epoch milliseconds, the unit of every score and timestamp the protocol writes from Python."""
     return int(time.time() * 1000)

@@ -25,13 +25,10 @@ from src.infrastructure.queue.keys import (
     RETRY_PREFIX,
     ClaimedJob,
     now_ms,
+    reply_text,
 )
 from src.infrastructure.queue.script_batcher import ScriptBatcher, through_cancellation
 from src.infrastructure.queue.scripts import CLAIM_SCRIPT, ENQUEUE_TICK_SCRIPT, FINISH_SCRIPT
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class LeaseConsumer:
@@ -57,7 +54,7 @@ class LeaseConsumer:
         )  # fmt: skip
         rows = (reply[i : i + 5] for i in range(1, len(reply), 5))
         jobs = [
-            ClaimedJob(_text(job_id), int(float(score)), payload or None, int(job_try), bool(aborted))
+            ClaimedJob(reply_text(job_id), int(float(score)), payload or None, int(job_try), bool(aborted))
             for job_id, score, payload, job_try, aborted in rows
         ]
         return jobs, bool(jobs) and int(reply[0]) == 1
@@ -97,7 +94,7 @@ class LeaseConsumer:
             pipe.zrange(ABORT_SET, 0, -1)
             pipe.zremrangebyscore(ABORT_SET, "-inf", now_ms() - ABORT_MAX_AGE_MS)  # (arq's drops none)
             requested, _ = await pipe.execute()
-        aborted = {job_id for job_id in map(_text, requested) if job_id in running}
+        aborted = {job_id for job_id in map(reply_text, requested) if job_id in running}
         if aborted:
             await self._redis.zrem(ABORT_SET, *aborted)
         return aborted
@@ -110,7 +107,7 @@ class LeaseConsumer:
         """Jobs on the queue, ready, scheduled or running (a burst ends when none is left)."""
         return int(await self._redis.zcard(self.queue_name))
 
-    async def enqueue_tick(self, name: str, job_id: str, payload: bytes, run_at: datetime) -> bool:
+    async def enqueue_tick(self, job_id: str, payload: bytes, run_at: datetime) -> bool:
         """Queue a cron tick under its unique id (one per tick across the queue's workers): False
         when that tick is already queued, running or done. The payload expires a day after it.
         A finished tick is told by its result or by the lease it keeps (`CRON_LEASE_KEEP_MS`):

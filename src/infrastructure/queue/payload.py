@@ -14,6 +14,9 @@ from typing import Any
 
 import structlog
 
+from src.domain.jobs import JobEnvelope
+from src.errors import UnsafePayload
+
 log = structlog.get_logger(__name__)
 
 Serializer = Callable[[dict[str, Any]], bytes]
@@ -39,6 +42,20 @@ def decode_job(raw: bytes, deserialize: Deserializer) -> JobPayload:
         return JobPayload(str(data["f"]), tuple(data["a"]), dict(data["k"]), data["t"], int(data["et"]))
     except Exception as exc:  # noqa: BLE001 - whatever the bytes were, the job is refused with the reason
         raise PayloadRefused(f"unable to deserialize job: {exc}") from exc
+
+
+def encode_envelope(envelope: JobEnvelope, enqueue_time_ms: int, max_bytes: int) -> bytes:
+    """The payload of one of our jobs (its envelope the one keyword argument), as the JSON
+    serializer would write it, assembled around the envelope's own JSON (a bulk enqueue spends most
+    of its time here otherwise); UnsafePayload when it is over `max_bytes`."""
+    payload = b'{"t":null,"f":"%s","a":[],"k":{"envelope":%s},"et":%d}' % (
+        envelope.task.encode(),
+        envelope.model_dump_json().encode(),
+        enqueue_time_ms,
+    )
+    if len(payload) > max_bytes:
+        raise UnsafePayload(f"job payload of {len(payload)} bytes exceeds the {max_bytes} limit")
+    return payload
 
 
 def encode_job(serialize: Serializer, function: str, enqueue_time_ms: int) -> bytes:

@@ -17,7 +17,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from src.domain.jobs import JobEnvelope, QueueState, queue_key
-from src.errors import QueueUnavailable, UnsafePayload
+from src.errors import QueueUnavailable
 from src.infrastructure.queue.keys import (
     ABORT_SET,
     IN_PROGRESS_PREFIX,
@@ -26,17 +26,15 @@ from src.infrastructure.queue.keys import (
     RETRY_PREFIX,
     idle_workers_key,
     inbox_key,
+    reply_text,
     wake_channel,
 )
+from src.infrastructure.queue.payload import encode_envelope
 from src.infrastructure.queue.scripts import ENQUEUE_MANY_SCRIPT
 
 JOB_EXPIRY_MS = 24 * 3600 * 1000  # arq's default: a job not started within a day expires
 PIPELINE_CHUNK = 1000
 DEFAULT_MAX_PAYLOAD_BYTES = 65536  # the default of `MAX_JOB_PAYLOAD_BYTES`
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class RedisJobQueue:
@@ -67,19 +65,8 @@ class RedisJobQueue:
             self._pool, self._enqueue_script = None, None
 
     def encode(self, envelope: JobEnvelope, enqueue_ms: int) -> bytes:
-        """arq's job payload `{"t","f","a","k","et"}` as our JSON serializer writes it, assembled
-        around the envelope's own JSON (a bulk enqueue spends most of its time here otherwise);
-        UnsafePayload when it is over `MAX_JOB_PAYLOAD_BYTES`."""
-        payload = b'{"t":null,"f":"%s","a":[],"k":{"envelope":%s},"et":%d}' % (
-            envelope.task.encode(),
-            envelope.model_dump_json().encode(),
-            enqueue_ms,
-        )
-        if len(payload) > self._max_payload_bytes:
-            raise UnsafePayload(
-                f"job payload of {len(payload)} bytes exceeds the {self._max_payload_bytes} limit"
-            )
-        return payload
+        """The job's payload (`payload.encode_envelope`); UnsafePayload over `MAX_JOB_PAYLOAD_BYTES`."""
+        return encode_envelope(envelope, enqueue_ms, self._max_payload_bytes)
 
     async def push(self, queue: str, jobs: Sequence[tuple[str, bytes]], score_ms: int) -> list[bool]:
         """Add the jobs (id, payload) at `score_ms`; per job, False when its id was already queued or
@@ -124,7 +111,7 @@ class RedisJobQueue:
                     in_progress=holder is not None,
                     has_result=bool(has_result),
                     has_payload=bool(has_payload),
-                    lease_holder=None if holder is None else _text(holder),
+                    lease_holder=None if holder is None else reply_text(holder),
                 )
         return states
 
